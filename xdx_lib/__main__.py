@@ -1,0 +1,106 @@
+"""Command line: ``python -m xdx_lib train-teacher ...`` and ``python -m xdx_lib distill ...``.
+
+Every option is a field of :class:`~xdx_lib.config.RunConfig`; ``--config FILE.yaml``
+reads a file of them, and flags given on the command line win over the file. A bad value
+prints one line that says what to do and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .config import METHODS_KNOWN, PROFILES, ConfigError, RunConfig, config_from_dict, load_config
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of RunConfig fields (flags override it)")
+    p.add_argument("--profile", choices=list(PROFILES), help="run profile (default: book)")
+    p.add_argument("--dataset", help="fashion_mnist | mnist | cifar10 | imagefolder | shapes")
+    p.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="allow torchvision to download missing data")  # fmt: skip
+    p.add_argument("--epochs", type=int, help="passes over the training subset")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--train-subset", dest="train_subset", type=int, help="training images kept")
+    p.add_argument("--test-subset", dest="test_subset", type=int, help="test images kept")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--teacher", help="teacher model name")
+    p.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
+    p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xdx`` argument parser with its two sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m xdx_lib",
+        description="Train teachers and distil students (KD, XDistillation and baselines).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train-teacher", help="train (or load from the run cache) a teacher")
+    _common(t)
+    t.add_argument("--seed", dest="teacher_seed", type=int, help="the teacher's seed")
+    d = sub.add_parser("distill", help="train (or load) a student with a method")
+    _common(d)
+    d.add_argument("--method", choices=list(METHODS_KNOWN), help="training method (default kd)")
+    d.add_argument("--student", help="student model name")
+    d.add_argument("--seed", type=int, help="the student's seed")
+    d.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
+    d.add_argument("--temperature", type=float, help="KD softmax temperature")
+    for p in (t, d):
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Merge ``--config`` with the flags that were given into a validated config."""
+    skip = {"command", "config", "runs", "progress", "json", "epochs"}
+    flags = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
+    if args.epochs is not None:
+        key = "teacher_epochs" if args.command == "train-teacher" else "student_epochs"
+        flags[key] = args.epochs
+    if args.config:
+        return load_config(args.config, flags)
+    return config_from_dict(flags)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    from .data import DataNotFoundError
+    from .train import CheckpointMismatch
+
+    args = build_parser().parse_args(argv)
+    if args.runs:
+        os.environ["XDX_RUNS"] = args.runs
+    try:
+        cfg = config_from_args(args)
+        from . import experiments
+
+        data = experiments.load_data(cfg)
+        if args.command == "train-teacher":
+            run = experiments.train_teacher(cfg, data, progress=args.progress)
+        else:
+            run = experiments.train_student(cfg, data, progress=args.progress)
+    except (ConfigError, DataNotFoundError, CheckpointMismatch) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if "cannot read" in str(e) or "CUDA" in str(e):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+    last = run.history[-1] if run.history else {}
+    result = {"checkpoint": str(run.path), "parameters": run.num_parameters, **last}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+        print(f"{args.command}: {run.path} ({run.num_parameters} parameters) {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The run cache: where expensive things live, how they are keyed, and atomic writes.
+
+Everything expensive (teacher checkpoints, teacher logits and maps, students, metrics)
+is stored under the runs directory, keyed by a short hash of what determines it. A file
+is always written to a temporary name and renamed into place, so a killed process never
+leaves a half-written checkpoint or result behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def project_root() -> Path | None:
+    """The folder holding xdx's ``pyproject.toml`` above the current directory, if any."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "xdx_lib").is_dir():
+            return d
+    return None
+
+
+def runs_dir() -> Path:
+    """Where the run cache lives: ``$XDX_RUNS``, else ``<project>/runs``, else ``./runs``."""
+    if os.environ.get("XDX_RUNS"):
+        return Path(os.environ["XDX_RUNS"])
+    root = project_root()
+    return (root or Path.cwd()) / "runs"
+
+
+def hash_dict(d: Any, length: int = 12) -> str:
+    """A short, stable hash of JSON-able data (keys sorted), used as a cache key."""
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def file_hash(path: str | os.PathLike, length: int = 12) -> str:
+    """A short SHA-256 of a file's bytes: the identity of a checkpoint in cache keys."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def _atomic_write(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename it into place."""
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write JSON (indented, keys sorted) atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    return _atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write bytes atomically."""
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def load_tensors(path: str | os.PathLike) -> Any:
+    """``torch.load`` with ``weights_only=True`` on the CPU; a corrupt file says so clearly."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to a user
+        raise RuntimeError(
+            f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            " -- the file is corrupt or not one of ours; delete it and run again"
+        ) from None

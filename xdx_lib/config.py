@@ -1,0 +1,186 @@
+"""Typed run configuration and the run profiles (smoke, book, paper).
+
+A :class:`RunConfig` names everything one training run needs: data, models, schedule,
+method and its options. It loads from YAML or a dict and is validated on load: each bad
+field gives one clear line naming the field, the value and what is allowed. Fields left
+as ``None`` are filled from the chosen :data:`PROFILES` entry, so ``profile: smoke``
+alone is a complete config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and schedules for one kind of machine.
+
+    Attributes:
+        train_subset, test_subset: images kept of each split (None: all).
+        teacher, student: default model names.
+        teacher_epochs, student_epochs: passes over the training subset.
+        batch_size: images per optimiser step.
+        lr: peak learning rate of AdamW with a cosine schedule.
+    """
+
+    train_subset: int | None
+    test_subset: int | None
+    teacher: str
+    student: str
+    teacher_epochs: int
+    student_epochs: int
+    batch_size: int
+    lr: float
+
+
+#: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
+#: accuracies in minutes. ``paper``: a GPU, full data and schedules.
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 128, 3e-3),
+    "book": Profile(12000, 2000, "cnn_teacher", "student_small", 3, 4, 128, 3e-3),
+    "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
+}
+
+METHODS_KNOWN = ("scratch", "kd", "at", "e2kd", "xdistill")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one teacher or student run.
+
+    Fields left ``None`` take the profile's value (see :data:`PROFILES`).
+    """
+
+    # data
+    dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | imagefolder | shapes
+    profile: str = "book"  # smoke | book | paper
+    data_root: str | None = None  # default: the project's data/ folder
+    download: bool = False  # allow torchvision to download missing data
+    train_subset: int | None = None  # images of the training split (None: profile)
+    test_subset: int | None = None  # images of the test split (None: profile)
+    subset_seed: int = 0  # which subset; the same for every method and seed
+    image_size: int = 32  # imagefolder only: images are resized to this square
+    grayscale: bool = False  # imagefolder only
+    augment: bool = False  # random flips and 2-pixel shifts of training images
+    # models
+    teacher: str | None = None  # model name (None: profile)
+    student: str | None = None  # model name (None: profile)
+    teacher_seed: int = 0  # one teacher is shared by every student seed
+    # schedule
+    teacher_epochs: int | None = None
+    student_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 5e-4
+    seed: int = 0  # the student's seed: initialisation and data order
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = True  # mixed precision (bfloat16) on CUDA; ignored elsewhere
+    # method
+    method: str = "kd"  # scratch | kd | at | e2kd | xdistill
+    alpha: float = 0.9  # weight of the KD term; (1 - alpha) weighs cross-entropy
+    temperature: float = 4.0  # softmax temperature of KD
+    extra: dict = field(default_factory=dict)  # method options added by later methods
+
+    def resolved(self) -> "RunConfig":
+        """A copy with every ``None`` schedule/model field filled from the profile."""
+        p = PROFILES[self.profile]
+        updates = {
+            f.name: getattr(p, f.name)
+            for f in fields(Profile)
+            if getattr(self, f.name) is None
+        }
+        return dataclasses.replace(self, **updates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits a field annotation (bool is not an int; an int is a float)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or annotation)
+
+
+def _check_choices(cfg: RunConfig) -> None:
+    from .data import DATASETS
+    from .models import MODELS
+
+    def bad(name, msg):
+        raise ConfigError(f"config: {name}={getattr(cfg, name)!r} {msg}")
+
+    if cfg.dataset not in DATASETS:
+        bad("dataset", f"is unknown; choose one of: {', '.join(DATASETS.names())}")
+    if cfg.profile not in PROFILES:
+        bad("profile", f"is unknown; choose one of: {', '.join(PROFILES)}")
+    if cfg.method not in METHODS_KNOWN:
+        bad("method", f"is unknown; choose one of: {', '.join(METHODS_KNOWN)}")
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
+        bad("device", "is unknown; choose auto, cpu, cuda, cuda:N or mps")
+    for name in ("teacher", "student"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) not in MODELS:
+            bad(name, f"is not a model; choose one of: {', '.join(MODELS.names())}")
+    for name in ("train_subset", "test_subset", "teacher_epochs", "student_epochs",
+                 "batch_size", "image_size"):  # fmt: skip
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            bad(name, "must be at least 1")
+    if cfg.lr is not None and not cfg.lr > 0:
+        bad("lr", "must be positive")
+    if not 0.0 <= cfg.alpha <= 1.0:
+        bad("alpha", "must lie in [0, 1]")
+    if not cfg.temperature > 0:
+        bad("temperature", "must be positive")
+    if cfg.weight_decay < 0:
+        bad("weight_decay", "must be >= 0")
+
+
+def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build and validate a :class:`RunConfig` from a dict (unknown keys are errors)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"config: expected a mapping of field: value, got {type(d).__name__}")
+    known = typing.get_type_hints(RunConfig)
+    for key, value in d.items():
+        if key not in known:
+            raise ConfigError(
+                f"config: unknown field {key!r}; known fields: {', '.join(sorted(known))}"
+            )
+        if not _type_ok(value, known[key]):
+            expected = str(known[key]).replace("typing.", "")
+            raise ConfigError(f"config: {key}={value!r} has the wrong type; expected {expected}")
+    cfg = dataclasses.replace(base or RunConfig(), **d)
+    _check_choices(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file, apply ``overrides`` (e.g. from the command line), validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of field: value")
+    return config_from_dict({**d, **(overrides or {})})

@@ -1,0 +1,182 @@
+"""From a config to trained, cached models: data, teacher, teacher logits, students.
+
+Everything expensive is stored in the run cache (:func:`xdx_lib.cache.runs_dir`) under a
+key that hashes what determines it, so a second call with the same config trains nothing
+and a killed run resumes:
+
+* ``teachers/<dataset>-<model>-<key>/model.pt`` and its ``logits_<split>.pt``;
+* ``students/<dataset>-<method>-<model>-s<seed>-<key>/model.pt``, whose key includes the
+  hash of the teacher checkpoint it learned from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cache import atomic_torch_save, file_hash, hash_dict, load_tensors, runs_dir
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .methods import Method, create_method
+from .models import count_parameters
+from .train import fit, load_checkpoint, predict_logits, resolve_device, seed_everything
+
+#: Config fields that determine the data a run sees.
+DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_seed",
+               "image_size", "grayscale")  # fmt: skip
+#: Config fields that determine a teacher.
+TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
+                                "lr", "weight_decay", "augment")  # fmt: skip
+#: Config fields that determine a student, beside its teacher's checkpoint.
+STUDENT_FIELDS = DATA_FIELDS + ("student", "seed", "student_epochs", "batch_size", "lr",
+                                "weight_decay", "augment", "method", "alpha", "temperature",
+                                "extra")  # fmt: skip
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with where it lives and how it got there.
+
+    Attributes:
+        model: the network, in eval mode, on the run's device.
+        method: the method that trained it (its ``logits`` gives class scores).
+        path: the checkpoint file.
+        history: one dict per epoch (see :func:`xdx_lib.train.fit`).
+        key: the cache key (a short hash).
+    """
+
+    model: nn.Module
+    method: Method
+    path: Path
+    history: list[dict]
+    key: str
+
+    @property
+    def checkpoint_hash(self) -> str:
+        return file_hash(self.path)
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of ``x`` (batched, no gradient, on the CPU)."""
+        dev = next(self.model.parameters()).device
+        self.model.eval()
+        return predict_logits(lambda xb: self.method.logits(self.model, xb), x, dev)
+
+
+def _pick(cfg: RunConfig, names) -> dict:
+    return {k: getattr(cfg, k) for k in names}
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    """The config's dataset, as the profile's deterministic subsets."""
+    cfg = cfg.resolved()
+    options = {}
+    if cfg.dataset == "imagefolder":
+        options = {"image_size": cfg.image_size, "grayscale": cfg.grayscale}
+    return load_dataset(
+        cfg.dataset, root=cfg.data_root, download=cfg.download,
+        train_subset=cfg.train_subset, test_subset=cfg.test_subset,
+        subset_seed=cfg.subset_seed, **options,
+    )  # fmt: skip
+
+
+def _train_or_load(cfg, method, data, path, meta, epochs, seed, extras, progress, verbose):
+    device = resolve_device(cfg.device)
+    seed_everything(seed)
+    model = method.build_model(data.in_channels, data.num_classes)
+    history = fit(
+        model, method, data.train, data.test,
+        epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, seed=seed, device=device,
+        ckpt_path=path, meta=meta, amp=cfg.amp, augment=cfg.augment,
+        train_extras=extras.get("train"), test_extras=extras.get("test"),
+        progress=progress, verbose=verbose,
+    )  # fmt: skip
+    model.eval()
+    return model, history
+
+
+def train_teacher(
+    cfg: RunConfig, data: Dataset | None = None, progress: bool = False, verbose: bool = True
+) -> TrainedModel:
+    """Train the config's teacher, or load it from the run cache when it is there."""
+    cfg = cfg.resolved()
+    data = data or load_data(cfg)
+    key = hash_dict(_pick(cfg, TEACHER_FIELDS))
+    path = runs_dir() / "teachers" / f"{cfg.dataset}-{cfg.teacher}-{key}" / "model.pt"
+    meta = {"model": cfg.teacher, "in_channels": data.in_channels,
+            "num_classes": data.num_classes, "key": key}  # fmt: skip
+    teacher_cfg = RunConfig(**{**cfg.to_dict(), "method": "scratch", "student": cfg.teacher})
+    method = create_method(teacher_cfg)
+    model, history = _train_or_load(
+        cfg, method, data, path, meta, cfg.teacher_epochs, cfg.teacher_seed, {}, progress, verbose
+    )
+    return TrainedModel(model, method, path, history, key)
+
+
+def teacher_logits(teacher: TrainedModel, data: Dataset) -> dict[str, torch.Tensor]:
+    """The teacher's logits on both splits, computed once and cached beside it."""
+    out = {}
+    for split in ("train", "test"):
+        x = getattr(data, split).x
+        path = teacher.path.parent / f"logits_{split}.pt"
+        tag = {"checkpoint": teacher.checkpoint_hash, "n": len(x)}
+        if path.is_file():
+            try:
+                cached = load_tensors(path)
+                if cached.get("tag") == tag:
+                    out[split] = cached["logits"]
+                    continue
+            except RuntimeError:
+                pass  # corrupt: recompute below
+        out[split] = teacher.logits(x)
+        atomic_torch_save({"tag": tag, "logits": out[split]}, path)
+    return out
+
+
+def train_student(
+    cfg: RunConfig,
+    data: Dataset | None = None,
+    teacher: TrainedModel | None = None,
+    progress: bool = False,
+    verbose: bool = True,
+) -> TrainedModel:
+    """Train (or load) the student of ``cfg.method`` and ``cfg.seed`` for ``cfg``'s teacher.
+
+    The teacher is trained or loaded first when not given; its logits are cached, so a
+    KD epoch never runs the teacher. Every student is evaluated for agreement with it.
+    """
+    cfg = cfg.resolved()
+    data = data or load_data(cfg)
+    teacher = teacher or train_teacher(cfg, data, progress=progress, verbose=verbose)
+    method = create_method(cfg)
+    logits = teacher_logits(teacher, data)
+    extras = {"train": {}, "test": {"teacher_logits": logits["test"]}}
+    if method.needs_teacher_logits:
+        extras["train"]["teacher_logits"] = logits["train"]
+    extras = method.prepare(teacher, data, extras)
+    fields = _pick(cfg, STUDENT_FIELDS)
+    key = hash_dict({**fields, "teacher": teacher.checkpoint_hash})
+    name = f"{cfg.dataset}-{cfg.method}-{cfg.student}-s{cfg.seed}-{key}"
+    path = runs_dir() / "students" / name / "model.pt"
+    meta = {"method": cfg.method, "model": cfg.student, "key": key}
+    model, history = _train_or_load(
+        cfg, method, data, path, meta, cfg.student_epochs, cfg.seed, extras, progress, verbose
+    )
+    return TrainedModel(model, method, path, history, key)
+
+
+def load_trained(path: str | Path, cfg: RunConfig, in_channels: int, num_classes: int):
+    """Rebuild a model of ``cfg``'s method and load the checkpoint at ``path`` into it."""
+    method = create_method(cfg.resolved())
+    model = method.build_model(in_channels, num_classes)
+    ckpt = load_checkpoint(path, model)
+    model.eval()
+    return TrainedModel(model, method, Path(path), list(ckpt["history"]), "")
+

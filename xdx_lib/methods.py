@@ -1,0 +1,88 @@
+"""Training methods: how a student is built, run forward and scored.
+
+A method differs from another in one small hook, never in a copied training loop
+(:func:`xdx_lib.train.fit` is the only loop). ``scratch`` trains on labels, ``kd``
+adds Hinton's soft-target term; later methods (attention transfer, e2KD, XDistillation)
+register themselves here too.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import losses
+from .config import RunConfig
+from .models import create_model
+from .registry import Registry
+
+METHODS = Registry("method")
+
+
+class Method:
+    """Train on the labels only: ``L = CE(S(x), y)``. The base of every method.
+
+    Subclasses override one hook:
+
+    * :meth:`build_model`: the network that is trained (and deployed);
+    * :meth:`forward`: what one forward pass returns (at least ``logits``);
+    * :meth:`loss_terms`: the named, already weighted terms whose sum is minimised.
+
+    Class attributes say what the training loop must provide in each batch:
+    ``needs_teacher_logits`` (the cached teacher logits, ``batch["teacher_logits"]``)
+    and ``needs_teacher_maps`` (cached teacher explanations, ``batch["teacher_maps"]``).
+    """
+
+    name = "scratch"
+    needs_teacher_logits = False
+    needs_teacher_maps = False
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    def prepare(self, teacher, data, extras: dict) -> dict:
+        """Add what this method needs to the per-image ``extras`` before training.
+
+        ``extras`` is ``{"train": {...}, "test": {...}}`` of tensors aligned with the
+        splits; methods that learn from cached teacher maps add them here, once.
+        """
+        return extras
+
+    def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
+        """The student network named by the config."""
+        return create_model(self.cfg.student, in_channels, num_classes)
+
+    def forward(self, model: nn.Module, batch: dict) -> dict:
+        """One forward pass; returns a dict with at least ``logits``."""
+        return {"logits": model(batch["x"])}
+
+    def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The class logits for images ``x`` (what evaluation and explainers see)."""
+        return self.forward(model, {"x": x})["logits"]
+
+    def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        """Named loss terms, weights included; the loop minimises their sum."""
+        return {"ce": losses.cross_entropy(out["logits"], batch["y"])}
+
+
+METHODS.register("scratch")(Method)
+
+
+@METHODS.register("kd")
+class KD(Method):
+    r"""Hinton et al. (2015): ``L = (1 - a) CE(S, y) + a t^2 KL(p_T^t || p_S^t)``."""
+
+    name = "kd"
+    needs_teacher_logits = True
+
+    def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        a, t = self.cfg.alpha, self.cfg.temperature
+        return {
+            "ce": (1 - a) * losses.cross_entropy(out["logits"], batch["y"]),
+            "kd": a * losses.kd_loss(out["logits"], batch["teacher_logits"], t),
+        }
+
+
+def create_method(cfg: RunConfig) -> Method:
+    """The registered method named by ``cfg.method``."""
+    return METHODS.get(cfg.method)(cfg)

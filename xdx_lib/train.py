@@ -1,0 +1,291 @@
+"""The one training loop, with evaluation, atomic checkpoints, resume, AMP and DDP.
+
+:func:`fit` trains any model with any :class:`~xdx_lib.methods.Method`: the method
+supplies the forward pass and the loss terms, the loop supplies everything else.
+Checkpoints are written atomically after every epoch; a run that is killed resumes from
+the last finished epoch and, on a CPU, ends with the same weights as a run that never
+stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
+state travels in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import atomic_torch_save, load_tensors
+from .data import Split
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names are taken as given."""
+    if name != "auto":
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
+        return torch.device(name)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        return torch.device(f"cuda:{local}")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global generators (initialisation, dropout) on every device."""
+    torch.manual_seed(seed)
+
+
+def distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; starts the process group when launched by ``torchrun``."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if world > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
+    """Index tensors of one epoch's shuffled batches, the same on every rank.
+
+    The order depends only on ``(seed, epoch)``, so a resumed run sees the same batches.
+    With ``world`` processes each takes its share of every global batch.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        yield idx[rank::world]
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random horizontal flips and shifts of up to 2 pixels, on a tensor batch."""
+    n = x.shape[0]
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+    pad = nn.functional.pad(x, (2, 2, 2, 2))
+    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()
+    return pad[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device) -> dict:
+    """The batch dict a method sees: ``x``, ``y``, ``index`` and the cached extras."""
+    batch = {"x": split.x[idx].to(device), "y": split.y[idx].to(device), "index": idx}
+    for k, v in (extras or {}).items():
+        batch[k] = v[idx].to(device)
+    return batch
+
+
+@torch.no_grad()
+def predict_logits(logits_fn: Callable, x: torch.Tensor, device, batch_size: int = 512):
+    """Logits for every image of ``x``, batched, returned on the CPU as float32."""
+    out = []
+    for start in range(0, len(x), batch_size):
+        out.append(logits_fn(x[start : start + batch_size].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def evaluate(model, method, split: Split, device, extras: dict | None = None, batch_size=512):
+    """Test accuracy and loss; with ``teacher_logits`` in ``extras``, agreement with it."""
+    was_training = model.training
+    model.eval()
+    logits = predict_logits(lambda xb: method.logits(model, xb), split.x, device, batch_size)
+    model.train(was_training)
+    pred = logits.argmax(1)
+    res = {
+        "test_acc": (pred == split.y).float().mean().item(),
+        "test_loss": nn.functional.cross_entropy(logits, split.y).item(),
+    }
+    if extras and "teacher_logits" in extras:
+        res["agreement"] = (pred == extras["teacher_logits"].argmax(1)).float().mean().item()
+    return res
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint does not fit the model or run it is loaded into."""
+
+
+def load_state_checked(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
+    """``load_state_dict`` with one clear error listing what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{k} has shape {tuple(state[k].shape)}, model has {tuple(own[k].shape)}")
+        raise CheckpointMismatch(
+            f"checkpoint {path} does not fit this model ({'; '.join(parts)}); "
+            "check the model name and dataset, or delete the checkpoint to retrain"
+        )
+    model.load_state_dict(state)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> dict:
+    """Load a checkpoint written by :func:`fit` into ``model`` (``weights_only=True``).
+
+    Returns the checkpoint dict (epoch, history, optimiser state, ...). Raises
+    :class:`CheckpointMismatch` when its ``meta`` differs from the given one or its
+    weights do not fit the model, and ``RuntimeError`` when the file is corrupt.
+    """
+    ckpt = load_tensors(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointMismatch(f"{path} is not an xdx checkpoint; delete it to retrain")
+    if meta is not None and ckpt.get("meta") != meta:
+        raise CheckpointMismatch(
+            f"checkpoint {path} was written for {ckpt.get('meta')}, not {meta}; "
+            "delete it or choose another runs folder"
+        )
+    load_state_checked(model, ckpt["model"], path)
+    return ckpt
+
+
+def fit(
+    model: nn.Module,
+    method,
+    train: Split,
+    test: Split,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    ckpt_path: str | os.PathLike | None = None,
+    meta: dict | None = None,
+    train_extras: dict | None = None,
+    test_extras: dict | None = None,
+    amp: bool = True,
+    augment: bool = False,
+    progress: bool = False,
+    verbose: bool = True,
+    callback: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` with ``method`` for ``epochs`` epochs and return the history.
+
+    Optimiser: AdamW with a per-step cosine decay of the learning rate to zero. After each
+    epoch the model is evaluated on ``test`` (accuracy, loss, and agreement with the
+    teacher when ``test_extras`` holds ``teacher_logits``) and, if ``ckpt_path`` is given,
+    a checkpoint is written atomically. An existing checkpoint with the same ``meta`` is
+    resumed; one that is complete returns its history without training.
+
+    Args:
+        model: the network to train (moved to ``device``).
+        method: a :class:`~xdx_lib.methods.Method` giving forward and loss terms.
+        train, test: data splits held in memory.
+        train_extras, test_extras: per-image tensors aligned with the splits (cached
+            teacher logits or maps), sliced into every batch under their names.
+        callback: called as ``callback(epoch, step)`` after every step (tests use it to
+            interrupt a run).
+
+    Returns:
+        One dict per epoch: ``epoch``, ``train_loss``, each term's mean, ``test_acc``,
+        ``test_loss``, ``agreement`` (students), ``lr`` and ``epoch_time`` in seconds.
+    """
+    device = torch.device(device)
+    rank, world = distributed()
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    total = max(1, epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+    history: list[dict] = []
+    start_epoch = 0
+    if ckpt_path is not None and Path(ckpt_path).is_file():
+        ckpt = load_checkpoint(ckpt_path, model, meta)
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"])
+        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
+        if verbose and rank == 0 and start_epoch < epochs:
+            print(f"resuming {Path(ckpt_path).name} after epoch {start_epoch}")
+    net = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        n_seen = 0
+        aug_gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+        batches = epoch_batches(len(train), batch_size, seed, epoch, rank, world)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
+                   disable=not progress or rank != 0, leave=False)  # fmt: skip
+        for step, idx in enumerate(bar):
+            batch = make_batch(train, idx, train_extras, device)
+            if augment:
+                batch["x"] = augment_batch(batch["x"], aug_gen)
+            with _autocast(device, amp):
+                out = method.forward(net, batch)
+                terms = method.loss_terms(out, batch)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "
+                    "lower the learning rate or check the inputs"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            k = len(idx)
+            n_seen += k
+            sums["train_loss"] = sums.get("train_loss", 0.0) + loss.item() * k
+            for name, v in terms.items():
+                sums[name] = sums.get(name, 0.0) + v.item() * k
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if callback is not None:
+                callback(epoch, step)
+        record = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
+        record.update(evaluate(model, method, test, device, test_extras))
+        record["lr"] = opt.param_groups[0]["lr"]
+        record["epoch_time"] = time.perf_counter() - t0
+        history.append(record)
+        if verbose and rank == 0:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+            print(f"epoch {epoch + 1}/{epochs}: {shown}")
+        if ckpt_path is not None and rank == 0:
+            atomic_torch_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "meta": meta,
+                },
+                ckpt_path,
+            )
+        if world > 1:
+            dist.barrier()
+    return history
