@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help="the student's seed")
     d.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
     d.add_argument("--temperature", type=float, help="KD softmax temperature")
+    a = sub.add_parser("data", help="make a dataset available offline and print its sizes")
+    a.add_argument("--dataset", default="fashion_mnist", help="dataset name")
+    a.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
+    a.add_argument("--download", action="store_true", default=None, help="allow downloads")
     for p in (t, d):
         p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -73,6 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     from .train import CheckpointMismatch
 
     args = build_parser().parse_args(argv)
+    if args.command == "data":
+        from .data import load_dataset
+
+        try:
+            ds = load_dataset(args.dataset, root=args.data_root, download=args.download)
+        except (DataNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        h, w = ds.image_size
+        print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
+              f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
+        return 0
     if args.runs:
         os.environ["XDX_RUNS"] = args.runs
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ class Profile:
 #: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
 #: accuracies in minutes. ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 128, 3e-3),
-    "book": Profile(12000, 2000, "cnn_teacher", "student_small", 3, 4, 128, 3e-3),
+    "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2),
+    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 3, 4, 64, 1e-2),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
 
@@ -91,9 +91,21 @@ class RunConfig:
     method: str = "kd"  # scratch | kd | at | e2kd | xdistill
     alpha: float = 0.9  # weight of the KD term; (1 - alpha) weighs cross-entropy
     temperature: float = 4.0  # softmax temperature of KD
-    extra: dict = field(default_factory=dict)  # method options added by later methods
+    # XDistillation and the explanation baselines (at, e2kd)
+    explainer: str = "gradcam"  # the teacher explanation the CAE learns and e2KD matches
+    map_target: str = "pred"  # pred | label: the class the teacher's maps explain
+    beta: float = 1.0  # weight b of the explanation loss L_exp (xdistill)
+    exp_loss: str = "mse"  # mse | bce | ssim: L_exp between the CAE's map and the teacher's
+    fusion: str = "channel"  # channel | gate | feature: how the student sees the CAE's map
+    schedule: str = "joint"  # joint | staged: CAE trained with the student, or first
+    cae_variant: str = "both"  # plain | separable | skips | both (the paper's modified CAE)
+    cae_width: int = 16  # channels of the CAE's first block
+    cae_epochs: int = 2  # staged: epochs of CAE pre-training on the cached teacher maps
+    cae_freeze: bool = True  # staged: keep the pre-trained CAE frozen while the student learns
+    at_beta: float = 1000.0  # weight of attention transfer's term (Zagoruyko & Komodakis)
+    e2kd_weight: float = 1.0  # weight of e2KD's 1 - cos(GradCAM_T, GradCAM_S) term
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """A copy with every ``None`` schedule/model field filled from the profile."""
         p = PROFILES[self.profile]
         updates = {
@@ -152,6 +164,22 @@ def _check_choices(cfg: RunConfig) -> None:
         bad("temperature", "must be positive")
     if cfg.weight_decay < 0:
         bad("weight_decay", "must be >= 0")
+    choices = {
+        "map_target": ("pred", "label"),
+        "exp_loss": ("mse", "bce", "ssim"),
+        "fusion": ("channel", "gate", "feature"),
+        "schedule": ("joint", "staged"),
+        "cae_variant": ("plain", "separable", "skips", "both"),
+    }
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            bad(name, f"is unknown; choose one of: {', '.join(allowed)}")
+    for name in ("beta", "at_beta", "e2kd_weight"):
+        if getattr(cfg, name) < 0:
+            bad(name, "must be >= 0")
+    for name in ("cae_width", "cae_epochs"):
+        if getattr(cfg, name) < 1:
+            bad(name, "must be at least 1")
 
 
 def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:

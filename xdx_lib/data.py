@@ -57,7 +57,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, n: int | None, seed: int = 0) -> "Split":
+    def subset(self, n: int | None, seed: int = 0) -> Split:
         """A deterministic random subset of ``n`` items (all of them when ``n`` is None).
 
         The subset depends on ``seed`` only, never on a run's training seed, so that every
@@ -160,7 +160,7 @@ def load_fashion_mnist(root: Path, download: bool, system_dir: Path = SYSTEM_FAS
     from torchvision.datasets import FashionMNIST
 
     raw = root / "FashionMNIST" / "raw"
-    have = (raw / "t10k-labels-idx1-ubyte").is_file() and (raw / "train-images-idx3-ubyte").is_file()
+    have = all((raw / n).is_file() for n in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
     if not have and system_dir.is_dir():
         have = _stage_system_fashion_mnist(raw, system_dir)
     remedy = (

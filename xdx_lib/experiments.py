@@ -30,10 +30,10 @@ DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_se
 #: Config fields that determine a teacher.
 TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
                                 "lr", "weight_decay", "augment")  # fmt: skip
-#: Config fields that determine a student, beside its teacher's checkpoint.
+#: Config fields that determine any student, beside its teacher's checkpoint and the
+#: fields its method names in ``Method.config_fields``.
 STUDENT_FIELDS = DATA_FIELDS + ("student", "seed", "student_epochs", "batch_size", "lr",
-                                "weight_decay", "augment", "method", "alpha", "temperature",
-                                "extra")  # fmt: skip
+                                "weight_decay", "augment", "method")  # fmt: skip
 
 
 @dataclass
@@ -161,7 +161,7 @@ def train_student(
     if method.needs_teacher_logits:
         extras["train"]["teacher_logits"] = logits["train"]
     extras = method.prepare(teacher, data, extras)
-    fields = _pick(cfg, STUDENT_FIELDS)
+    fields = _pick(cfg, STUDENT_FIELDS + tuple(method.config_fields))
     key = hash_dict({**fields, "teacher": teacher.checkpoint_hash})
     name = f"{cfg.dataset}-{cfg.method}-{cfg.student}-s{cfg.seed}-{key}"
     path = runs_dir() / "students" / name / "model.pt"

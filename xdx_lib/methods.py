@@ -36,6 +36,10 @@ class Method:
     name = "scratch"
     needs_teacher_logits = False
     needs_teacher_maps = False
+    #: Config fields (beyond data, model and schedule) that change what this method trains:
+    #: they enter the student's cache key, so a sweep of one method's option never
+    #: invalidates another method's students.
+    config_fields: tuple[str, ...] = ()
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -74,6 +78,7 @@ class KD(Method):
 
     name = "kd"
     needs_teacher_logits = True
+    config_fields = ("alpha", "temperature")
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         a, t = self.cfg.alpha, self.cfg.temperature

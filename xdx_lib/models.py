@@ -15,7 +15,7 @@ so that a config or a command line can choose any registered one.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -8,7 +8,8 @@ the list of known ones.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T", bound=Callable)
 
@@ -31,7 +32,7 @@ class Registry:
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._items: Dict[str, Callable] = {}
+        self._items: dict[str, Callable] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator that registers a factory under ``name`` (default: its ``__name__``)."""

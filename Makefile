@@ -1,0 +1,62 @@
+# The two commands of the README: `make book` and `make test`. Each sets up what is
+# missing (a .venv with the library and its tools, the offline Fashion-MNIST), then runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# The torch build tried first; on this project's machines pip finds it on local disk.
+# The project's metadata keeps ranges (torch>=2.4), so Colab's torch is left alone.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.xdx-installed
+SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
+PROFILE ?= book
+BOOK_FLAGS := -W -n --keep-going --all
+
+.PHONY: help setup data book test unit notebooks book-smoke lint clean
+
+help:
+	@echo "make book   set up, execute the notebooks (profile $(PROFILE)), build _build/html"
+	@echo "make test   set up, lint, unit tests, notebooks under nbval (smoke), strict book build"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIN) \
+	  || $(PY) -m pip install -q "torch>=2.4" "torchvision>=0.19"
+	$(PY) -m pip install -q -e ".[book,test]"
+	@touch $(STAMP)
+
+# Fashion-MNIST offline: Debian's dataset-fashion-mnist, installed when we may (root).
+data: $(STAMP)
+	@if [ ! -f data/FashionMNIST/raw/train-images-idx3-ubyte ] && [ ! -d $(SYSTEM_FMNIST) ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	  || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } \
+	  || echo "note: could not install dataset-fashion-mnist with apt-get"; \
+	fi
+	@$(PY) -m xdx_lib data --dataset fashion_mnist
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP) data
+	$(PY) -m pytest -q tests
+
+notebooks: $(STAMP) data
+	XDX_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book/
+
+book-smoke: $(STAMP) data
+	XDX_PROFILE=smoke $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+
+test: lint unit notebooks book-smoke
+
+book: $(STAMP) data
+	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	@echo "book: _build/html/index.html"
+
+clean:
+	rm -rf _build

@@ -1,0 +1,84 @@
+"""The book's notebooks as files: parameters, Colab set-up, stored without outputs, in the TOC."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from xdx_lib.notebook import ParameterError, check_parameters, resolve_profile, run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def _code_cells(path):
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "book/ holds no notebooks"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_annotated_parameters(path):
+    first = _code_cells(path)[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{path.name}: first cell untagged"
+    tree = ast.parse(first.source)
+    for node in tree.body:
+        assert isinstance(node, ast.AnnAssign), (
+            f"{path.name}: every parameter needs a type annotation (line {node.lineno})"
+        )
+    names = [n.target.id for n in tree.body]
+    assert "profile" in names
+    for line in first.source.splitlines():
+        assert "#" in line, f"{path.name}: parameter without a one-line meaning: {line!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs(path):
+    for cell in _code_cells(path):
+        assert not cell.outputs and cell.execution_count is None, f"{path.name} has outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_cell_names_the_configured_repository(path):
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    sources = "\n".join(c.source for c in _code_cells(path))
+    found = re.findall(r'_REPOSITORY = "([^"]+)"', sources)
+    assert found == [url], f"{path.name}: Colab set-up cell names {found}, _config.yml {url}"
+
+
+def test_toc_lists_every_notebook():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in NOTEBOOKS:
+        assert f"book/{path.stem}" in toc, f"{path.name} is not in _toc.yml"
+
+
+def test_check_parameters_rejects_unknown_and_wrong_types():
+    ns = {"__annotations__": {"epochs": int, "profile": str}, "epochs": 2, "profile": "auto"}
+    assert check_parameters(ns) == {"epochs": 2, "profile": "auto"}
+    with pytest.raises(ParameterError, match="unknown parameter 'epocs'"):
+        check_parameters({**ns, "epocs": 3})
+    with pytest.raises(ParameterError, match="epochs=1.5"):
+        check_parameters({**ns, "epochs": 1.5})
+    with pytest.raises(ParameterError, match="epochs=True"):
+        check_parameters({**ns, "epochs": True})
+
+
+def test_profile_auto_reads_environment(monkeypatch):
+    monkeypatch.setenv("XDX_PROFILE", "smoke")
+    assert resolve_profile("auto") == "smoke"
+    monkeypatch.delenv("XDX_PROFILE")
+    assert resolve_profile("auto") == "book"
+    with pytest.raises(ParameterError, match="profile 'gpu' is unknown"):
+        resolve_profile("gpu")
+
+
+def test_run_config_zero_means_profile():
+    cfg = run_config({"profile": "smoke", "teacher_epochs": 0, "seed": 3})
+    assert cfg.teacher_epochs == 1 and cfg.seed == 3 and cfg.profile == "smoke"

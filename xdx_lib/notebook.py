@@ -1,0 +1,110 @@
+"""What the book's notebooks share: parameter checking and the run profile.
+
+papermill checks neither names nor types: ``-p epocs 3`` only prints "Passed unknown
+parameter" and ``-p epochs 1.5`` injects a float. Each notebook therefore calls
+:func:`check_parameters` right after its parameters cell; it reads the cell's annotated
+names (``epochs: int = 2  # passes over the data``) and fails with one clear line for an
+unknown name or a wrong type.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from typing import Any
+
+from .config import PROFILES, RunConfig, config_from_dict
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter is unknown or of the wrong type."""
+
+
+def resolve_profile(profile: str) -> str:
+    """``auto`` becomes ``$XDX_PROFILE`` (set by ``make test`` to smoke), else ``book``."""
+    if profile == "auto":
+        profile = os.environ.get("XDX_PROFILE", "book")
+    if profile not in PROFILES:
+        raise ParameterError(
+            f"profile {profile!r} is unknown; choose one of: auto, {', '.join(PROFILES)}"
+        )
+    return profile
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    if annotation is None or annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, annotation)
+
+
+def check_parameters(namespace: dict) -> dict[str, Any]:
+    """Check the notebook's parameters and return them as a dict.
+
+    The parameters are the annotated names of the parameters cell (``__annotations__``
+    of the notebook's namespace). Any other public, non-module, non-callable name defined
+    before this call came from papermill and is unknown.
+
+    Raises:
+        ParameterError: for an unknown name or a value of the wrong type.
+    """
+    annotations = namespace.get("__annotations__", {})
+    unknown = [
+        k
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in annotations
+        and k not in _IPYTHON_NAMES
+        and not isinstance(v, types.ModuleType)
+        and not callable(v)
+    ]
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter {unknown[0]!r}; this notebook takes: {', '.join(annotations)}"
+        )
+    params = {}
+    for name, annotation in annotations.items():
+        value = namespace.get(name)
+        if isinstance(annotation, str):
+            annotation = eval(annotation, dict(vars(typing)))  # noqa: S307 - the cell's own
+        if not _fits(value, annotation):
+            raise ParameterError(
+                f"parameter {name}={value!r} should be of type "
+                f"{getattr(annotation, '__name__', annotation)}"
+            )
+        params[name] = value
+    return params
+
+
+def run_config(params: dict[str, Any], **fields) -> RunConfig:
+    """A validated :class:`RunConfig` from notebook parameters plus fixed fields.
+
+    Parameters named like config fields are used (``profile`` is resolved first);
+    a value of 0 or None for epochs and subsets means "the profile's".
+    """
+    known = set(RunConfig.__dataclass_fields__)
+    d = {k: v for k, v in params.items() if k in known}
+    d["profile"] = resolve_profile(d.get("profile", "auto"))
+    for k in ("teacher_epochs", "student_epochs", "train_subset", "test_subset"):
+        if d.get(k) == 0:
+            d[k] = None
+    d.update(fields)
+    return config_from_dict(d).resolved()
+
+
+def in_colab() -> bool:
+    """Whether this kernel runs on Google Colab."""
+    import sys
+
+    return "google.colab" in sys.modules

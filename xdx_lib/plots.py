@@ -1,0 +1,83 @@
+"""Figures of the book, with matplotlib: learning curves, soft targets, maps side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def plot_histories(histories: dict[str, list[dict]], keys: Sequence[str] = ("test_acc",),
+                   labels: dict[str, str] | None = None):  # fmt: skip
+    """One panel per history key (e.g. ``test_acc``, ``train_loss``), one line per run."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, hist in histories.items():
+            rows = [h for h in hist if key in h]
+            ax.plot([h["epoch"] for h in rows], [h[key] for h in rows], marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel((labels or {}).get(key, key))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_soft_targets(logits: torch.Tensor, temperatures: Sequence[float], classes: Sequence[str],
+                      image: torch.Tensor | None = None):  # fmt: skip
+    """The teacher's softmax at several temperatures for one image: the "dark knowledge".
+
+    At ``t = 1`` nearly all mass sits on one class; higher temperatures reveal which
+    wrong classes the teacher finds similar, which is what a KD student learns from.
+    """
+    from .losses import soft_targets
+
+    ncols = len(temperatures) + (image is not None)
+    fig, axes = plt.subplots(1, ncols, figsize=(3.0 * ncols, 3.0))
+    axes = list(axes)
+    if image is not None:
+        ax = axes.pop(0)
+        ax.imshow(image.squeeze(0) if image.shape[0] == 1 else image.permute(1, 2, 0),
+                  cmap="gray")  # fmt: skip
+        ax.set_axis_off()
+    for ax, t in zip(axes, temperatures):
+        p = soft_targets(logits, t)
+        ax.bar(range(len(classes)), p.numpy())
+        ax.set_title(f"t = {t:g}")
+        ax.set_ylim(0, 1)
+        ax.set_xticks(range(len(classes)))
+        ax.set_xticklabels(classes, rotation=90, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def show_maps(images: torch.Tensor, rows: dict[str, torch.Tensor], titles: Sequence[str] = (),
+              cmap: str = "jet", alpha: float = 0.5):  # fmt: skip
+    """A grid: the images on top, then one row per named set of maps overlaid on them.
+
+    Args:
+        images: ``[N, C, H, W]`` in [0, 1].
+        rows: row label -> maps ``[N, 1, H, W]`` in [0, 1].
+        titles: optional column titles (e.g. class names).
+    """
+    n = images.shape[0]
+    fig, axes = plt.subplots(1 + len(rows), n, figsize=(1.5 * n, 1.5 * (1 + len(rows))),
+                             squeeze=False)  # fmt: skip
+    grey = images.mean(1) if images.shape[1] > 1 else images[:, 0]
+    for j in range(n):
+        axes[0][j].imshow(grey[j] if images.shape[1] == 1 else images[j].permute(1, 2, 0),
+                          cmap="gray")  # fmt: skip
+        if j < len(titles):
+            axes[0][j].set_title(titles[j], fontsize=7)
+        for i, maps in enumerate(rows.values(), start=1):
+            axes[i][j].imshow(grey[j], cmap="gray")
+            axes[i][j].imshow(maps[j, 0], cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][0].set_ylabel("image", fontsize=8)
+    for i, label in enumerate(rows, start=1):
+        axes[i][0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    return fig
