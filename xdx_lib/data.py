@@ -280,7 +280,7 @@ def load_dataset(
     """Load a registered dataset into memory, optionally as deterministic subsets.
 
     Args:
-        name: one of :data:`DATASETS` (``fashion_mnist``, ``mnist``, ``cifar10``,
+        name: a registered dataset (``fashion_mnist``, ``mnist``, ``cifar10``,
             ``imagefolder``, ``shapes``).
         root: data folder (default :func:`default_data_dir`; for ``imagefolder``, the
             folder holding ``train/`` and ``test/``).

@@ -88,7 +88,7 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
 
 
 def run_config(params: dict[str, Any], **fields) -> RunConfig:
-    """A validated :class:`RunConfig` from notebook parameters plus fixed fields.
+    """A validated :class:`~xdx_lib.config.RunConfig` from notebook parameters plus fixed fields.
 
     Parameters named like config fields are used (``profile`` is resolved first);
     a value of 0 or None for epochs and subsets means "the profile's".

@@ -204,7 +204,7 @@ def fit(
             interrupt a run).
 
     Returns:
-        One dict per epoch: ``epoch``, ``train_loss``, each term's mean, ``test_acc``,
+        list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean, ``test_acc``,
         ``test_loss``, ``agreement`` (students), ``lr`` and ``epoch_time`` in seconds.
     """
     device = torch.device(device)
