@@ -69,6 +69,32 @@ class TrainedModel:
         return predict_logits(lambda xb: self.method.logits(self.model, xb), x, dev)
 
 
+def model_maps(
+    run: TrainedModel,
+    x: torch.Tensor,
+    explainer: str = "gradcam",
+    split: str = "test",
+    target: torch.Tensor | None = None,
+    **settings,
+) -> torch.Tensor:
+    """Explanations of a trained model on ``x``, computed once and cached by checkpoint.
+
+    Args:
+        run: a teacher or student from :func:`train_teacher` / :func:`train_student`.
+        x: images ``[N, C, H, W]`` (a split of the run's data, or a prefix of one).
+        explainer: a registered explainer (:data:`xdx_lib.explain.EXPLAINERS`).
+        split: which split ``x`` comes from (part of the cache key).
+        target: classes to explain (default: the model's predictions).
+        **settings: the explainer's settings (``n_steps``, ``n_samples``, ...).
+    """
+    from .explain import cached_maps
+
+    return cached_maps(
+        run.model, x, explainer, settings, checkpoint_hash=run.checkpoint_hash,
+        split=split, subset=len(x), target=target,
+    )  # fmt: skip
+
+
 def _pick(cfg: RunConfig, names) -> dict:
     return {k: getattr(cfg, k) for k in names}
 

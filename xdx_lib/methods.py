@@ -52,6 +52,19 @@ class Method:
         """
         return extras
 
+    def teacher_maps(self, teacher, data, split: str = "train") -> torch.Tensor:
+        """The teacher's cached explanations of a split (``cfg.explainer``, ``cfg.map_target``).
+
+        Computed once per (teacher checkpoint, explainer, split, subset) and cached on disk
+        (:func:`xdx_lib.experiments.model_maps`); methods that learn from the teacher's
+        explanations call this from :meth:`prepare`, never per epoch.
+        """
+        from .experiments import model_maps
+
+        part = getattr(data, split)
+        target = part.y if self.cfg.map_target == "label" else None
+        return model_maps(teacher, part.x, self.cfg.explainer, split=split, target=target)
+
     def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
         """The student network named by the config."""
         return create_model(self.cfg.student, in_channels, num_classes)

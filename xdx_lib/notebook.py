@@ -17,6 +17,7 @@ from typing import Any
 from .config import PROFILES, RunConfig, config_from_dict
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+_PAPERMILL_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
 
 
 class ParameterError(ValueError):
@@ -53,8 +54,10 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
     """Check the notebook's parameters and return them as a dict.
 
     The parameters are the annotated names of the parameters cell (``__annotations__``
-    of the notebook's namespace). Any other public, non-module, non-callable name defined
-    before this call came from papermill and is unknown.
+    of the notebook's namespace). Any other public name holding a value papermill can
+    inject (a number, string, bool, None, list or dict) and defined before this call came
+    from papermill and is unknown. Imported modules, functions and objects are not values
+    papermill writes, so they are left alone.
 
     Raises:
         ParameterError: for an unknown name or a value of the wrong type.
@@ -66,8 +69,7 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
         if not k.startswith("_")
         and k not in annotations
         and k not in _IPYTHON_NAMES
-        and not isinstance(v, types.ModuleType)
-        and not callable(v)
+        and isinstance(v, _PAPERMILL_TYPES)
     ]
     if unknown:
         raise ParameterError(
