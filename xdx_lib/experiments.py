@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import xdistill  # noqa: F401  (registers the "xdistill" method)
 from .cache import atomic_torch_save, file_hash, hash_dict, load_tensors, runs_dir
 from .config import RunConfig
 from .data import Dataset, load_dataset
@@ -206,3 +207,70 @@ def load_trained(path: str | Path, cfg: RunConfig, in_channels: int, num_classes
     model.eval()
     return TrainedModel(model, method, Path(path), list(ckpt["history"]), "")
 
+
+
+#: Config fields that determine a CAE trained alone on the teacher's maps.
+CAE_FIELDS = DATA_FIELDS + ("explainer", "map_target", "cae_width", "cae_epochs", "exp_loss",
+                            "batch_size", "seed")  # fmt: skip
+
+
+@dataclass
+class TrainedCAE:
+    """An explanation autoencoder trained alone on a teacher's cached maps.
+
+    Attributes:
+        model: the :class:`~xdx_lib.cae.CAE`, in eval mode.
+        path: its checkpoint.
+        history: the mean training loss of each epoch.
+        seconds: wall time of its training (0 when it was loaded from the cache).
+    """
+
+    model: nn.Module
+    path: Path
+    history: list[float]
+    key: str
+    seconds: float = 0.0
+
+
+def train_cae(
+    cfg: RunConfig,
+    data: Dataset,
+    teacher: TrainedModel,
+    variant: str | None = None,
+    verbose: bool = True,
+) -> TrainedCAE:
+    """Train (or load) the CAE ``variant`` (default ``cfg.cae_variant``) on the teacher's maps.
+
+    The maps are the teacher's ``cfg.explainer`` explanations of the training split, from
+    the cache (:func:`model_maps`). This is the first stage of XDistillation's ``staged``
+    schedule and the subject of the CAE chapter's ablation.
+    """
+    import time
+
+    from .cae import create_cae
+    from .cae import train_cae as fit_cae
+
+    cfg = cfg.resolved()
+    variant = variant or cfg.cae_variant
+    key = hash_dict({**_pick(cfg, CAE_FIELDS), "variant": variant,
+                     "teacher": teacher.checkpoint_hash})  # fmt: skip
+    path = runs_dir() / "cae" / f"{cfg.dataset}-{variant}-{key}" / "model.pt"
+    seed_everything(cfg.seed)
+    cae = create_cae(variant, data.in_channels, width=cfg.cae_width)
+    if path.is_file():
+        ckpt = load_checkpoint(path, cae, meta={"variant": variant, "key": key})
+        cae.eval()
+        return TrainedCAE(cae, path, list(ckpt["history"]), key)
+    target = data.train.y if cfg.map_target == "label" else None
+    maps = model_maps(teacher, data.train.x, cfg.explainer, split="train", target=target)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    history = fit_cae(cae, data.train.x, maps, cfg.cae_epochs, batch_size=cfg.batch_size,
+                      loss=cfg.exp_loss, device=device, seed=cfg.seed)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    if verbose:
+        print(f"CAE {variant}: loss per epoch {[round(v, 4) for v in history]}, {seconds:.1f} s")
+    atomic_torch_save({"model": cae.state_dict(), "history": history, "seconds": seconds,
+                       "meta": {"variant": variant, "key": key}}, path)  # fmt: skip
+    cae.eval()
+    return TrainedCAE(cae, path, history, key, seconds)
