@@ -25,6 +25,9 @@ from .methods import Method, create_method
 from .models import count_parameters
 from .train import fit, load_checkpoint, predict_logits, resolve_device, seed_everything
 
+#: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.
+TRACKED_TEST_IMAGES = 500
+
 #: Config fields that determine the data a run sees.
 DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_seed",
                "image_size", "grayscale")  # fmt: skip
@@ -184,7 +187,9 @@ def train_student(
     teacher = teacher or train_teacher(cfg, data, progress=progress, verbose=verbose)
     method = create_method(cfg)
     logits = teacher_logits(teacher, data)
-    extras = {"train": {}, "test": {"teacher_logits": logits["test"]}}
+    n_track = min(TRACKED_TEST_IMAGES, len(data.test))
+    tracked = model_maps(teacher, data.test.x[:n_track], "gradcam")
+    extras = {"train": {}, "test": {"teacher_logits": logits["test"], "teacher_gradcam": tracked}}
     if method.needs_teacher_logits:
         extras["train"]["teacher_logits"] = logits["train"]
     extras = method.prepare(teacher, data, extras)

@@ -116,7 +116,26 @@ def evaluate(model, method, split: Split, device, extras: dict | None = None, ba
     }
     if extras and "teacher_logits" in extras:
         res["agreement"] = (pred == extras["teacher_logits"].argmax(1)).float().mean().item()
+    if extras and "teacher_gradcam" in extras:
+        res["gradcam_pearson"] = gradcam_agreement(model, split.x, extras["teacher_gradcam"])
+    extra = getattr(method, "epoch_metrics", None)
+    if extra is not None:
+        res.update(extra(model, split, extras or {}))
     return res
+
+
+def gradcam_agreement(model: nn.Module, x: torch.Tensor, teacher_maps: torch.Tensor) -> float:
+    """Mean Pearson r between the model's Grad-CAM and the teacher's on the first images.
+
+    Tracked after every epoch, so that the book can show a student's explanations
+    approaching (or not) the teacher's as it trains.
+    """
+    from .explain import explain
+    from .metrics import pearson
+
+    with torch.enable_grad():
+        maps = explain(model, x[: len(teacher_maps)], "gradcam")
+    return pearson(maps, teacher_maps).mean().item()
 
 
 class CheckpointMismatch(RuntimeError):
@@ -204,8 +223,9 @@ def fit(
             interrupt a run).
 
     Returns:
-        list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean, ``test_acc``,
-        ``test_loss``, ``agreement`` (students), ``lr`` and ``epoch_time`` in seconds.
+        list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
+        ``test_acc``, ``test_loss``, ``agreement`` and ``gradcam_pearson`` (students),
+        ``lr`` and ``epoch_time`` (seconds of training, evaluation excluded).
     """
     device = torch.device(device)
     rank, world = distributed()
@@ -266,9 +286,9 @@ def fit(
             if callback is not None:
                 callback(epoch, step)
         record = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
+        record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
         record.update(evaluate(model, method, test, device, test_extras))
         record["lr"] = opt.param_groups[0]["lr"]
-        record["epoch_time"] = time.perf_counter() - t0
         history.append(record)
         if verbose and rank == 0:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")

@@ -171,6 +171,16 @@ class XDistill(KD):
     def logits(self, model: nn.Module, x: Tensor) -> Tensor:
         return model(x)
 
+    def epoch_metrics(self, model: nn.Module, split, extras: dict) -> dict[str, float]:
+        """After each epoch: Pearson r of the CAE's test maps with the teacher's."""
+        if "teacher_maps" not in extras:
+            return {}
+        from .cae import predict_maps
+        from .metrics import pearson
+
+        maps = predict_maps(model.cae, split.x)
+        return {"cae_pearson": pearson(maps, extras["teacher_maps"]).mean().item()}
+
     def loss_terms(self, out: dict, batch: dict) -> dict[str, Tensor]:
         terms = super().loss_terms(out, batch)
         if not self.frozen and self.cfg.beta > 0:
