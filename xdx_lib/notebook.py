@@ -57,7 +57,8 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
     of the notebook's namespace). Any other public name holding a value papermill can
     inject (a number, string, bool, None, list or dict) and defined before this call came
     from papermill and is unknown. Imported modules, functions and objects are not values
-    papermill writes, so they are left alone.
+    papermill writes, so they are left alone; still, call it right after the parameters
+    cell, before other imports, so that no constant of a module is mistaken for one.
 
     Raises:
         ParameterError: for an unknown name or a value of the wrong type.
@@ -110,3 +111,17 @@ def in_colab() -> bool:
     import sys
 
     return "google.colab" in sys.modules
+
+
+def experiment_config_path(config: str, profile: str = "auto"):
+    """The experiment YAML a notebook runs: ``config``, or for ``auto`` the profile's default
+    (``configs/fashion_mnist_<profile>.yaml``; ``configs/cifar10_paper.yaml`` on ``paper``)."""
+    from pathlib import Path
+
+    from .cache import project_root
+
+    if config != "auto":
+        return Path(config)
+    profile = resolve_profile(profile)
+    name = "cifar10_paper" if profile == "paper" else f"fashion_mnist_{profile}"
+    return (project_root() or Path.cwd()) / "configs" / f"{name}.yaml"

@@ -1,0 +1,507 @@
+"""Evaluation metrics: prediction agreement, explanation similarity, faithfulness, localisation.
+
+Every map metric is batched and returns one value per image, ``[N]`` (float32 on the CPU),
+so that means, standard deviations and paired differences over images or seeds are taken
+by the caller (:func:`summarize` averages a table). Maps are ``[N, 1, H, W]`` in [0, 1] as
+:func:`xdx_lib.explain.explain` returns them; NaN or inf in a map is a ``ValueError``, and a
+constant map always gives a defined number, never NaN.
+
+Groups (METHOD.md, "Metrics"):
+
+* prediction: :func:`accuracy`, :func:`agreement` (same top-1 class as the teacher);
+* similarity of two explanations of the same images: :func:`pearson`, :func:`spearman`,
+  :func:`ssim`, :func:`cosine`, :func:`topk_iou`, all at once with
+  :func:`similarity_table`;
+* faithfulness of a map to a model: :func:`deletion_auc`, :func:`insertion_auc`
+  (Petsiuk et al. 2018, RISE);
+* localisation against object masks: :func:`pointing_game` (Zhang et al. 2018),
+  :func:`relevance_mass` (Arras et al. 2022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .explain import eval_mode, model_device
+
+try:  # the reference SSIM; the fallback below reproduces it
+    from torchmetrics.functional.image import structural_similarity_index_measure as _tm_ssim
+except ImportError:  # pragma: no cover - torchmetrics is a declared dependency
+    _tm_ssim = None
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def accuracy(logits: Tensor, y: Tensor) -> float:
+    """Fraction of rows whose top-1 class is the label ``y``."""
+    return (logits.argmax(dim=1) == y.to(logits.device)).float().mean().item()
+
+
+def agreement(logits_a: Tensor, logits_b: Tensor) -> float:
+    """Fraction of rows where two models predict the same top-1 class (student vs teacher)."""
+    return (
+        (logits_a.argmax(dim=1) == logits_b.argmax(dim=1).to(logits_a.device)).float().mean().item()
+    )
+
+
+# ----------------------------------------------------------------------------- similarity
+
+
+def _check_maps(maps: Tensor, what: str = "maps") -> None:
+    if maps.dim() != 4:
+        raise ValueError(f"{what} must have shape [N, 1, H, W], got {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise ValueError(f"{what} contain NaN or inf")
+
+
+def _pair(maps_a: Tensor, maps_b: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate two map batches and flatten them to float64 ``[N, D]`` on the CPU."""
+    _check_maps(maps_a, "maps_a")
+    _check_maps(maps_b, "maps_b")
+    if maps_a.shape != maps_b.shape:
+        raise ValueError(f"maps differ in shape: {tuple(maps_a.shape)} vs {tuple(maps_b.shape)}")
+    a = maps_a.detach().cpu().flatten(1).double()
+    b = maps_b.detach().cpu().flatten(1).double()
+    return a, b
+
+
+def _safe_ratio(num: Tensor, den: Tensor) -> Tensor:
+    """``num / den`` where ``den > 0``, else 0 (a constant or zero map carries no signal)."""
+    ok = den > 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _pearson_flat(a: Tensor, b: Tensor) -> Tensor:
+    # a floor relative to the raw magnitudes, so that rounding in the mean of a constant map
+    # (centred values of order 1e-16) does not turn into a correlation
+    scale = a.abs().amax(1) * b.abs().amax(1) * a.shape[1]
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    den = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt()
+    den = torch.where(den > 1e-12 * scale, den, torch.zeros_like(den))
+    return _safe_ratio((a * b).sum(1), den).clamp(-1.0, 1.0)
+
+
+def pearson(maps_a: Tensor, maps_b: Tensor) -> Tensor:
+    """Pearson correlation per image over the pixels.
+
+    ``r = sum (a - mean a)(b - mean b) / (||a - mean a|| ||b - mean b||)``, computed in
+    float64 over all pixels. A constant map has no variance: r = 0 (not NaN).
+
+    Returns:
+        ``[N]`` in [-1, 1].
+    """
+    a, b = _pair(maps_a, maps_b)
+    return _pearson_flat(a, b).float()
+
+
+def rank_average(values: Tensor) -> Tensor:
+    """Ranks ``0 .. D-1`` along dim 1 of ``[N, D]``, tied values sharing their mean rank.
+
+    Explanation maps have large tied regions (Grad-CAM's zeros after ReLU), where ordinal
+    ranks would invent an order; averaged ranks are what ``scipy.stats.rankdata`` gives.
+    """
+    n, d = values.shape
+    sorted_vals, order = values.sort(dim=1, stable=True)
+    new_group = torch.ones_like(sorted_vals, dtype=torch.long)
+    new_group[:, 1:] = (sorted_vals[:, 1:] != sorted_vals[:, :-1]).long()
+    group = new_group.cumsum(1) - 1 + torch.arange(n).unsqueeze(1) * d  # unique per row
+    pos = torch.arange(d, dtype=torch.float64).expand(n, d).reshape(-1)
+    flat_group = group.reshape(-1)
+    sums = torch.zeros(n * d, dtype=torch.float64).index_add_(0, flat_group, pos)
+    counts = torch.zeros(n * d, dtype=torch.float64).index_add_(0, flat_group, torch.ones_like(pos))
+    mean_rank = (sums / counts.clamp_min(1))[flat_group].view(n, d)
+    ranks = torch.empty_like(mean_rank)
+    ranks.scatter_(1, order, mean_rank)
+    return ranks
+
+
+def spearman(maps_a: Tensor, maps_b: Tensor) -> Tensor:
+    """Spearman rank correlation per image: the Pearson r of the pixels' ranks.
+
+    Ties get their average rank (:func:`rank_average`), as in ``scipy.stats.spearmanr``. A
+    constant map gives 0.
+
+    Returns:
+        ``[N]`` in [-1, 1].
+    """
+    a, b = _pair(maps_a, maps_b)
+    chunk = 4096  # rank_average holds a few [chunk, H * W] float64 tensors
+    parts = [
+        _pearson_flat(rank_average(a[i : i + chunk]), rank_average(b[i : i + chunk]))
+        for i in range(0, a.shape[0], chunk)
+    ]
+    return torch.cat(parts).float() if parts else torch.zeros(0)
+
+
+def cosine(maps_a: Tensor, maps_b: Tensor) -> Tensor:
+    """Cosine similarity per image: ``<a, b> / (||a|| ||b||)``; an all-zero map gives 0.
+
+    Unlike Pearson it is not centred: two maps in [0, 1] never have a negative cosine. This
+    is the similarity e2KD trains with (``1 - cos``).
+
+    Returns:
+        ``[N]`` in [-1, 1].
+    """
+    a, b = _pair(maps_a, maps_b)
+    return _safe_ratio((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1)).clamp(-1.0, 1.0).float()
+
+
+def _num_top(d: int, fraction: float, k: int | None) -> int:
+    if k is None:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        k = round(fraction * d)
+    return int(min(max(k, 1), d))
+
+
+def top_mask(values: Tensor, k: int) -> Tensor:
+    """Boolean ``[N, D]`` marking each row's ``k`` largest values.
+
+    Ties are broken by position (a stable sort, earlier pixel first), so the result is
+    deterministic; a constant map selects its first ``k`` pixels.
+    """
+    order = values.argsort(dim=1, descending=True, stable=True)[:, :k]
+    return torch.zeros_like(values, dtype=torch.bool).scatter_(1, order, True)
+
+
+def topk_iou(maps_a: Tensor, maps_b: Tensor, fraction: float = 0.1, k: int | None = None) -> Tensor:
+    """Intersection over union of the two maps' top-k pixel sets, per image.
+
+    ``IoU = |A_k & B_k| / |A_k | B_k|`` with ``A_k`` the ``k`` most relevant pixels of a;
+    ``k = round(fraction * H * W)`` (10 % by default) unless ``k`` is given. Ties are broken
+    by pixel position (:func:`top_mask`).
+
+    Returns:
+        ``[N]`` in [0, 1].
+    """
+    a, b = _pair(maps_a, maps_b)
+    n_top = _num_top(a.shape[1], fraction, k)
+    ta, tb = top_mask(a, n_top), top_mask(b, n_top)
+    inter = (ta & tb).sum(1).double()
+    union = (ta | tb).sum(1).double()
+    return (inter / union).float()
+
+
+def _gaussian_window(size: int, sigma: float, dtype: torch.dtype) -> Tensor:
+    dist = torch.arange((1 - size) / 2, (1 + size) / 2, 1.0, dtype=dtype)
+    g = torch.exp(-((dist / sigma) ** 2) / 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)
+
+
+def ssim_torch(
+    maps_a: Tensor, maps_b: Tensor, sigma: float = 1.5, data_range: float = 1.0
+) -> Tensor:
+    """SSIM per image (Wang et al. 2004) with a Gaussian window, in plain torch.
+
+    ``SSIM = mean_px (2 mu_a mu_b + C1)(2 s_ab + C2) / ((mu_a^2 + mu_b^2 + C1)(v_a + v_b + C2))``
+    (``v`` the local variances, ``s_ab`` the local covariance), with local statistics from a
+    Gaussian window of std ``sigma`` (side ``2 * int(3.5 sigma + 0.5) + 1`` = 11 px),
+    reflect padding, ``C1 = (0.01 L)^2`` and ``C2 = (0.03 L)^2`` for ``L = data_range``: the
+    same choices as torchmetrics, which :func:`ssim` prefers; this is its fallback. Two
+    constant maps give a defined value (1 when equal).
+    """
+    _, c, h, w = maps_a.shape
+    size = 2 * int(3.5 * sigma + 0.5) + 1
+    pad = (size - 1) // 2
+    if pad >= min(h, w):
+        raise ValueError(f"maps of {h}x{w} are too small for an SSIM window of {size}")
+    a = F.pad(maps_a, (pad, pad, pad, pad), mode="reflect")
+    b = F.pad(maps_b, (pad, pad, pad, pad), mode="reflect")
+    kernel = _gaussian_window(size, sigma, a.dtype).expand(c, 1, size, size)
+    stats = F.conv2d(torch.cat([a, b, a * a, b * b, a * b]), kernel, groups=c).split(a.shape[0])
+    mu_a, mu_b, aa, bb, ab = stats
+    var_a = (aa - mu_a**2).clamp_min(0)
+    var_b = (bb - mu_b**2).clamp_min(0)
+    cov = ab - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return s.flatten(1).mean(1)
+
+
+def ssim(maps_a: Tensor, maps_b: Tensor, data_range: float = 1.0) -> Tensor:
+    """Structural similarity per image of maps in [0, 1] (``data_range`` 1).
+
+    Uses ``torchmetrics.functional.structural_similarity_index_measure`` (Gaussian window,
+    sigma 1.5, ``reduction="none"``) when torchmetrics is importable, else
+    :func:`ssim_torch`, which computes the same quantity.
+
+    Returns:
+        ``[N]``, at most 1 (1 for identical maps).
+    """
+    _pair(maps_a, maps_b)  # validation
+    a = maps_a.detach().cpu().double()
+    b = maps_b.detach().cpu().double()
+    if _tm_ssim is not None:
+        out = _tm_ssim(a, b, data_range=data_range, reduction="none")
+    else:  # pragma: no cover - exercised by forcing the fallback in the tests
+        out = ssim_torch(a, b, data_range=data_range)
+    return out.float()
+
+
+#: The explanation-similarity metrics of METHOD.md, by the names tables use.
+SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "pearson": pearson,
+    "spearman": spearman,
+    "ssim": ssim,
+    "cosine": cosine,
+    "topk_iou": topk_iou,
+}
+
+
+def similarity_table(maps_a: Tensor, maps_b: Tensor) -> dict[str, Tensor]:
+    """Every metric of :data:`SIMILARITIES` for two map batches: ``{name: [N]}``."""
+    return {name: fn(maps_a, maps_b) for name, fn in SIMILARITIES.items()}
+
+
+def summarize(table: dict[str, Tensor]) -> dict[str, float]:
+    """The mean over images of each per-image metric in ``table`` (e.g. a similarity table)."""
+    return {name: values.float().mean().item() for name, values in table.items()}
+
+
+def mean_std(values: Tensor) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value) of a 1-D tensor."""
+    values = values.double()
+    std = values.std().item() if values.numel() > 1 else 0.0
+    return values.mean().item(), std
+
+
+# ----------------------------------------------------------------------------- faithfulness
+
+
+def _blur(x: Tensor, sigma: float = 5.0, kernel_size: int = 11) -> Tensor:
+    """A Gaussian blur with reflect padding (RISE's insertion start: kernel 11, sigma 5)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(x, kernel_size=[kernel_size, kernel_size], sigma=[sigma, sigma])
+
+
+def _baseline_images(x: Tensor, baseline: float | str | Tensor) -> Tensor:
+    if isinstance(baseline, str):
+        if baseline == "blur":
+            return _blur(x)
+        if baseline == "zeros":
+            return torch.zeros_like(x)
+        raise ValueError(
+            f"baseline must be a number, a tensor, 'blur' or 'zeros'; got {baseline!r}"
+        )
+    return torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand_as(x)
+
+
+def _pixel_ranks(maps: Tensor) -> Tensor:
+    """Each pixel's position ``[N, 1, H, W]`` in order of decreasing relevance (ties: first
+    pixel first)."""
+    flat = maps.flatten(1)
+    order = flat.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    return ranks.view(maps.shape[0], 1, *maps.shape[-2:])
+
+
+@torch.no_grad()
+def _perturbation_curve(
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    target: Tensor | None,
+    steps: int,
+    start: Tensor,
+    end: Tensor,
+    batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """Probabilities of the target class along a path that switches pixels from ``start`` to
+    ``end`` in order of decreasing relevance: ``p [N, steps + 1]`` and fractions ``[steps + 1]``.
+
+    At step ``s`` the ``round(s / steps * H * W)`` most relevant pixels (all channels) come
+    from ``end`` and the rest from ``start``.
+    """
+    _check_maps(maps)
+    if maps.shape[0] != x.shape[0] or maps.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"maps {tuple(maps.shape)} do not match images {tuple(x.shape)}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    device = model_device(model)
+    with eval_mode(model):
+        n, d = x.shape[0], x.shape[-2] * x.shape[-1]
+        target = _resolve_target(model, x, target, batch_size, device)
+        fractions = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        counts = (fractions * d).round().long()
+        probs = torch.empty(n, steps + 1, dtype=torch.float64)
+        for i in range(0, n, batch_size):
+            sl = slice(i, i + batch_size)
+            xb_start, xb_end = start[sl].to(device), end[sl].to(device)
+            ranks = _pixel_ranks(maps[sl].to(device))
+            tb = target[sl].to(device)
+            for s, count in enumerate(counts.tolist()):
+                xs = torch.where(ranks < count, xb_end, xb_start)
+                p = model(xs).softmax(dim=1).gather(1, tb[:, None]).squeeze(1)
+                probs[sl, s] = p.double().cpu()
+    return probs, fractions
+
+
+def _trapezoid_auc(probs: Tensor, fractions: Tensor) -> Tensor:
+    return torch.trapezoid(probs, fractions, dim=1).float()
+
+
+def deletion_auc(
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    target: Tensor | int | None = None,
+    steps: int = 20,
+    baseline: float | str | Tensor = 0.0,
+    batch_size: int = 256,
+) -> Tensor:
+    """Deletion AUC per image (Petsiuk et al. 2018): lower means a more faithful map.
+
+    Pixels are replaced by ``baseline`` in order of decreasing relevance, ``1 / steps`` of
+    the pixels at a time; the probability ``p_c`` of the target class is recorded after
+    each step, and ``AUC = int_0^1 p_c(f) df`` over the fraction ``f`` removed, with the
+    trapezoidal rule on ``steps + 1`` points (``f = 0`` is the intact image). A map that
+    ranks the evidence first makes ``p_c`` fall fast.
+
+    Args:
+        model: classifier returning logits (put in eval mode here, its modes restored).
+        x: images ``[N, C, H, W]``.
+        maps: relevance ``[N, 1, H, W]`` at the images' size.
+        target: class indices ``[N]`` or an int; None uses the model's prediction on ``x``.
+        steps: removal steps (20 → 21 forward passes per image).
+        baseline: what removed pixels become: a number (0.0, black, the default), a tensor
+            broadcastable to ``x``, ``"zeros"`` or ``"blur"`` (the blurred image).
+        batch_size: images per forward pass.
+
+    Returns:
+        ``[N]`` in [0, 1].
+    """
+    start = x
+    end = _baseline_images(x, baseline)
+    probs, fractions = _perturbation_curve(
+        model, x, maps, _as_target(target), steps, start, end, batch_size
+    )
+    return _trapezoid_auc(probs, fractions)
+
+
+def insertion_auc(
+    model: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    target: Tensor | int | None = None,
+    steps: int = 20,
+    baseline: float | str | Tensor = "blur",
+    batch_size: int = 256,
+) -> Tensor:
+    """Insertion AUC per image (Petsiuk et al. 2018): higher means a more faithful map.
+
+    Starts from the ``baseline`` image and puts the true pixels back in order of decreasing
+    relevance, ``1 / steps`` at a time; ``AUC = int_0^1 p_c(f) df`` over the fraction ``f``
+    inserted (trapezoidal rule, ``steps + 1`` points; ``f = 1`` is the intact image).
+
+    The default start is RISE's: the image blurred with a Gaussian (kernel 11, sigma 5), so
+    that the path stays closer to natural images than a black canvas with pasted pixels;
+    ``baseline=0.0`` (or ``"zeros"``) starts from black instead.
+
+    Args:
+        model, x, maps, target, steps, batch_size: as in :func:`deletion_auc`.
+        baseline: the start image: ``"blur"`` (default), ``"zeros"``, a number, or a tensor
+            broadcastable to ``x``.
+
+    Returns:
+        ``[N]`` in [0, 1].
+    """
+    start = _baseline_images(x, baseline)
+    probs, fractions = _perturbation_curve(
+        model, x, maps, _as_target(target), steps, start, x, batch_size
+    )
+    return _trapezoid_auc(probs, fractions)
+
+
+def _as_target(target: Tensor | int | None) -> Tensor | None:
+    return None if target is None else torch.as_tensor(target).long().cpu()
+
+
+def _resolve_target(
+    model: nn.Module, x: Tensor, target: Tensor | None, batch_size: int, device: torch.device
+) -> Tensor:
+    """Class indices ``[N]`` on the CPU: ``target`` broadcast, or the model's prediction."""
+    n = x.shape[0]
+    if target is None:
+        preds = [
+            model(x[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, n, batch_size)
+        ]
+        return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+    target = target.expand(n) if target.dim() == 0 else target
+    if target.shape != (n,):
+        raise ValueError(f"target must be an int or have shape [{n}], got {tuple(target.shape)}")
+    return target
+
+
+# ----------------------------------------------------------------------------- localisation
+
+
+def _check_masks(maps: Tensor, masks: Tensor) -> Tensor:
+    _check_maps(maps)
+    if masks.shape != maps.shape:
+        raise ValueError(f"masks {tuple(masks.shape)} and maps {tuple(maps.shape)} differ in shape")
+    return masks.detach().cpu().bool().flatten(1)
+
+
+def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor:
+    """Pointing game per image (Zhang et al. 2018): 1 if the map's maximum lies in the object.
+
+    The maximum is the first pixel of largest value in raster order. A constant map points
+    nowhere and scores 0. ``tolerance`` grows the mask by that many pixels (a square
+    dilation; the original used 15 px on ImageNet-size images, 0 suits 28x28).
+
+    Returns:
+        ``[N]`` of 0.0 / 1.0.
+    """
+    flat_masks = _check_masks(maps, masks)
+    if tolerance > 0:
+        grown = F.max_pool2d(
+            masks.detach().cpu().float(), 2 * tolerance + 1, stride=1, padding=tolerance
+        )
+        flat_masks = grown.flatten(1) > 0
+    flat = maps.detach().cpu().flatten(1)
+    peak = flat.argmax(dim=1)
+    informative = flat.amax(1) > flat.amin(1)
+    hit = flat_masks.gather(1, peak[:, None]).squeeze(1) & informative
+    return hit.float()
+
+
+def relevance_mass(maps: Tensor, masks: Tensor) -> Tensor:
+    """Relevance mass accuracy per image (Arras et al. 2022): ``sum_{mask} m / sum m``.
+
+    The fraction of the map's (non-negative) mass that falls inside the object mask; an
+    all-zero map gives 0.
+
+    Returns:
+        ``[N]`` in [0, 1].
+    """
+    flat_masks = _check_masks(maps, masks)
+    flat = maps.detach().cpu().flatten(1).double().clamp_min(0)
+    inside = (flat * flat_masks).sum(1)
+    return _safe_ratio(inside, flat.sum(1)).float()
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def centred_blob(size: tuple[int, int] | torch.Size, sigma: float = 0.25) -> Tensor:
+    """A trivial reference map: a Gaussian centred on the image, ``[1, 1, H, W]`` in [0, 1].
+
+    Beside every explanation-similarity figure the book shows what a map that knows nothing
+    of the image scores (METHOD.md): objects in centred datasets sit mid-image, so a blob
+    already correlates with most explanations. ``sigma`` is a fraction of the image side.
+    """
+    h, w = int(size[0]), int(size[1])
+    yy = (torch.arange(h, dtype=torch.float32) - (h - 1) / 2) / (sigma * h)
+    xx = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2) / (sigma * w)
+    blob = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))
+    return ((blob - blob.min()) / (blob.max() - blob.min())).view(1, 1, h, w)
