@@ -15,7 +15,7 @@ SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
 
-.PHONY: help setup data book test unit notebooks book-smoke lint clean
+.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce
 
 help:
 	@echo "make book   set up, execute the notebooks (profile $(PROFILE)), build _build/html"
@@ -57,6 +57,22 @@ test: lint unit notebooks book-smoke
 book: $(STAMP) data
 	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) .
 	@echo "book: _build/html/index.html"
+
+# Run the experiment notebook through papermill with one config; the executed notebook and
+# the results land in runs/<name>/. A failed run leaves runs/<name>/results.failed.ipynb.
+EXPERIMENT_NOTEBOOKS ?= results
+reproduce: $(STAMP) data
+	@test -n "$(CONFIG)" || { echo "error: usage: make reproduce CONFIG=configs/<name>.yaml"; exit 2; }
+	@test -f "$(CONFIG)" || { echo "error: $(CONFIG) does not exist; see configs/"; exit 2; }
+	@$(PY) -m xdx_lib experiment "$(CONFIG)" --check
+	@name=$$(basename "$(CONFIG)" .yaml); out=runs/$$name; mkdir -p "$$out"; \
+	for nb in $(EXPERIMENT_NOTEBOOKS); do \
+	  part="$$out/.$$nb.partial.ipynb"; \
+	  if $(BIN)/papermill "book/$$nb.ipynb" "$$part" --cwd book -p config "$(abspath $(CONFIG))" \
+	      --log-level WARNING; then mv "$$part" "$$out/$$nb.ipynb"; echo "reproduce: $$out/$$nb.ipynb"; \
+	  else mv "$$part" "$$out/$$nb.failed.ipynb" 2>/dev/null; \
+	    echo "error: book/$$nb.ipynb failed with $(CONFIG); see $$out/$$nb.failed.ipynb"; exit 1; fi; \
+	done; echo "results: $$out/results/"
 
 clean:
 	rm -rf _build

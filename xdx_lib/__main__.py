@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--dataset", default="fashion_mnist", help="dataset name")
     a.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
     a.add_argument("--download", action="store_true", default=None, help="allow downloads")
+    e = sub.add_parser("experiment", help="run (or check) an experiment config: all its runs")
+    e.add_argument("config", help="experiment YAML, e.g. configs/fashion_mnist_book.yaml")
+    e.add_argument("--check", action="store_true", help="only validate the config")
+    e.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
     for p in (t, d):
         p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -69,6 +73,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         return load_config(args.config, flags)
     return config_from_dict(flags)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    """``experiment CONFIG``: validate, then train and evaluate everything it names."""
+    from .data import DataNotFoundError
+    from .experiments import load_experiment, run_experiment
+
+    try:
+        exp = load_experiment(args.config)
+        if args.check:
+            print(f"{args.config}: ok ({len(exp.methods)} methods x {len(exp.seeds)} seeds)")
+            return 0
+        results = run_experiment(exp)
+    except (ConfigError, DataNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{exp.name}: {len(results)} results in runs/{exp.name}/results/")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
               f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
         return 0
-    if args.runs:
+    if getattr(args, "runs", None):
         os.environ["XDX_RUNS"] = args.runs
+    if args.command == "experiment":
+        return _experiment(args)
     try:
         cfg = config_from_args(args)
         from . import experiments
