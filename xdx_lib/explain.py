@@ -378,7 +378,8 @@ class IntegratedGradientsExplainer(Explainer):
             baselines=_baseline_like(x, s["baseline"]),
             target=target,
             n_steps=s["n_steps"],
-            internal_batch_size=s["internal_batch_size"],
+            # Captum needs at least one expanded batch per image; never below the batch
+            internal_batch_size=max(s["internal_batch_size"], len(x)),
         )
 
 
@@ -667,7 +668,7 @@ def explain(
             )
     starts = range(0, n, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         starts = tqdm(starts, desc=method, unit="batch")
     out = []

@@ -35,7 +35,7 @@ def summary(df: pd.DataFrame, metrics: Sequence[str], group: str = "main",
     part = df[df["group"] == group]
     order = list(dict.fromkeys(part[by]))
     agg = part.groupby(by)[list(metrics)].agg(["mean", "std"]).reindex(order)
-    agg["n"] = part.groupby(by).size().reindex(order)
+    agg[("n", "")] = part.groupby(by).size().reindex(order)
     return agg
 
 
@@ -108,5 +108,5 @@ def mean_std_strings(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         mean, std = table[(m, "mean")], table[(m, "std")]
         out[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" if not math.isnan(s) else f"{a:.{digits}f}"
                   for a, s in zip(mean, std)]  # fmt: skip
-    out["seeds"] = table["n"]
+    out["seeds"] = table[("n", "")]
     return out

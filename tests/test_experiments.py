@@ -1,0 +1,110 @@
+"""The experiment runner: config errors, a smoke reproduction end to end, and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from xdx_lib import report
+from xdx_lib.config import ConfigError
+from xdx_lib.experiments import load_experiment, run_experiment
+
+TINY = {
+    "name": "tiny",
+    "run": {"dataset": "shapes", "profile": "smoke", "train_subset": 192, "test_subset": 48},
+    "methods": ["scratch", "kd", "xdistill"],
+    "seeds": [0, 1],
+    "explainers": ["gradcam", "saliency"],
+    "n_slow": 8,
+    "n_faithful": 8,
+    "sweeps": {"fusion": ["gate"]},
+    "localisation_methods": ["kd"],
+}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDX_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def _write(tmp_path, d, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"seeds": 3}, "seeds=3 should be a list"),
+        ({"seeds": [0, "one"]}, "seed 'one' should be an int"),
+        ({"methods": ["kd", "distil"]}, "method 'distil' is unknown"),
+        ({"explainers": ["gradcam", "shap"]}, "explainer 'shap' is unknown"),
+        ({"run": {"dataset": "imagenet"}}, "dataset='imagenet' is unknown"),
+        ({"run": {"student_epochs": 1.5}}, "student_epochs=1.5 has the wrong type"),
+        ({"sweeps": {"fusion": ["sum"]}}, "fusion='sum' is unknown"),
+        ({"sweeps": {"beta": 2.0}}, "sweeps.beta should be a list"),
+        ({"n_slow": 0}, "at least 1"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(_write(tmp_path, {**TINY, **change}))
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_experiment(bad)
+
+
+def test_cli_check_exits_2_with_one_line(tmp_path):
+    path = _write(tmp_path, {**TINY, "seeds": "all"})
+    proc = subprocess.run([sys.executable, "-m", "xdx_lib", "experiment", str(path), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
+
+
+def test_smoke_reproduction_and_resume(tmp_path, runs):
+    exp = load_experiment(_write(tmp_path, TINY))
+    results = run_experiment(exp, verbose=False)
+    df = report.results_frame(results)
+    main = df[df.group == "main"]
+    assert sorted(main.method.unique()) == ["kd", "scratch", "xdistill"]
+    assert main.groupby("method").size().eq(2).all()
+    assert (df.group == "sweep").sum() == 1 and (df.group == "shapes").sum() == 3
+    assert main["accuracy"].between(0, 1).all()
+    expected = {"gradcam/pearson", "saliency/ssim", "faith/deletion", "faith_teacher/insertion"}
+    assert expected <= set(df)
+    assert main[main.method == "xdistill"]["cae/pearson"].notna().all()
+    shapes = df[df.group == "shapes"]
+    assert shapes["gradcam/pointing_game"].between(0, 1).all()
+    saved = json.loads((runs / "tiny" / "results" / "kd-s1.json").read_text())
+    assert saved["provenance"]["versions"]["torch"] and saved["history"]
+    assert saved["metrics"]["accuracy"] == main[(main.method == "kd") & (main.seed == 1)].iloc[0][
+        "accuracy"]
+
+    # A run killed midway: its student checkpoint and result are gone. Rerunning trains
+    # only that one and ends with the same table.
+    student_dirs = list((runs / "students").glob("shapes-kd-*-s1-*"))
+    assert len(student_dirs) == 1
+    (student_dirs[0] / "model.pt").unlink()
+    (runs / "tiny" / "results" / "kd-s1.json").unlink()
+    untouched = (runs / "tiny" / "results" / "scratch-s0.json").stat().st_mtime_ns
+    again = report.results_frame(run_experiment(exp, verbose=False))
+    assert (runs / "tiny" / "results" / "scratch-s0.json").stat().st_mtime_ns == untouched
+    cols = ["label", "accuracy", "agreement", "gradcam/pearson"]
+    key = ["label"]
+    a = df[cols].sort_values(key).reset_index(drop=True)
+    b = again[cols].sort_values(key).reset_index(drop=True)
+    assert a.equals(b)
