@@ -6,8 +6,12 @@ Notation: ``s`` and ``t`` are student and teacher logits ``[N, K]``, ``y`` label
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
@@ -40,3 +44,81 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The usual cross-entropy with the true labels, averaged over the batch."""
     return F.cross_entropy(student_logits.float(), labels)
+
+
+@contextmanager
+def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list]:
+    """Record the outputs of ``modules`` during the forward passes inside the ``with`` block.
+
+    Yields a list that fills with one output per module, in order of the modules; the hooks
+    are removed on exit, also when the block raises (as pytorch-grad-cam's
+    ``ActivationsAndGradients.release``).
+    """
+    outputs: list = [None] * len(modules)
+
+    def hook_for(i):
+        def hook(module, inputs, output):
+            outputs[i] = output
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(modules)]
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def attention_map(activations: torch.Tensor) -> torch.Tensor:
+    r"""Zagoruyko & Komodakis (2017): the spatial attention of a stage, ``[N, H*W]``.
+
+    .. math:: Q = \mathrm{vec}\Big(\frac{1}{C}\sum_{k=1}^{C} A_k^2\Big),
+              \qquad \hat Q = Q / \lVert Q \rVert_2
+    """
+    q = activations.float().pow(2).mean(1).flatten(1)
+    return F.normalize(q, dim=1)
+
+
+def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]):
+    r"""Attention transfer, "Paying More Attention to Attention" (Zagoruyko & Komodakis 2017).
+
+    .. math:: L_{AT} = \sum_j \operatorname{mean}\big(\hat Q_S^j - \hat Q_T^j\big)^2
+
+    over matched stages ``j`` (the authors' code: ``(at(x) - at(y)).pow(2).mean()``, used
+    with a weight ``beta / 2``, ``beta = 1000``). A student stage of another resolution is
+    resized to the teacher's first.
+    """
+    total = student_feats[0].new_zeros((), dtype=torch.float32)
+    for s, t in zip(student_feats, teacher_feats):
+        if s.shape[-2:] != t.shape[-2:]:
+            s = F.interpolate(s, size=t.shape[-2:], mode="bilinear", align_corners=False)
+        total = total + (attention_map(s) - attention_map(t)).pow(2).mean()
+    return total
+
+
+def gradcam_in_graph(logits: torch.Tensor, activations: torch.Tensor, target: torch.Tensor,
+                     size: Sequence[int]) -> torch.Tensor:  # fmt: skip
+    r"""Grad-CAM (Selvaraju et al. 2017) as a differentiable function of the network.
+
+    .. math:: w_k = \frac{1}{HW}\sum_{ij} \frac{\partial y_c}{\partial A_{kij}},\qquad
+              \mathrm{cam} = \mathrm{ReLU}\Big(\sum_k w_k A_k\Big)
+
+    computed with ``create_graph=True``, so a loss on the map trains the network (e2KD).
+    Returns ``[N, 1, *size]`` maps, bilinearly resized, not normalised.
+    """
+    score = logits.gather(1, target[:, None]).sum()
+    grads = torch.autograd.grad(score, activations, create_graph=True)[0]
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activations).sum(1, keepdim=True))
+    return F.interpolate(cam.float(), size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def e2kd_loss(student_cam: torch.Tensor, teacher_maps: torch.Tensor) -> torch.Tensor:
+    r"""e2KD's explanation term (Parchami-Araghi et al. 2024, "Good Teachers Explain"):
+    ``mean_i (1 - cos(GradCAM_T(x_i), GradCAM_S(x_i)))`` over flattened maps. Cosine is
+    scale-free, so the student's unnormalised map is compared with the teacher's [0, 1] map;
+    a zero map has cosine 0 (the ``eps``), never NaN."""
+    cos = F.cosine_similarity(student_cam.flatten(1), teacher_maps.float().flatten(1), dim=1,
+                              eps=1e-8)  # fmt: skip
+    return (1 - cos).mean()

@@ -118,9 +118,7 @@ def evaluate(model, method, split: Split, device, extras: dict | None = None, ba
         res["agreement"] = (pred == extras["teacher_logits"].argmax(1)).float().mean().item()
     if extras and "teacher_gradcam" in extras:
         res["gradcam_pearson"] = gradcam_agreement(model, split.x, extras["teacher_gradcam"])
-    extra = getattr(method, "epoch_metrics", None)
-    if extra is not None:
-        res.update(extra(model, split, extras or {}))
+    res.update(method.epoch_metrics(model, split, extras or {}))
     return res
 
 
