@@ -49,7 +49,7 @@ class Profile:
 #: accuracies in minutes. ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2),
-    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 3, 4, 64, 1e-2),
+    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 3, 3, 64, 1e-2),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
 
@@ -99,7 +99,7 @@ class RunConfig:
     fusion: str = "channel"  # channel | gate | feature: how the student sees the CAE's map
     schedule: str = "joint"  # joint | staged: CAE trained with the student, or first
     cae_variant: str = "both"  # plain | separable | skips | both (the paper's modified CAE)
-    cae_width: int = 16  # channels of the CAE's first block
+    cae_width: int = 8  # channels of the CAE's first block
     cae_epochs: int = 2  # staged: epochs of CAE pre-training on the cached teacher maps
     cae_freeze: bool = True  # staged: keep the pre-trained CAE frozen while the student learns
     at_beta: float = 1000.0  # weight of attention transfer's term (Zagoruyko & Komodakis)

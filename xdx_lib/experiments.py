@@ -25,6 +25,10 @@ from .methods import Method, create_method
 from .models import count_parameters
 from .train import fit, load_checkpoint, predict_logits, resolve_device, seed_everything
 
+#: Bumped when what a run records changes (history fields, checkpoint layout), so that
+#: older cached runs are retrained instead of read with missing fields.
+RUN_FORMAT = 2
+
 #: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.
 TRACKED_TEST_IMAGES = 500
 
@@ -138,7 +142,7 @@ def train_teacher(
     """Train the config's teacher, or load it from the run cache when it is there."""
     cfg = cfg.resolved()
     data = data or load_data(cfg)
-    key = hash_dict(_pick(cfg, TEACHER_FIELDS))
+    key = hash_dict({**_pick(cfg, TEACHER_FIELDS), "format": RUN_FORMAT})
     path = runs_dir() / "teachers" / f"{cfg.dataset}-{cfg.teacher}-{key}" / "model.pt"
     meta = {"model": cfg.teacher, "in_channels": data.in_channels,
             "num_classes": data.num_classes, "key": key}  # fmt: skip
@@ -194,7 +198,7 @@ def train_student(
         extras["train"]["teacher_logits"] = logits["train"]
     extras = method.prepare(teacher, data, extras)
     fields = _pick(cfg, STUDENT_FIELDS + tuple(method.config_fields))
-    key = hash_dict({**fields, "teacher": teacher.checkpoint_hash})
+    key = hash_dict({**fields, "teacher": teacher.checkpoint_hash, "format": RUN_FORMAT})
     name = f"{cfg.dataset}-{cfg.method}-{cfg.student}-s{cfg.seed}-{key}"
     path = runs_dir() / "students" / name / "model.pt"
     meta = {"method": cfg.method, "model": cfg.student, "key": key}
