@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from .cache import atomic_torch_save, hash_dict, load_tensors, runs_dir
 from .registry import Registry
 
+#: The explainers by name (``gradcam``, ``saliency``, ``integrated_gradients``, ...).
 EXPLAINERS = Registry("explainer")
 
 #: Bumped when the stored maps would change for the same key (normalisation, file layout).

@@ -10,7 +10,8 @@ forward pass returns the logits and an explanation. Training minimises
     L = (1 - a)\\,\\mathrm{CE}(S, y) + a\\,t^2\\,\\mathrm{KL}(p_T^t \\| p_S^t)
         + b\\,L_{exp}\\big(g(x), e_T(x)\\big)
 
-where ``e_T(x)`` is the teacher's cached explanation (:meth:`Method.teacher_maps`) and
+where ``e_T(x)`` is the teacher's cached explanation
+(:meth:`~xdx_lib.methods.Method.teacher_maps`) and
 ``L_exp`` is MSE by default (:func:`xdx_lib.cae.explanation_loss`).
 
 What is the paper's and what is ours: the paper names the CAE approximating the teacher's
@@ -50,7 +51,7 @@ class XDistillStudent(nn.Module):
       forward hook.
 
     ``forward(x)`` returns the logits, so explainers and evaluation treat it as any
-    classifier (Grad-CAM explains ``S``'s last stage, see :attr:`gradcam_layer`);
+    classifier (Grad-CAM explains ``S``'s last stage, see ``gradcam_layer``);
     ``forward(x, return_map=True)`` returns ``(logits, m)`` from the same pass.
 
     Args:

@@ -1,0 +1,21 @@
+"""Shared fixtures: every test writes its runs to a temporary folder and sees no profile
+or download setting from the environment, so tests never touch ``runs/`` or the network."""
+
+from __future__ import annotations
+
+import pytest
+
+from xdx_lib.data import Split, make_shapes
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDX_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("XDX_PROFILE", raising=False)
+    monkeypatch.delenv("XDX_DOWNLOAD", raising=False)
+
+
+@pytest.fixture(scope="session")
+def shapes() -> tuple[Split, Split]:
+    """A small generated dataset (4 classes, 28x28, with masks)."""
+    return make_shapes(256, seed=0), make_shapes(64, seed=1)

@@ -1,0 +1,118 @@
+"""Config validation and the command line: profiles, one clear line for each bad value,
+``--help``, ``--config``, and a real train-teacher / distill round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from xdx_lib.__main__ import main
+from xdx_lib.config import PROFILES, ConfigError, RunConfig, config_from_dict, load_config
+
+
+def test_profiles_fill_what_is_left_none():
+    cfg = RunConfig(profile="smoke").resolved()
+    p = PROFILES["smoke"]
+    assert (cfg.train_subset, cfg.student_epochs, cfg.batch_size) == (
+        p.train_subset, p.student_epochs, p.batch_size)  # fmt: skip
+    mine = RunConfig(profile="smoke", student_epochs=7).resolved()
+    assert mine.student_epochs == 7
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"method": "dkd"}, r"method='dkd' is unknown; choose one of: scratch, kd"),
+        ({"lr": -1.0}, "lr=-1.0 must be positive"),
+        ({"alpha": 1.5}, r"alpha=1.5 must lie in \[0, 1\]"),
+        ({"epochs": 3}, "unknown field 'epochs'"),
+        ({"batch_size": "64"}, "batch_size='64' has the wrong type"),
+        ({"amp": 1}, "amp=1 has the wrong type"),
+        ({"student": "big"}, "student='big' is not a model"),
+        ({"fusion": "concat"}, "fusion='concat' is unknown; choose one of: channel, gate"),
+        ({"device": "tpu"}, "device='tpu' is unknown"),
+        ({"train_subset": 0}, "train_subset=0 must be at least 1"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_choices(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict(bad)
+
+
+def test_an_int_is_a_float_and_yaml_files_load(tmp_path):
+    assert config_from_dict({"lr": 1}).lr == 1
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: smoke\nmethod: scratch\n")
+    cfg = load_config(path, {"seed": 3})
+    assert (cfg.profile, cfg.method, cfg.seed) == ("smoke", "scratch", 3)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(path)
+    path.write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "xdx_lib", *args], capture_output=True,
+                          text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["train-teacher", "distill", "data", "experiment"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0 and "usage: python -m xdx_lib" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["distill", "--lr", "-1"], "error: config: lr=-1.0 must be positive"),
+        (["distill", "--student", "big"], "error: config: student='big' is not a model"),
+        (["train-teacher", "--config", "nowhere.yaml"], "error: config file nowhere.yaml"),
+        (["distill", "--dataset", "mnist", "--data-root", "{tmp}"], "error: MNIST not found"),
+    ],
+)
+def test_bad_cli_values_give_one_line_and_exit_2(args, match, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(match)
+
+
+def test_argparse_rejects_unknown_method():
+    proc = _cli("distill", "--method", "dkd")
+    assert proc.returncode == 2 and "invalid choice: 'dkd'" in proc.stderr
+
+
+def test_train_teacher_then_distill_from_a_config_file(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "dataset": "shapes", "profile": "smoke", "teacher": "student_small",
+        "student": "student_tiny", "train_subset": 128, "test_subset": 32, "batch_size": 32,
+    }))  # fmt: skip
+    assert main(["train-teacher", "--config", str(cfg), "--json"]) == 0
+    teacher = _json_tail(capsys.readouterr().out)
+    assert teacher["parameters"] > 0 and 0 <= teacher["test_acc"] <= 1
+    assert main(["distill", "--config", str(cfg), "--method", "kd", "--seed", "1",
+                 "--temperature", "2", "--json"]) == 0  # fmt: skip
+    student = _json_tail(capsys.readouterr().out)
+    assert "-kd-student_tiny-s1-" in student["checkpoint"]
+    assert 0 <= student["agreement"] <= 1
+    # the same command again loads the cached student and trains nothing
+    assert main(["distill", "--config", str(cfg), "--method", "kd", "--seed", "1",
+                 "--temperature", "2", "--json"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "epoch 1/" not in out and _json_tail(out) == student
+
+
+def _json_tail(out: str) -> dict:
+    """The JSON object a ``--json`` command prints after its progress lines."""
+    return json.loads(out[out.index("{\n"):])
