@@ -76,6 +76,8 @@ def test_help(command, capsys):
     [
         (["distill", "--lr", "-1"], "error: config: lr=-1.0 must be positive"),
         (["distill", "--student", "big"], "error: config: student='big' is not a model"),
+        (["distill", "--method", "xdistill", "--fusion", "concat"],
+         "error: config: fusion='concat' is unknown"),
         (["train-teacher", "--config", "nowhere.yaml"], "error: config file nowhere.yaml"),
         (["distill", "--dataset", "mnist", "--data-root", "{tmp}"], "error: MNIST not found"),
     ],

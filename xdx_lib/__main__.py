@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help="the student's seed")
     d.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
     d.add_argument("--temperature", type=float, help="KD softmax temperature")
+    m = d.add_argument_group("method options (xdistill, at, e2kd)")
+    m.add_argument("--explainer", help="teacher explanation the CAE learns (default gradcam)")
+    m.add_argument("--map-target", dest="map_target", help="pred | label: class explained")
+    m.add_argument("--beta", type=float, help="xdistill: weight b of the explanation loss")
+    m.add_argument("--exp-loss", dest="exp_loss", help="xdistill: mse | bce | ssim")
+    m.add_argument("--fusion", help="xdistill: channel | gate | feature")
+    m.add_argument("--schedule", help="xdistill: joint | staged")
+    m.add_argument("--cae-variant", dest="cae_variant", help="plain | separable | skips | both")
+    m.add_argument("--cae-width", dest="cae_width", type=int, help="CAE channels, first block")
+    m.add_argument("--cae-epochs", dest="cae_epochs", type=int, help="staged: CAE epochs")
+    m.add_argument("--cae-freeze", dest="cae_freeze", action=argparse.BooleanOptionalAction,
+                   help="staged: keep the pre-trained CAE frozen")  # fmt: skip
+    m.add_argument("--at-beta", dest="at_beta", type=float, help="at: weight of the AT term")
+    m.add_argument("--e2kd-weight", dest="e2kd_weight", type=float,
+                   help="e2kd: weight of 1 - cos(GradCAM_T, GradCAM_S)")  # fmt: skip
     a = sub.add_parser("data", help="make a dataset available offline and print its sizes")
     a.add_argument("--dataset", default="fashion_mnist", help="dataset name")
     a.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
