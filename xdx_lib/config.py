@@ -200,15 +200,24 @@ def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunCon
     return cfg
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML config file, apply ``overrides`` (e.g. from the command line), validate."""
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; any problem is one ConfigError line.
+
+    ``what`` names the file in the message ("config file", "experiment config").
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         d = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from None
     if not isinstance(d, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of field: value")
+        raise ConfigError(f"{what} {path} must hold a mapping of field: value")
+    return d
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config file, apply ``overrides`` (e.g. from the command line), validate."""
+    d = read_yaml_mapping(path, "config file")
     return config_from_dict({**d, **(overrides or {})})

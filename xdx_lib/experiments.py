@@ -332,20 +332,11 @@ class ExperimentConfig:
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; every bad field is one clear ConfigError."""
-    import yaml
-
-    from .config import METHODS_KNOWN, ConfigError, config_from_dict
+    from .config import METHODS_KNOWN, ConfigError, config_from_dict, read_yaml_mapping
     from .explain import EXPLAINERS
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment config {path} does not exist")
-    try:
-        d = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"experiment config {path} is not valid YAML: {e}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"experiment config {path} must hold a mapping of field: value")
+    d = read_yaml_mapping(path, "experiment config")
     kinds = {"name": str, "run": dict, "methods": list, "seeds": list, "explainers": list,
              "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
              "localisation_methods": list}  # fmt: skip

@@ -60,6 +60,10 @@ from torch import Tensor, nn
 from .cache import atomic_torch_save, hash_dict, load_tensors, runs_dir
 from .registry import Registry
 
+# Captum imports ``tqdm.auto``, which warns in a Jupyter kernel without ipywidgets; our
+# progress bars are plain tqdm, so the warning says nothing to a reader of the book.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 #: The explainers by name (``gradcam``, ``saliency``, ``integrated_gradients``, ...).
 EXPLAINERS = Registry("explainer")
 
