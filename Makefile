@@ -72,7 +72,7 @@ reproduce: $(STAMP) data
 	      --log-level WARNING; then mv "$$part" "$$out/$$nb.ipynb"; echo "reproduce: $$out/$$nb.ipynb"; \
 	  else mv "$$part" "$$out/$$nb.failed.ipynb" 2>/dev/null; \
 	    echo "error: book/$$nb.ipynb failed with $(CONFIG); see $$out/$$nb.failed.ipynb"; exit 1; fi; \
-	done; echo "results: $$out/results/"
+	done; echo "results: $${XDX_RUNS:-runs}/$$name/results/"
 
 clean:
 	rm -rf _build
