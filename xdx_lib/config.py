@@ -49,7 +49,7 @@ class Profile:
 #: accuracies in minutes. ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2),
-    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 3, 3, 64, 1e-2),
+    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 6, 3, 64, 1e-2),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
 
