@@ -82,3 +82,13 @@ def test_profile_auto_reads_environment(monkeypatch):
 def test_run_config_zero_means_profile():
     cfg = run_config({"profile": "smoke", "teacher_epochs": 0, "seed": 3})
     assert cfg.teacher_epochs == 1 and cfg.seed == 3 and cfg.profile == "smoke"
+
+
+def test_glued_strings_show_without_quotes():
+    from IPython.core.formatters import format_display_data
+
+    from xdx_lib.notebook import GluedText
+
+    data, _ = format_display_data(GluedText("0.829"))
+    assert data["text/plain"] == "0.829"  # a plain str would show as '0.829'
+    assert format_display_data("0.829")[0]["text/plain"] == "'0.829'"

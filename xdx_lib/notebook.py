@@ -125,3 +125,24 @@ def experiment_config_path(config: str, profile: str = "auto"):
     profile = resolve_profile(profile)
     name = "cifar10_paper" if profile == "paper" else f"fashion_mnist_{profile}"
     return (project_root() or Path.cwd()) / "configs" / f"{name}.yaml"
+
+
+class GluedText:
+    """A string that reads without quotes where the book's text shows it (``{glue:}``)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Glue ``value`` for ``{glue:}`name``` in the book's text; a string shows unquoted.
+
+    myst-nb shows a glued object's plain-text repr, and the repr of a Python string carries
+    quotes ('0.829'); the chapters glue formatted numbers and phrases, so they come here.
+    """
+    from myst_nb import glue as myst_glue
+
+    myst_glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
