@@ -241,3 +241,14 @@ def test_faithfulness_runs_in_eval_mode_and_restores_it():
     auc = insertion_auc(model, x, rand_maps(3, 28), steps=5)
     assert auc.shape == (3,) and ((auc >= 0) & (auc <= 1)).all()
     assert model.training and bn.training and torch.equal(bn.running_mean, stats)
+
+
+def test_reference_maps_are_image_blind_and_shaped_like_the_test_maps():
+    train = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])  # mean 0.5 everywhere
+    test = torch.rand(3, 1, 4, 4)
+    refs = metrics.reference_maps(train, test)
+    assert set(refs) == {"mean teacher map", "centred blob"}
+    for ref in refs.values():
+        assert ref.shape == test.shape and torch.equal(ref[0], ref[2])
+    torch.testing.assert_close(refs["mean teacher map"], torch.full_like(test, 0.5))
+    torch.testing.assert_close(refs["centred blob"][0], metrics.centred_blob((4, 4))[0])

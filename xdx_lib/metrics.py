@@ -505,3 +505,17 @@ def centred_blob(size: tuple[int, int] | torch.Size, sigma: float = 0.25) -> Ten
     xx = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2) / (sigma * w)
     blob = torch.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))
     return ((blob - blob.min()) / (blob.max() - blob.min())).view(1, 1, h, w)
+
+
+def reference_maps(train_maps: Tensor, test_maps: Tensor) -> dict[str, Tensor]:
+    """The two image-blind references, shaped like ``test_maps``.
+
+    ``"mean teacher map"``: the mean of the teacher's training maps, the same for every
+    image; ``"centred blob"``: :func:`centred_blob`. A student's or a CAE's map that does
+    not beat these has learnt where explanations usually are, not this image's.
+    """
+    mean_map = train_maps.mean(0, keepdim=True).to(test_maps.dtype)
+    return {
+        "mean teacher map": mean_map.expand_as(test_maps),
+        "centred blob": centred_blob(test_maps.shape[-2:]).expand_as(test_maps),
+    }
