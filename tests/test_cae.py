@@ -1,4 +1,5 @@
-"""Tests of the CAE ``g``, its loss, its stand-alone training and inference."""
+"""Tests of the CAE ``g``, its loss (:mod:`xdx_lib.losses`), its stand-alone training
+(:func:`xdx_lib.xdistill.fit_cae`) and inference."""
 
 from __future__ import annotations
 
@@ -7,16 +8,10 @@ import math
 import pytest
 import torch
 
-from xdx_lib.cae import (
-    CAE,
-    CAE_VARIANTS,
-    cae_parameter_counts,
-    create_cae,
-    explanation_loss,
-    predict_maps,
-    train_cae,
-)
+from xdx_lib.cae import CAE, CAE_VARIANTS, cae_parameter_counts, create_cae, predict_maps
+from xdx_lib.losses import explanation_loss
 from xdx_lib.models import count_parameters
+from xdx_lib.xdistill import fit_cae
 
 LOSS_KINDS = ("mse", "bce", "ssim")
 
@@ -196,43 +191,43 @@ def test_unknown_loss_kind_lists_the_choices():
 
 
 @pytest.mark.parametrize("loss", LOSS_KINDS)
-def test_train_cae_learns_a_tiny_task(loss):
+def test_fit_cae_learns_a_tiny_task(loss):
     """Target maps = the blob itself: the CAE must learn where the object is (30 steps)."""
     torch.manual_seed(0)
     x = blobs(96, seed=0)
     maps = x.clone()
     g = create_cae("both", width=8)
     before = explanation_loss(predict_maps(g, x), maps, loss).item()
-    history = train_cae(g, x, maps, epochs=5, batch_size=16, lr=2e-2, loss=loss, seed=0)
+    history = fit_cae(g, x, maps, epochs=5, batch_size=16, lr=2e-2, loss=loss, seed=0)
     assert len(history) == 5 and all(math.isfinite(v) for v in history)
     assert history[-1] < history[0]
     after = explanation_loss(predict_maps(g, x), maps, loss).item()
     assert after < 0.7 * before, (before, after)  # here mse 0.22 -> 0.006, ssim 0.99 -> 0.1
 
 
-def test_train_cae_is_reproducible_and_restores_the_mode():
+def test_fit_cae_is_reproducible_and_restores_the_mode():
     x = blobs(64)
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
         g = create_cae("skips", width=4).eval()
-        runs.append(train_cae(g, x, x, epochs=2, batch_size=16, seed=5))
+        runs.append(fit_cae(g, x, x, epochs=2, batch_size=16, seed=5))
         assert not g.training
     assert runs[0] == runs[1]
     torch.manual_seed(3)
     g = create_cae("skips", width=4)
-    assert train_cae(g, x, x, epochs=2, batch_size=16, seed=6) != runs[0]  # order matters
+    assert fit_cae(g, x, x, epochs=2, batch_size=16, seed=6) != runs[0]  # order matters
 
 
-def test_train_cae_rejects_misaligned_data_and_unknown_loss():
+def test_fit_cae_rejects_misaligned_data_and_unknown_loss():
     g = create_cae("plain", width=4)
     x = torch.rand(8, 1, 28, 28)
     with pytest.raises(ValueError, match="aligned"):
-        train_cae(g, x, torch.rand(7, 1, 28, 28), epochs=1)
+        fit_cae(g, x, torch.rand(7, 1, 28, 28), epochs=1)
     with pytest.raises(ValueError, match="maps are"):
-        train_cae(g, x, torch.rand(8, 1, 14, 14), epochs=1)
+        fit_cae(g, x, torch.rand(8, 1, 14, 14), epochs=1)
     with pytest.raises(ValueError, match="choose one of"):
-        train_cae(g, x, torch.rand(8, 1, 28, 28), epochs=1, loss="l1")
+        fit_cae(g, x, torch.rand(8, 1, 28, 28), epochs=1, loss="l1")
 
 
 def test_predict_maps_batches_in_eval_mode_on_the_cpu():

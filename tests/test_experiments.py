@@ -11,7 +11,7 @@ import yaml
 
 from xdx_lib import report
 from xdx_lib.config import ConfigError
-from xdx_lib.experiments import load_experiment, run_experiment
+from xdx_lib.runner import load_experiment, run_experiment
 
 TINY = {
     "name": "tiny",

@@ -11,16 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdx_lib import explain as explain_mod
+from xdx_lib import trained as trained_mod
 from xdx_lib.explain import (
     EXPLAINERS,
-    cached_maps,
     explain,
     grid_feature_mask,
     make_explainer,
     normalize_maps,
 )
 from xdx_lib.models import create_model
+from xdx_lib.trained import cached_maps
 
 #: Small settings that keep the slow explainers fast in tests.
 FAST = {
@@ -255,13 +255,13 @@ def test_occlusion_on_a_linear_model():
 def counted(monkeypatch):
     """Count the calls cached_maps makes to explain."""
     calls = []
-    real = explain_mod.explain
+    real = trained_mod.explain
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(explain_mod, "explain", counting)
+    monkeypatch.setattr(trained_mod, "explain", counting)
     return calls
 
 

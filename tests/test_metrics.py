@@ -7,17 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from xdx_lib import metrics
+from xdx_lib import faithfulness, metrics
+from xdx_lib.faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from xdx_lib.metrics import (
     accuracy,
     agreement,
     cosine,
-    deletion_auc,
-    insertion_auc,
     pearson,
-    pointing_game,
     rank_average,
-    relevance_mass,
     similarity_table,
     spearman,
     ssim,
@@ -179,7 +176,7 @@ def test_deletion_and_insertion_auc_on_a_linear_model():
 def test_insertion_blur_baseline_starts_from_the_blurred_image():
     x = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(1))
     model = MeanProbability()
-    blurred = metrics._blur(x)
+    blurred = faithfulness._blur(x)
     # with one step, AUC = (p(start) + p(x)) / 2
     auc = insertion_auc(model, x, rand_maps(2, 12), target=0, steps=1)
     expected = (blurred.flatten(1).mean(1) + x.flatten(1).mean(1)) / 2

@@ -10,10 +10,10 @@ from xdx_lib import losses
 from xdx_lib.cae import create_cae
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.experiments import train_cae, train_student, train_teacher
+from xdx_lib.experiments import train_student, train_teacher
 from xdx_lib.methods import create_method
 from xdx_lib.models import count_parameters, create_model
-from xdx_lib.xdistill import FUSIONS, XDistillStudent
+from xdx_lib.xdistill import FUSIONS, XDistillStudent, pretrain_cae
 
 
 def _student(fusion: str, freeze: bool = False, seed: int = 0) -> XDistillStudent:
@@ -128,7 +128,7 @@ def test_staged_starts_from_the_pretrained_cae_and_keeps_it(tiny_data):
                     student="student_tiny", teacher="student_small", batch_size=32,
                     cae_epochs=1, cae_width=4)  # fmt: skip
     teacher = train_teacher(cfg, tiny_data, verbose=False)
-    pre = train_cae(cfg, tiny_data, teacher, verbose=False).model.state_dict()
+    pre = pretrain_cae(cfg, tiny_data, teacher, verbose=False).model.state_dict()
     run = train_student(cfg, tiny_data, teacher, verbose=False)
     for name, value in run.model.cae.state_dict().items():
         torch.testing.assert_close(value, pre[name], msg=f"CAE {name} changed in stage 2")

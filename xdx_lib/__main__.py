@@ -12,7 +12,8 @@ import json
 import os
 import sys
 
-from .config import METHODS_KNOWN, PROFILES, ConfigError, RunConfig, config_from_dict, load_config
+from .config import PROFILES, ConfigError, RunConfig, config_from_dict, load_config
+from .methods import METHODS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", dest="teacher_seed", type=int, help="the teacher's seed")
     d = sub.add_parser("distill", help="train (or load) a student with a method")
     _common(d)
-    d.add_argument("--method", choices=list(METHODS_KNOWN), help="training method (default kd)")
+    d.add_argument("--method", choices=METHODS.names(), help="training method (default kd)")
     d.add_argument("--student", help="student model name")
     d.add_argument("--seed", type=int, help="the student's seed")
     d.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
@@ -93,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _experiment(args: argparse.Namespace) -> int:
     """``experiment CONFIG``: validate, then train and evaluate everything it names."""
     from .data import DataNotFoundError
-    from .experiments import load_experiment, run_experiment
+    from .runner import load_experiment, run_experiment
 
     try:
         exp = load_experiment(args.config)

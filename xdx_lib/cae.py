@@ -18,35 +18,29 @@ ways of doing so, each a switch of :class:`CAE` so that the book can ablate them
   lost in the bottleneck can be recovered.
 
 ``CAE_VARIANTS`` names the four combinations; ``"both"`` is the paper's modified CAE and
-the one XDistillation deploys. The same module holds the CAE's loss
-(:func:`explanation_loss`), its stand-alone training on cached teacher maps (the
-``staged`` schedule's first stage, :func:`train_cae`) and batched inference
-(:func:`predict_maps`).
+the one XDistillation deploys. This module holds the architecture and batched inference
+(:func:`predict_maps`) only: the CAE's loss is with the other losses
+(:func:`xdx_lib.losses.explanation_loss`), and its stand-alone training on cached teacher
+maps, the ``staged`` schedule's first stage, is beside the method that uses it
+(:func:`xdx_lib.xdistill.pretrain_cae`). Imports: :mod:`xdx_lib.models` and
+:mod:`xdx_lib._utils`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
+from ._utils import model_device
 from .models import count_parameters
-from .registry import Registry
-from .train import epoch_batches
 
 __all__ = [
     "CAE",
     "CAE_VARIANTS",
-    "EXPLANATION_LOSSES",
     "cae_parameter_counts",
     "create_cae",
-    "explanation_loss",
     "predict_maps",
-    "train_cae",
 ]
 
 # ----------------------------------------------------------------------------- blocks
@@ -267,167 +261,6 @@ def cae_parameter_counts(in_channels: int = 1, width: int = 16, depth: int = 2, 
     }
 
 
-# ----------------------------------------------------------------------------- the loss
-
-#: Explanation losses ``L_exp(pred, target)`` by name; each returns a scalar (batch mean).
-EXPLANATION_LOSSES = Registry("explanation loss")
-
-
-@EXPLANATION_LOSSES.register("mse")
-def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
-    r"""Mean squared error over pixels and images, :math:`\frac{1}{NHW}\sum (g(x) - e_T)^2`."""
-    return F.mse_loss(pred, target)
-
-
-@EXPLANATION_LOSSES.register("bce")
-def bce_loss(pred: Tensor, target: Tensor) -> Tensor:
-    r"""Pixel-wise binary cross-entropy with soft targets in [0, 1].
-
-    :math:`-\frac{1}{NHW}\sum e_T \log g(x) + (1 - e_T) \log(1 - g(x))`. Its minimum over
-    ``pred`` is at ``pred = target``, where it equals the target's entropy: zero only for
-    binary targets. Logs are clamped at -100 (PyTorch's convention), so a saturated pixel
-    gives a large finite loss, not inf.
-    """
-    return F.binary_cross_entropy(pred, target)
-
-
-@EXPLANATION_LOSSES.register("ssim")
-def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """``1 - SSIM`` (Wang et al. 2004; torchmetrics, Gaussian 11x11 window, ``data_range=1``).
-
-    SSIM compares local means, contrasts and structure rather than pixel values, so it
-    rewards a map of the right shape even when its overall level is off. Differentiable.
-    """
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
-    return 1.0 - structural_similarity_index_measure(pred, target, data_range=1.0)
-
-
-def explanation_loss(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
-    """The CAE's loss ``L_exp(g(x), e_T(x))``: ``"mse"`` (default), ``"bce"`` or ``"ssim"``.
-
-    METHOD.md's objective weighs it by ``b``. Computed in float32 with autocast off, so
-    that it is the same number under AMP (and BCE, which autocast refuses, works there).
-
-    Args:
-        pred: the CAE's maps ``[N, 1, H, W]`` in [0, 1].
-        target: the teacher's maps, same shape, in [0, 1].
-        kind: a name in :data:`EXPLANATION_LOSSES`.
-
-    Returns:
-        A scalar tensor (mean over the batch), differentiable in ``pred``.
-
-    Raises:
-        ValueError: an unknown ``kind`` (the message lists the choices), or shapes differ.
-
-    Examples::
-
-        >>> p = torch.full((1, 1, 2, 2), 0.5)
-        >>> float(explanation_loss(p, torch.zeros_like(p)))
-        0.25
-    """
-    fn: Callable[[Tensor, Tensor], Tensor] = EXPLANATION_LOSSES.get(kind)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"pred and target maps differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}"
-        )
-    with torch.autocast(device_type=pred.device.type, enabled=False):
-        return fn(pred.float(), target.to(pred.device, torch.float32))
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def _param_device(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def train_cae(
-    cae: nn.Module,
-    x: Tensor,
-    maps: Tensor,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    loss: str = "mse",
-    device: torch.device | str | None = None,
-    seed: int = 0,
-    progress: bool = False,
-) -> list[float]:
-    """Train the CAE alone to reproduce cached teacher maps: the ``staged`` schedule's stage 1.
-
-    Minimises ``explanation_loss(cae(x), maps, loss)`` with Adam on tensors held in memory
-    (no DataLoader: Fashion-MNIST fits in memory many times over). Batches are drawn from a
-    permutation seeded by ``(seed, epoch)`` (:func:`xdx_lib.train.epoch_batches`, the same
-    rule as the student's loop), so a run is reproducible on a CPU given the CAE's initial
-    weights. The forward pass runs under bfloat16 autocast on CUDA only; the loss is taken
-    in float32.
-
-    Args:
-        cae: the autoencoder (trained in place; its train/eval mode is restored after).
-        x: images ``[N, C, H, W]`` in [0, 1] (any device; batches are moved).
-        maps: the teacher's maps ``[N, 1, H, W]`` in [0, 1], aligned with ``x``.
-        epochs: passes over the data.
-        batch_size: images per step.
-        lr: Adam's learning rate.
-        loss: a name in :data:`EXPLANATION_LOSSES`.
-        device: where to train; ``None`` keeps the device the CAE's parameters are on.
-        seed: seeds the shuffling.
-        progress: show a tqdm bar per epoch.
-
-    Returns:
-        The mean training loss of each epoch (weighted by batch size), ``len == epochs``.
-
-    Raises:
-        ValueError: misaligned ``x`` and ``maps`` or an unknown ``loss``.
-        FloatingPointError: the loss became NaN or inf.
-    """
-    EXPLANATION_LOSSES.get(loss)  # fail before any work on an unknown name
-    if len(x) != len(maps) or maps.dim() != 4 or maps.shape[1] != 1:
-        raise ValueError(
-            f"x {tuple(x.shape)} and maps {tuple(maps.shape)} must be aligned [N, C, H, W] "
-            "and [N, 1, H, W]"
-        )
-    if maps.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
-    device = _param_device(cae) if device is None else torch.device(device)
-    cae.to(device)
-    was_training = cae.training
-    cae.train()
-    opt = torch.optim.Adam(cae.parameters(), lr=lr)
-    use_amp = device.type == "cuda"
-    steps = math.ceil(len(x) / batch_size)
-    history: list[float] = []
-    try:
-        for epoch in range(epochs):
-            total, seen = 0.0, 0
-            bar = tqdm(epoch_batches(len(x), batch_size, seed, epoch), total=steps,
-                       desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress,
-                       leave=False)  # fmt: skip
-            for step, idx in enumerate(bar):
-                xb = x[idx].to(device, torch.float32, non_blocking=True)
-                mb = maps[idx].to(device, torch.float32, non_blocking=True)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    pred = cae(xb)
-                value = explanation_loss(pred, mb, loss)
-                if not torch.isfinite(value):
-                    raise FloatingPointError(
-                        f"CAE loss became {value.item()} at epoch {epoch + 1} step {step}; "
-                        "lower the learning rate or check the maps"
-                    )
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                total += value.item() * len(idx)
-                seen += len(idx)
-                bar.set_postfix(loss=f"{value.item():.4f}")
-            history.append(total / max(seen, 1))
-    finally:
-        cae.train(was_training)
-    return history
-
-
 @torch.no_grad()
 def predict_maps(cae: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """The CAE's maps for every image of ``x``: ``[N, 1, H, W]`` float32 on the CPU.
@@ -435,7 +268,7 @@ def predict_maps(cae: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     Runs in eval mode (batch norm uses its running statistics) without gradients, in
     batches on the device the CAE's parameters are on; the CAE's mode is restored after.
     """
-    device = _param_device(cae)
+    device = model_device(cae)
     was_training = cae.training
     cae.eval()
     try:
@@ -448,3 +281,4 @@ def predict_maps(cae: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     if not out:
         return torch.empty(0, 1, *x.shape[-2:])
     return torch.cat(out)
+

@@ -5,6 +5,12 @@ method and its options. It loads from YAML or a dict and is validated on load: e
 field gives one clear line naming the field, the value and what is allowed. Fields left
 as ``None`` are filled from the chosen :data:`PROFILES` entry, so ``profile: smoke``
 alone is a complete config.
+
+The allowed names come from where each thing is defined, never from a second list here:
+the registries of datasets, models, explainers, explanation losses and methods, the CAE
+variants, XDistillation's fusions and schedules. Layer: the config sits above everything it
+names (data, models, explainers, losses, methods) and below the runner, the notebooks and
+the command line; nothing below it imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .cae import CAE_VARIANTS
+from .data import DATASETS
+from .explain import EXPLAINERS
+from .losses import EXPLANATION_LOSSES
+from .methods import MAP_TARGETS, METHODS
+from .models import MODELS
+from .xdistill import FUSIONS, SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -52,8 +66,6 @@ PROFILES: dict[str, Profile] = {
     "book": Profile(10000, 2000, "cnn_teacher", "student_small", 6, 3, 64, 1e-2),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
-
-METHODS_KNOWN = ("scratch", "kd", "at", "e2kd", "xdistill")
 
 
 @dataclass
@@ -119,12 +131,15 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Whether ``value`` fits a field annotation (bool is not an int; an int is a float)."""
+def fits_type(value: Any, annotation: Any) -> bool:
+    """Whether ``value`` fits a type annotation (bool is not an int; an int is a float).
+
+    Used for config fields and for notebook parameters alike.
+    """
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
+        return any(fits_type(value, a) for a in typing.get_args(annotation))
+    if annotation is None or annotation is type(None):
         return value is None
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -134,9 +149,6 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _check_choices(cfg: RunConfig) -> None:
-    from .data import DATASETS
-    from .models import MODELS
-
     def bad(name, msg):
         raise ConfigError(f"config: {name}={getattr(cfg, name)!r} {msg}")
 
@@ -144,8 +156,8 @@ def _check_choices(cfg: RunConfig) -> None:
         bad("dataset", f"is unknown; choose one of: {', '.join(DATASETS.names())}")
     if cfg.profile not in PROFILES:
         bad("profile", f"is unknown; choose one of: {', '.join(PROFILES)}")
-    if cfg.method not in METHODS_KNOWN:
-        bad("method", f"is unknown; choose one of: {', '.join(METHODS_KNOWN)}")
+    if cfg.method not in METHODS:
+        bad("method", f"is unknown; choose one of: {', '.join(METHODS.names())}")
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
         bad("device", "is unknown; choose auto, cpu, cuda, cuda:N or mps")
     for name in ("teacher", "student"):
@@ -165,11 +177,12 @@ def _check_choices(cfg: RunConfig) -> None:
     if cfg.weight_decay < 0:
         bad("weight_decay", "must be >= 0")
     choices = {
-        "map_target": ("pred", "label"),
-        "exp_loss": ("mse", "bce", "ssim"),
-        "fusion": ("channel", "gate", "feature"),
-        "schedule": ("joint", "staged"),
-        "cae_variant": ("plain", "separable", "skips", "both"),
+        "map_target": MAP_TARGETS,
+        "explainer": EXPLAINERS.names(),
+        "exp_loss": EXPLANATION_LOSSES.names(),
+        "fusion": FUSIONS,
+        "schedule": SCHEDULES,
+        "cae_variant": tuple(CAE_VARIANTS),
     }
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
@@ -192,7 +205,7 @@ def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunCon
             raise ConfigError(
                 f"config: unknown field {key!r}; known fields: {', '.join(sorted(known))}"
             )
-        if not _type_ok(value, known[key]):
+        if not fits_type(value, known[key]):
             expected = str(known[key]).replace("typing.", "")
             raise ConfigError(f"config: {key}={value!r} has the wrong type; expected {expected}")
     cfg = dataclasses.replace(base or RunConfig(), **d)

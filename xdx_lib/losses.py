@@ -1,17 +1,24 @@
 """Loss terms of knowledge distillation. Each method is the cross-entropy plus its terms.
 
+The prediction terms (cross-entropy, Hinton's KD), the feature and explanation terms of
+the baselines (attention transfer, e2KD's Grad-CAM match) and XDistillation's explanation
+loss ``L_exp`` between the CAE's map and the teacher's (:func:`explanation_loss`) all live
+here. Imports: torch, torchmetrics and :mod:`xdx_lib.registry` only.
+
 Notation: ``s`` and ``t`` are student and teacher logits ``[N, K]``, ``y`` labels,
 ``tau`` the softmax temperature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+
+from .registry import Registry
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
@@ -122,3 +129,73 @@ def e2kd_loss(student_cam: torch.Tensor, teacher_maps: torch.Tensor) -> torch.Te
     cos = F.cosine_similarity(student_cam.flatten(1), teacher_maps.float().flatten(1), dim=1,
                               eps=1e-8)  # fmt: skip
     return (1 - cos).mean()
+
+
+# ----------------------------------------------------------------------------- explanation loss
+
+#: Explanation losses ``L_exp(pred, target)`` by name; each returns a scalar (batch mean).
+EXPLANATION_LOSSES = Registry("explanation loss")
+
+
+@EXPLANATION_LOSSES.register("mse")
+def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Mean squared error over pixels and images, :math:`\frac{1}{NHW}\sum (g(x) - e_T)^2`."""
+    return F.mse_loss(pred, target)
+
+
+@EXPLANATION_LOSSES.register("bce")
+def bce_loss(pred: Tensor, target: Tensor) -> Tensor:
+    r"""Pixel-wise binary cross-entropy with soft targets in [0, 1].
+
+    :math:`-\frac{1}{NHW}\sum e_T \log g(x) + (1 - e_T) \log(1 - g(x))`. Its minimum over
+    ``pred`` is at ``pred = target``, where it equals the target's entropy: zero only for
+    binary targets. Logs are clamped at -100 (PyTorch's convention), so a saturated pixel
+    gives a large finite loss, not inf.
+    """
+    return F.binary_cross_entropy(pred, target)
+
+
+@EXPLANATION_LOSSES.register("ssim")
+def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """``1 - SSIM`` (Wang et al. 2004; torchmetrics, Gaussian 11x11 window, ``data_range=1``).
+
+    SSIM compares local means, contrasts and structure rather than pixel values, so it
+    rewards a map of the right shape even when its overall level is off. Differentiable.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return 1.0 - structural_similarity_index_measure(pred, target, data_range=1.0)
+
+
+def explanation_loss(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
+    """The CAE's loss ``L_exp(g(x), e_T(x))``: ``"mse"`` (default), ``"bce"`` or ``"ssim"``.
+
+    XDistillation's objective weighs it by ``b``. Computed in float32 with autocast off, so
+    that it is the same number under AMP (and BCE, which autocast refuses, works there).
+
+    Args:
+        pred: the CAE's maps ``[N, 1, H, W]`` in [0, 1].
+        target: the teacher's maps, same shape, in [0, 1].
+        kind: a name in :data:`EXPLANATION_LOSSES`.
+
+    Returns:
+        A scalar tensor (mean over the batch), differentiable in ``pred``.
+
+    Raises:
+        ValueError: an unknown ``kind`` (the message lists the choices), or shapes differ.
+
+    Examples::
+
+        >>> p = torch.full((1, 1, 2, 2), 0.5)
+        >>> float(explanation_loss(p, torch.zeros_like(p)))
+        0.25
+    """
+    fn: Callable[[Tensor, Tensor], Tensor] = EXPLANATION_LOSSES.get(kind)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred and target maps differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}"
+        )
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        return fn(pred.float(), target.to(pred.device, torch.float32))
+
+

@@ -1,9 +1,15 @@
-"""Training methods: how a student is built, run forward and scored.
+"""Training methods: how a student is built, run forward, scored and tracked.
 
 A method differs from another in one small hook, never in a copied training loop
-(:func:`xdx_lib.train.fit` is the only loop). ``scratch`` trains on labels, ``kd``
-adds Hinton's soft-target term; later methods (attention transfer, e2KD, XDistillation)
-register themselves here too.
+(:func:`xdx_lib.train.fit` is the only student loop). ``scratch`` trains on labels,
+``kd`` adds Hinton's soft-target term, ``at`` attention transfer and ``e2kd`` e2KD's
+Grad-CAM match; XDistillation (:mod:`xdx_lib.xdistill`) registers itself in the same
+:data:`METHODS`. Importing the package ``xdx_lib`` imports both modules, so every method
+is registered in that one place.
+
+Layer: above the trained models and their cached signals (:mod:`xdx_lib.trained`), the
+losses, the models and the explainers; below the config and the runner. A method reads
+its options from a :class:`~xdx_lib.config.RunConfig` but never imports the config module.
 """
 
 from __future__ import annotations
@@ -12,11 +18,30 @@ import torch
 from torch import nn
 
 from . import losses
-from .config import RunConfig
+from .explain import explain
+from .metrics import agreement, pearson
 from .models import create_model
 from .registry import Registry
+from .trained import model_maps
 
 METHODS = Registry("method")
+
+#: Which class a teacher's map explains: its prediction, or the true label.
+MAP_TARGETS = ("pred", "label")
+
+#: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.
+TRACKED_TEST_IMAGES = 500
+
+
+def gradcam_agreement(model: nn.Module, x: torch.Tensor, teacher_maps: torch.Tensor) -> float:
+    """Mean Pearson r between the model's Grad-CAM and the teacher's on the first images.
+
+    Tracked after every epoch, so that the book can show a student's explanations
+    approaching (or not) the teacher's as it trains.
+    """
+    with torch.enable_grad():
+        maps = explain(model, x[: len(teacher_maps)], "gradcam")
+    return pearson(maps, teacher_maps).mean().item()
 
 
 class Method:
@@ -27,6 +52,10 @@ class Method:
     * :meth:`build_model`: the network that is trained (and deployed);
     * :meth:`forward`: what one forward pass returns (at least ``logits``);
     * :meth:`loss_terms`: the named, already weighted terms whose sum is minimised.
+
+    After each epoch, :meth:`epoch_metrics` adds the method's own numbers to the history:
+    for every student, agreement with the teacher's predictions and the Pearson r of its
+    Grad-CAM with the teacher's on :data:`TRACKED_TEST_IMAGES` test images.
 
     Class attributes say what the training loop must provide in each batch:
     ``needs_teacher_logits`` (the cached teacher logits, ``batch["teacher_logits"]``)
@@ -41,29 +70,35 @@ class Method:
     #: invalidates another method's students.
     config_fields: tuple[str, ...] = ()
 
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg):
         self.cfg = cfg
+        self.tracked_maps: torch.Tensor | None = None
 
     def prepare(self, teacher, data, extras: dict) -> dict:
         """Add what this method needs to the per-image ``extras`` before training.
 
         ``extras`` is ``{"train": {...}, "test": {...}}`` of tensors aligned with the
-        splits; methods that learn from cached teacher maps add them here, once.
+        splits; methods that learn from cached teacher maps add them here, once. The base
+        also fetches the teacher's Grad-CAM of the tracked test images. Not called for a
+        student that the run cache already holds.
         """
+        n_track = min(TRACKED_TEST_IMAGES, len(data.test))
+        self.tracked_maps = model_maps(teacher, data.test.x[:n_track], "gradcam")
         return extras
 
-    def teacher_maps(self, teacher, data, split: str = "train") -> torch.Tensor:
-        """The teacher's cached explanations of a split (``cfg.explainer``, ``cfg.map_target``).
+    def teacher_maps(self, teacher, data, split: str = "train",
+                     explainer: str | None = None) -> torch.Tensor:  # fmt: skip
+        """The teacher's cached explanations of a split (``explainer``, default
+        ``cfg.explainer``, of the class ``cfg.map_target`` names).
 
         Computed once per (teacher checkpoint, explainer, split, subset) and cached on disk
-        (:func:`xdx_lib.experiments.model_maps`); methods that learn from the teacher's
+        (:func:`xdx_lib.trained.model_maps`); methods that learn from the teacher's
         explanations call this from :meth:`prepare`, never per epoch.
         """
-        from .experiments import model_maps
-
         part = getattr(data, split)
         target = part.y if self.cfg.map_target == "label" else None
-        return model_maps(teacher, part.x, self.cfg.explainer, split=split, target=target)
+        return model_maps(teacher, part.x, explainer or self.cfg.explainer, split=split,
+                          target=target)  # fmt: skip
 
     def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
         """The student network named by the config."""
@@ -77,9 +112,20 @@ class Method:
         """The class logits for images ``x`` (what evaluation and explainers see)."""
         return self.forward(model, {"x": x})["logits"]
 
-    def epoch_metrics(self, model: nn.Module, split, extras: dict) -> dict[str, float]:
-        """Extra numbers recorded after each epoch on the test split (none by default)."""
-        return {}
+    def epoch_metrics(self, model: nn.Module, split, extras: dict,
+                      logits: torch.Tensor) -> dict[str, float]:  # fmt: skip
+        """Numbers recorded after each epoch on the test split, beside accuracy and loss.
+
+        ``logits`` are the model's on ``split``. ``agreement`` with the teacher when
+        ``extras`` holds its ``teacher_logits``; ``gradcam_pearson`` once :meth:`prepare`
+        has fetched the teacher's tracked maps. A teacher (no teacher of its own) gets none.
+        """
+        out = {}
+        if "teacher_logits" in extras:
+            out["agreement"] = agreement(logits, extras["teacher_logits"])
+        if self.tracked_maps is not None:
+            out["gradcam_pearson"] = gradcam_agreement(model, split.x, self.tracked_maps)
+        return out
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Named loss terms, weights included; the loop minimises their sum."""
@@ -124,7 +170,7 @@ class AttentionTransfer(KD):
 
     def prepare(self, teacher, data, extras: dict) -> dict:
         self.teacher = teacher.model.eval().requires_grad_(False)
-        return extras
+        return super().prepare(teacher, data, extras)
 
     def forward(self, model: nn.Module, batch: dict) -> dict:
         x = batch["x"]
@@ -161,12 +207,9 @@ class E2KD(KD):
     config_fields = ("alpha", "temperature", "e2kd_weight", "map_target")
 
     def prepare(self, teacher, data, extras: dict) -> dict:
-        maps_cfg = self.cfg
-        if maps_cfg.explainer != "gradcam":  # e2KD matches Grad-CAM by definition
-            import dataclasses
-
-            maps_cfg = dataclasses.replace(self.cfg, explainer="gradcam")
-        extras["train"]["teacher_maps"] = Method(maps_cfg).teacher_maps(teacher, data, "train")
+        extras = super().prepare(teacher, data, extras)
+        # e2KD matches Grad-CAM by definition, whatever cfg.explainer says
+        extras["train"]["teacher_maps"] = self.teacher_maps(teacher, data, "train", "gradcam")
         by_label = self.cfg.map_target == "label"
         target = data.train.y if by_label else extras["train"]["teacher_logits"].argmax(1)
         extras["train"]["target_class"] = target
@@ -188,8 +231,6 @@ class E2KD(KD):
         return terms
 
 
-def create_method(cfg: RunConfig) -> Method:
-    """The registered method named by ``cfg.method``."""
-    from . import xdistill  # noqa: F401  (registers "xdistill")
-
+def create_method(cfg) -> Method:
+    """The registered method named by ``cfg.method`` (a :class:`~xdx_lib.config.RunConfig`)."""
     return METHODS.get(cfg.method)(cfg)

@@ -10,11 +10,11 @@ unknown name or a wrong type.
 from __future__ import annotations
 
 import os
-import types
 import typing
+from types import SimpleNamespace
 from typing import Any
 
-from .config import PROFILES, RunConfig, config_from_dict
+from .config import PROFILES, RunConfig, config_from_dict, fits_type
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PAPERMILL_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
@@ -33,21 +33,6 @@ def resolve_profile(profile: str) -> str:
             f"profile {profile!r} is unknown; choose one of: auto, {', '.join(PROFILES)}"
         )
     return profile
-
-
-def _fits(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, a) for a in typing.get_args(annotation))
-    if annotation is None or annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, annotation)
 
 
 def check_parameters(namespace: dict) -> dict[str, Any]:
@@ -81,7 +66,7 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
         value = namespace.get(name)
         if isinstance(annotation, str):
             annotation = eval(annotation, dict(vars(typing)))  # noqa: S307 - the cell's own
-        if not _fits(value, annotation):
+        if not fits_type(value, annotation):
             raise ParameterError(
                 f"parameter {name}={value!r} should be of type "
                 f"{getattr(annotation, '__name__', annotation)}"
@@ -104,6 +89,30 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
             d[k] = None
     d.update(fields)
     return config_from_dict(d).resolved()
+
+
+#: Sizes the chapters use beside the RunConfig (images shown, timed, explained by slow
+#: explainers, judged for faithfulness; CAE epochs), per profile. A notebook parameter of 0
+#: means "the profile's" (:func:`sizes`).
+CHAPTER_SIZES: dict[str, dict[str, int]] = {
+    "smoke": {"n_show": 4, "n_timed": 16, "n_faithful": 8, "n_slow": 16, "n_slow_gap": 32,
+              "cae_epochs": 1},
+    "book": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
+             "cae_epochs": 0},
+    "paper": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
+              "cae_epochs": 0},
+}  # fmt: skip
+
+
+def sizes(profile: str, **given: int) -> SimpleNamespace:
+    """The profile's chapter sizes (:data:`CHAPTER_SIZES`), each replaced by a non-zero
+    value in ``given`` (the notebook's parameter of the same name)."""
+    out = dict(CHAPTER_SIZES[resolve_profile(profile)])
+    unknown = sorted(set(given) - set(out))
+    if unknown:
+        raise ParameterError(f"no chapter size named {unknown[0]!r}; known: {', '.join(out)}")
+    out.update({k: v for k, v in given.items() if v})
+    return SimpleNamespace(**out)
 
 
 def in_colab() -> bool:

@@ -1,29 +1,39 @@
-"""The one training loop, with evaluation, atomic checkpoints, resume, AMP and DDP.
+"""The training loop, with evaluation, atomic checkpoints, resume, AMP and DDP.
 
 :func:`fit` trains any model with any :class:`~xdx_lib.methods.Method`: the method
-supplies the forward pass and the loss terms, the loop supplies everything else.
+supplies the forward pass, the loss terms and its per-epoch metrics, the loop supplies
+everything else. The CAE's stand-alone pre-training (:func:`xdx_lib.xdistill.fit_cae`)
+shares the loop's parts: :func:`epoch_batches`, :func:`autocast` and
+:func:`optimizer_step`.
 Checkpoints are written atomically after every epoch; a run that is killed resumes from
 the last finished epoch and, on a CPU, ends with the same weights as a run that never
 stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
 state travels in the checkpoint).
+
+Layer: imports the data, the metrics, the cache and :mod:`xdx_lib._utils`; never a method,
+a config or the runner (a method is passed in, and used only through its hooks).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from .cache import atomic_torch_save, load_tensors
 from .data import Split
+from .metrics import accuracy
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -41,8 +51,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed torch's global generators (initialisation, dropout) on every device."""
+    """Seed torch's global generators (initialisation, dropout) on every device, NumPy's
+    and Python's ``random``."""
     torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def distributed() -> tuple[int, int]:
@@ -79,10 +92,26 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> 
     return pad[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
 
 
-def _autocast(device: torch.device, amp: bool):
+def autocast(device: torch.device, amp: bool = True):
+    """bfloat16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,
+                   remedy: str = "check the inputs") -> None:  # fmt: skip
+    """One step on ``loss``: refuse a NaN or inf loss (naming ``where``), then backward, step.
+
+    Shared by the student loop (:func:`fit`) and the CAE's pre-training.
+    """
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"{where} became {loss.item()}; lower the learning rate or {remedy}"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device) -> dict:
@@ -104,36 +133,21 @@ def predict_logits(logits_fn: Callable, x: torch.Tensor, device, batch_size: int
 
 @torch.no_grad()
 def evaluate(model, method, split: Split, device, extras: dict | None = None, batch_size=512):
-    """Test accuracy and loss; with ``teacher_logits`` in ``extras``, agreement with it."""
+    """Test accuracy and loss, then the method's own per-epoch metrics.
+
+    Agreement with the teacher, the Grad-CAM tracking of students and the CAE's map
+    quality all come from :meth:`~xdx_lib.methods.Method.epoch_metrics`.
+    """
     was_training = model.training
     model.eval()
     logits = predict_logits(lambda xb: method.logits(model, xb), split.x, device, batch_size)
     model.train(was_training)
-    pred = logits.argmax(1)
     res = {
-        "test_acc": (pred == split.y).float().mean().item(),
-        "test_loss": nn.functional.cross_entropy(logits, split.y).item(),
+        "test_acc": accuracy(logits, split.y),
+        "test_loss": F.cross_entropy(logits, split.y).item(),
     }
-    if extras and "teacher_logits" in extras:
-        res["agreement"] = (pred == extras["teacher_logits"].argmax(1)).float().mean().item()
-    if extras and "teacher_gradcam" in extras:
-        res["gradcam_pearson"] = gradcam_agreement(model, split.x, extras["teacher_gradcam"])
-    res.update(method.epoch_metrics(model, split, extras or {}))
+    res.update(method.epoch_metrics(model, split, extras or {}, logits))
     return res
-
-
-def gradcam_agreement(model: nn.Module, x: torch.Tensor, teacher_maps: torch.Tensor) -> float:
-    """Mean Pearson r between the model's Grad-CAM and the teacher's on the first images.
-
-    Tracked after every epoch, so that the book can show a student's explanations
-    approaching (or not) the teacher's as it trains.
-    """
-    from .explain import explain
-    from .metrics import pearson
-
-    with torch.enable_grad():
-        maps = explain(model, x[: len(teacher_maps)], "gradcam")
-    return pearson(maps, teacher_maps).mean().item()
 
 
 class CheckpointMismatch(RuntimeError):
@@ -160,6 +174,21 @@ def load_state_checked(model: nn.Module, state: dict, path: str | os.PathLike) -
             "check the model name and dataset, or delete the checkpoint to retrain"
         )
     model.load_state_dict(state)
+
+
+def checkpoint_epochs(path: str | os.PathLike) -> int:
+    """Epochs a checkpoint at ``path`` has finished (0 when there is none, or it is unreadable).
+
+    The runner asks this before preparing a method, so that a finished student costs only
+    loading its weights.
+    """
+    if not Path(path).is_file():
+        return 0
+    try:
+        ckpt = load_tensors(path)
+    except RuntimeError:
+        return 0
+    return int(ckpt.get("epoch", 0)) if isinstance(ckpt, dict) else 0
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None = None) -> dict:
@@ -206,8 +235,7 @@ def fit(
     """Train ``model`` with ``method`` for ``epochs`` epochs and return the history.
 
     Optimiser: AdamW with a per-step cosine decay of the learning rate to zero. After each
-    epoch the model is evaluated on ``test`` (accuracy, loss, and agreement with the
-    teacher when ``test_extras`` holds ``teacher_logits``) and, if ``ckpt_path`` is given,
+    epoch the model is evaluated on ``test`` (:func:`evaluate`) and, if ``ckpt_path`` is given,
     a checkpoint is written atomically. An existing checkpoint with the same ``meta`` is
     resumed; one that is complete returns its history without training.
 
@@ -222,8 +250,9 @@ def fit(
 
     Returns:
         list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
-        ``test_acc``, ``test_loss``, ``agreement`` and ``gradcam_pearson`` (students),
-        ``lr`` and ``epoch_time`` (seconds of training, evaluation excluded).
+        ``epoch_time`` (seconds of training, evaluation excluded), ``test_acc``,
+        ``test_loss``, the method's :meth:`~xdx_lib.methods.Method.epoch_metrics`
+        (``agreement`` and ``gradcam_pearson`` for students) and ``lr``.
     """
     device = torch.device(device)
     rank, world = distributed()
@@ -262,18 +291,11 @@ def fit(
             batch = make_batch(train, idx, train_extras, device)
             if augment:
                 batch["x"] = augment_batch(batch["x"], aug_gen)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 out = method.forward(net, batch)
                 terms = method.loss_terms(out, batch)
             loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "
-                    "lower the learning rate or check the inputs"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            optimizer_step(opt, loss, f"loss at epoch {epoch + 1} step {step}")
             sched.step()
             k = len(idx)
             n_seen += k

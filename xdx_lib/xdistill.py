@@ -12,7 +12,13 @@ forward pass returns the logits and an explanation. Training minimises
 
 where ``e_T(x)`` is the teacher's cached explanation
 (:meth:`~xdx_lib.methods.Method.teacher_maps`) and
-``L_exp`` is MSE by default (:func:`xdx_lib.cae.explanation_loss`).
+``L_exp`` is MSE by default (:func:`xdx_lib.losses.explanation_loss`).
+
+This module holds the whole method: the fused student (:class:`XDistillStudent`), its
+training hooks (:class:`XDistill`) and the CAE's stand-alone pre-training on the cached
+teacher maps (:func:`pretrain_cae`, cached; its loop :func:`fit_cae`), which the ``staged``
+schedule and the CAE chapter use. Layer: beside :mod:`xdx_lib.methods`, above the trained
+models, the loop, the CAE and the losses; it never imports the config or the runner.
 
 What is the paper's and what is ours: the paper names the CAE approximating the teacher's
 explanations and the fusion of its output into the student, trained with KD. The three
@@ -22,15 +28,37 @@ each is a config option so that the book can ablate it.
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from .cae import CAE, create_cae, explanation_loss
+from ._utils import model_device
+from .cache import atomic_torch_save, hash_dict, runs_dir
+from .cae import CAE, create_cae, predict_maps
+from .losses import EXPLANATION_LOSSES, explanation_loss
 from .methods import KD, METHODS
+from .metrics import pearson
 from .models import create_model
+from .train import (
+    autocast,
+    epoch_batches,
+    load_checkpoint,
+    optimizer_step,
+    resolve_device,
+    seed_everything,
+)
+from .trained import DATA_FIELDS, TrainedModel, model_maps, pick
 
+#: How the student sees the CAE's map (see :class:`XDistillStudent`).
 FUSIONS = ("channel", "gate", "feature")
+#: When the CAE is trained: with the student, or first and alone (see :class:`XDistill`).
+SCHEDULES = ("joint", "staged")
 
 
 def _out_channels(module: nn.Module) -> int:
@@ -126,7 +154,7 @@ class XDistill(KD):
 
     Schedules: ``joint`` (default) trains ``g`` and ``S`` together from the start;
     ``staged`` first trains ``g`` alone on the cached teacher maps
-    (:func:`xdx_lib.experiments.train_cae`, cached), then trains ``S`` with ``g``
+    (:func:`pretrain_cae`, cached), then trains ``S`` with ``g``
     frozen (``cae_freeze``, default) or fine-tuned with the same loss.
     """
 
@@ -147,12 +175,11 @@ class XDistill(KD):
 
     def prepare(self, teacher, data, extras: dict) -> dict:
         """Cache the teacher's maps (train and test); for ``staged``, pre-train ``g``."""
+        extras = super().prepare(teacher, data, extras)
         extras["train"]["teacher_maps"] = self.teacher_maps(teacher, data, "train")
         extras["test"]["teacher_maps"] = self.teacher_maps(teacher, data, "test")
         if self.cfg.schedule == "staged":
-            from .experiments import train_cae
-
-            cae_run = train_cae(self.cfg, data, teacher, verbose=False)
+            cae_run = pretrain_cae(self.cfg, data, teacher, verbose=False)
             self._pretrained = cae_run.model.state_dict()
         return extras
 
@@ -172,15 +199,14 @@ class XDistill(KD):
     def logits(self, model: nn.Module, x: Tensor) -> Tensor:
         return model(x)
 
-    def epoch_metrics(self, model: nn.Module, split, extras: dict) -> dict[str, float]:
-        """After each epoch: Pearson r of the CAE's test maps with the teacher's."""
-        if "teacher_maps" not in extras:
-            return {}
-        from .cae import predict_maps
-        from .metrics import pearson
-
-        maps = predict_maps(model.cae, split.x)
-        return {"cae_pearson": pearson(maps, extras["teacher_maps"]).mean().item()}
+    def epoch_metrics(self, model: nn.Module, split, extras: dict,
+                      logits: Tensor) -> dict[str, float]:  # fmt: skip
+        """The students' metrics, then the Pearson r of the CAE's test maps with the teacher's."""
+        out = super().epoch_metrics(model, split, extras, logits)
+        if "teacher_maps" in extras:
+            maps = predict_maps(model.cae, split.x)
+            out["cae_pearson"] = pearson(maps, extras["teacher_maps"]).mean().item()
+        return out
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, Tensor]:
         terms = super().loss_terms(out, batch)
@@ -188,3 +214,143 @@ class XDistill(KD):
             exp = explanation_loss(out["map"].float(), batch["teacher_maps"], self.cfg.exp_loss)
             terms["exp"] = self.cfg.beta * exp
         return terms
+
+
+# ----------------------------------------------------------------------------- CAE pre-training
+
+
+def fit_cae(
+    cae: nn.Module,
+    x: Tensor,
+    maps: Tensor,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    loss: str = "mse",
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[float]:
+    """Train the CAE alone to reproduce cached teacher maps: the ``staged`` schedule's stage 1.
+
+    Minimises ``explanation_loss(cae(x), maps, loss)`` with Adam on tensors held in memory
+    (no DataLoader: Fashion-MNIST fits in memory many times over). Batches are drawn from a
+    permutation seeded by ``(seed, epoch)`` (:func:`xdx_lib.train.epoch_batches`, the same
+    rule as the student's loop), so a run is reproducible on a CPU given the CAE's initial
+    weights; each step is the loop's :func:`~xdx_lib.train.optimizer_step`. The forward
+    pass runs under bfloat16 autocast on CUDA only; the loss is taken in float32.
+
+    Args:
+        cae: the autoencoder (trained in place; its train/eval mode is restored after).
+        x: images ``[N, C, H, W]`` in [0, 1] (any device; batches are moved).
+        maps: the teacher's maps ``[N, 1, H, W]`` in [0, 1], aligned with ``x``.
+        epochs: passes over the data.
+        batch_size: images per step.
+        lr: Adam's learning rate.
+        loss: a name in :data:`EXPLANATION_LOSSES`.
+        device: where to train; ``None`` keeps the device the CAE's parameters are on.
+        seed: seeds the shuffling.
+        progress: show a tqdm bar per epoch.
+
+    Returns:
+        The mean training loss of each epoch (weighted by batch size), ``len == epochs``.
+
+    Raises:
+        ValueError: misaligned ``x`` and ``maps`` or an unknown ``loss``.
+        FloatingPointError: the loss became NaN or inf.
+    """
+    EXPLANATION_LOSSES.get(loss)  # fail before any work on an unknown name
+    if len(x) != len(maps) or maps.dim() != 4 or maps.shape[1] != 1:
+        raise ValueError(
+            f"x {tuple(x.shape)} and maps {tuple(maps.shape)} must be aligned [N, C, H, W] "
+            "and [N, 1, H, W]"
+        )
+    if maps.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
+    device = model_device(cae) if device is None else torch.device(device)
+    cae.to(device)
+    was_training = cae.training
+    cae.train()
+    opt = torch.optim.Adam(cae.parameters(), lr=lr)
+    steps = math.ceil(len(x) / batch_size)
+    history: list[float] = []
+    try:
+        for epoch in range(epochs):
+            total, seen = 0.0, 0
+            bar = tqdm(epoch_batches(len(x), batch_size, seed, epoch), total=steps,
+                       desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress,
+                       leave=False)  # fmt: skip
+            for step, idx in enumerate(bar):
+                xb = x[idx].to(device, torch.float32, non_blocking=True)
+                mb = maps[idx].to(device, torch.float32, non_blocking=True)
+                with autocast(device):
+                    pred = cae(xb)
+                value = explanation_loss(pred, mb, loss)
+                optimizer_step(opt, value, f"CAE loss at epoch {epoch + 1} step {step}",
+                               remedy="check the maps")  # fmt: skip
+                total += value.item() * len(idx)
+                seen += len(idx)
+                bar.set_postfix(loss=f"{value.item():.4f}")
+            history.append(total / max(seen, 1))
+    finally:
+        cae.train(was_training)
+    return history
+
+
+#: Config fields that determine a CAE trained alone on the teacher's maps.
+CAE_FIELDS = DATA_FIELDS + ("explainer", "map_target", "cae_width", "cae_epochs", "exp_loss",
+                            "batch_size", "seed")  # fmt: skip
+
+
+@dataclass
+class TrainedCAE:
+    """An explanation autoencoder trained alone on a teacher's cached maps.
+
+    Attributes:
+        model: the :class:`~xdx_lib.cae.CAE`, in eval mode.
+        path: its checkpoint.
+        history: the mean training loss of each epoch.
+        key: its cache key.
+        seconds: wall time of its training (0 when it was loaded from the cache).
+    """
+
+    model: nn.Module
+    path: Path
+    history: list[float]
+    key: str
+    seconds: float = 0.0
+
+
+def pretrain_cae(cfg, data, teacher: TrainedModel, variant: str | None = None,
+                 verbose: bool = True) -> TrainedCAE:  # fmt: skip
+    """Train (or load) the CAE ``variant`` (default ``cfg.cae_variant``) on the teacher's maps.
+
+    The maps are the teacher's ``cfg.explainer`` explanations of the training split, from
+    the cache (:func:`~xdx_lib.trained.model_maps`); ``cfg`` is a resolved
+    :class:`~xdx_lib.config.RunConfig`. This is the first stage of the ``staged`` schedule
+    and the subject of the CAE chapter's ablation.
+    """
+    cfg = cfg.resolved()
+    variant = variant or cfg.cae_variant
+    key = hash_dict({**pick(cfg, CAE_FIELDS), "variant": variant,
+                     "teacher": teacher.checkpoint_hash})  # fmt: skip
+    path = runs_dir() / "cae" / f"{cfg.dataset}-{variant}-{key}" / "model.pt"
+    seed_everything(cfg.seed)
+    cae = create_cae(variant, data.in_channels, width=cfg.cae_width)
+    if path.is_file():
+        ckpt = load_checkpoint(path, cae, meta={"variant": variant, "key": key})
+        cae.eval()
+        return TrainedCAE(cae, path, list(ckpt["history"]), key)
+    target = data.train.y if cfg.map_target == "label" else None
+    maps = model_maps(teacher, data.train.x, cfg.explainer, split="train", target=target)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    history = fit_cae(cae, data.train.x, maps, cfg.cae_epochs, batch_size=cfg.batch_size,
+                      loss=cfg.exp_loss, device=device, seed=cfg.seed)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    if verbose:
+        print(f"CAE {variant}: loss per epoch {[round(v, 4) for v in history]}, {seconds:.1f} s")
+    atomic_torch_save({"model": cae.state_dict(), "history": history, "seconds": seconds,
+                       "meta": {"variant": variant, "key": key}}, path)  # fmt: skip
+    cae.eval()
+    return TrainedCAE(cae, path, history, key, seconds)

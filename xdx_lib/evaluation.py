@@ -1,0 +1,115 @@
+"""Scoring trained models against their teacher: every number a result file holds.
+
+:func:`evaluate_model` gives one model's accuracy, agreement, explanation similarity under
+each explainer, faithfulness and cost; :func:`localisation_scores` its pointing game and
+relevance mass on generated shapes; :func:`reference_scores` what the image-blind
+reference maps score. The runner (:mod:`xdx_lib.runner`) stores these; the chapters call
+them directly. Layer: above the trained models, metrics and explainers; below the runner.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from .cae import predict_maps
+from .data import Dataset
+from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
+from .metrics import accuracy, agreement, reference_maps, similarity_table, summarize
+from .trained import TrainedModel, model_maps, teacher_logits
+
+#: Explainers cheap enough to run on the whole test subset; others use ``n_slow`` images.
+FAST_EXPLAINERS = ("gradcam", "saliency", "deeplift")
+
+
+def latency_ms(fn, x: torch.Tensor, repeats: int = 3) -> float:
+    """Best-of-``repeats`` milliseconds per image of ``fn`` on the batch ``x``."""
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(x)
+            best = min(best, time.perf_counter() - t0)
+    return 1000 * best / len(x)
+
+
+def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
+                   explainers: Sequence[str] = ("gradcam",), n_slow: int = 128,
+                   n_faithful: int = 128) -> dict[str, float]:  # fmt: skip
+    """Every metric of one trained model against its teacher, on the test split.
+
+    Keys: ``accuracy``, ``agreement``, ``best_epoch_accuracy`` (labelled: reported beside
+    the last-epoch number, never instead of it), ``parameters``, ``epoch_seconds``,
+    ``latency_ms``; per explainer ``<explainer>/<similarity>`` (Pearson, Spearman, SSIM,
+    cosine, top-k IoU of the model's map with the teacher's; explainers outside
+    :data:`FAST_EXPLAINERS` on the first ``n_slow`` test images); for XDistillation
+    ``cae/<similarity>`` for its own map; with ``n_faithful > 0``, faithfulness of the
+    model's Grad-CAM on itself (``faith/deletion``, ``faith/insertion``) and judged by the
+    teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
+    """
+    x, y = data.test.x, data.test.y
+    t_logits = teacher_logits(teacher, data)["test"]
+    logits = run.logits(x)
+    hist = run.history
+    out: dict[str, float] = {
+        "accuracy": accuracy(logits, y),
+        "agreement": agreement(logits, t_logits),
+        "best_epoch_accuracy": max(h["test_acc"] for h in hist) if hist else float("nan"),
+        "parameters": float(run.num_parameters),
+        "epoch_seconds": sum(h["epoch_time"] for h in hist) / max(len(hist), 1),
+        "latency_ms": latency_ms(run.model, x[:256].to(next(run.model.parameters()).device)),
+    }
+    for e in explainers:
+        n = len(x) if e in FAST_EXPLAINERS else min(n_slow, len(x))
+        t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
+        for k, v in summarize(similarity_table(s_maps, t_maps)).items():
+            out[f"{e}/{k}"] = v
+    nf = min(n_faithful, len(x))
+    xf = x[:nf]
+    judged = {}
+    if nf > 0:
+        own = model_maps(run, xf, "gradcam")
+        judged = {"faith": (run.model, own), "faith_teacher": (teacher.model, own)}
+    cae = getattr(run.model, "cae", None)
+    if cae is not None:
+        cae_maps = predict_maps(cae, x)
+        target_maps = model_maps(teacher, x, run.method.cfg.explainer)
+        for k, v in summarize(similarity_table(cae_maps, target_maps)).items():
+            out[f"cae/{k}"] = v
+        if nf > 0:
+            judged["cae_faith"] = (run.model, cae_maps[:nf])
+            judged["cae_faith_teacher"] = (teacher.model, cae_maps[:nf])
+    for prefix, (model, maps) in judged.items():
+        out[f"{prefix}/deletion"] = deletion_auc(model, xf, maps).mean().item()
+        out[f"{prefix}/insertion"] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
+    return out
+
+
+def localisation_scores(run: TrainedModel, data: Dataset) -> dict[str, float]:
+    """Pointing game and relevance mass of the model's Grad-CAM (and CAE map) on ``shapes``."""
+    x, masks = data.test.x, data.test.masks
+    out = {"accuracy": accuracy(run.logits(x), data.test.y)}
+    maps = {"gradcam": model_maps(run, x, "gradcam")}
+    if getattr(run.model, "cae", None) is not None:
+        maps["cae"] = predict_maps(run.model.cae, x)
+    for name, m in maps.items():
+        out[f"{name}/pointing_game"] = pointing_game(m, masks).float().mean().item()
+        out[f"{name}/relevance_mass"] = relevance_mass(m, masks).mean().item()
+    return out
+
+
+def reference_scores(teacher: TrainedModel, data: Dataset,
+                     explainer: str = "gradcam") -> dict[str, dict[str, float]]:  # fmt: skip
+    """What the image-blind references score against the teacher's test maps.
+
+    ``{reference name: {"<explainer>/<similarity>": value}}`` for the teacher's mean
+    training map and the centred blob (:func:`xdx_lib.metrics.reference_maps`).
+    """
+    test = model_maps(teacher, data.test.x, explainer)
+    train = model_maps(teacher, data.train.x, explainer, split="train")
+    return {
+        name: {f"{explainer}/{k}": v for k, v in summarize(similarity_table(m, test)).items()}
+        for name, m in reference_maps(train, test).items()
+    }

@@ -1,0 +1,264 @@
+"""Trained models and their cached signals: checkpoints, teacher logits, explanation maps.
+
+A :class:`TrainedModel` is a network with its checkpoint, history and cache key. What is
+computed *from* a trained model once and reused by every method and chapter lives here
+too: the teacher's logits on both splits (:func:`teacher_logits`) and any model's
+explanation maps (:func:`model_maps`, on top of the on-disk maps cache
+:func:`cached_maps`). Everything is keyed by the checkpoint's hash, so a retrained model
+never reads another's maps.
+
+Layer: below the methods (:mod:`xdx_lib.methods` reads teacher maps from here) and above
+the loop (:mod:`xdx_lib.train`), the explainers and the cache. It imports no method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .cache import atomic_torch_save, file_hash, hash_dict, load_tensors, runs_dir
+from .explain import Explainer, explain, make_explainer
+from .models import count_parameters
+from .train import predict_logits
+
+#: Bumped when what a run records changes (history fields, checkpoint layout), so that
+#: older cached runs are retrained instead of read with missing fields.
+RUN_FORMAT = 2
+
+#: Bumped when the stored maps would change for the same key (normalisation, file layout).
+MAPS_FORMAT = 1
+
+#: Config fields that determine the data a run sees.
+DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_seed",
+               "image_size", "grayscale")  # fmt: skip
+#: Config fields that determine a teacher.
+TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
+                                "lr", "weight_decay", "augment")  # fmt: skip
+#: Config fields that determine any student, beside its teacher's checkpoint and the
+#: fields its method names in ``Method.config_fields``.
+STUDENT_FIELDS = DATA_FIELDS + ("student", "seed", "student_epochs", "batch_size", "lr",
+                                "weight_decay", "augment", "method")  # fmt: skip
+
+
+def pick(cfg, names) -> dict:
+    """``{name: cfg.name}`` for the config fields ``names`` (the parts of a cache key)."""
+    return {k: getattr(cfg, k) for k in names}
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with where it lives and how it got there.
+
+    Attributes:
+        model: the network, in eval mode, on the run's device.
+        method: the method that trained it (its ``logits`` gives class scores).
+        path: the checkpoint file.
+        history: one dict per epoch (see :func:`xdx_lib.train.fit`).
+        key: the cache key (a short hash).
+    """
+
+    model: nn.Module
+    method: Any
+    path: Path
+    history: list[dict]
+    key: str
+
+    @property
+    def checkpoint_hash(self) -> str:
+        return file_hash(self.path)
+
+    @property
+    def num_parameters(self) -> int:
+        return count_parameters(self.model)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of ``x`` (batched, no gradient, on the CPU)."""
+        dev = next(self.model.parameters()).device
+        self.model.eval()
+        return predict_logits(lambda xb: self.method.logits(self.model, xb), x, dev)
+
+
+def model_maps(
+    run: TrainedModel,
+    x: torch.Tensor,
+    explainer: str = "gradcam",
+    split: str = "test",
+    target: torch.Tensor | None = None,
+    **settings,
+) -> torch.Tensor:
+    """Explanations of a trained model on ``x``, computed once and cached by checkpoint.
+
+    Args:
+        run: a teacher or student (:func:`xdx_lib.experiments.train_teacher`, ...).
+        x: images ``[N, C, H, W]`` (a split of the run's data, or a prefix of one).
+        explainer: a registered explainer (:data:`xdx_lib.explain.EXPLAINERS`).
+        split: which split ``x`` comes from (part of the cache key).
+        target: classes to explain (default: the model's predictions).
+        **settings: the explainer's settings (``n_steps``, ``n_samples``, ...).
+    """
+    return cached_maps(
+        run.model, x, explainer, settings, checkpoint_hash=run.checkpoint_hash,
+        split=split, subset=len(x), target=target,
+    )  # fmt: skip
+
+
+def teacher_logits(teacher: TrainedModel, data) -> dict[str, torch.Tensor]:
+    """The teacher's logits on both splits of ``data``, computed once and cached beside it."""
+    out = {}
+    for split in ("train", "test"):
+        x = getattr(data, split).x
+        path = teacher.path.parent / f"logits_{split}.pt"
+        tag = {"checkpoint": teacher.checkpoint_hash, "n": len(x)}
+        if path.is_file():
+            try:
+                cached = load_tensors(path)
+                if cached.get("tag") == tag:
+                    out[split] = cached["logits"]
+                    continue
+            except RuntimeError:
+                pass  # corrupt: recompute below
+        out[split] = teacher.logits(x)
+        atomic_torch_save({"tag": tag, "logits": out[split]}, path)
+    return out
+
+
+# ----------------------------------------------------------------------------- the maps cache
+
+
+def tensor_hash(t: Tensor, length: int = 12) -> str:
+    """A short SHA-256 of a tensor's values, dtype and shape (identifies inputs and targets)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
+def maps_cache_key(
+    explainer: Explainer,
+    x: Tensor,
+    *,
+    checkpoint_hash: str,
+    split: str,
+    subset: Any,
+    target: Tensor | int | None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """What determines a set of maps, as JSON-normal data (tuples become lists).
+
+    The model (its checkpoint hash), the explainer with *all* its resolved settings, the
+    data (split, subset tag, N, image shape and a hash of the pixels), the target kind
+    (``predicted``, or ``given`` with a hash of the labels) and :data:`MAPS_FORMAT`. For a
+    stochastic explainer (one with a ``seed`` setting) also the batch size, since its RNG
+    is re-seeded for every batch.
+    """
+    if target is None:
+        target_key: Any = "predicted"
+    else:
+        target_key = {"given": tensor_hash(torch.as_tensor(target).long())}
+    key = {
+        "format": MAPS_FORMAT,
+        "checkpoint_hash": checkpoint_hash,
+        "method": explainer.name,
+        "settings": explainer.settings,
+        "split": split,
+        "subset": subset,
+        "n": int(x.shape[0]),
+        "image_shape": list(x.shape[1:]),
+        "inputs": tensor_hash(x),
+        "target": target_key,
+        "batch_size": batch_size if "seed" in explainer.settings else None,
+    }
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def _stale_reason(blob: Any, key: dict[str, Any], shape: tuple[int, ...]) -> str | None:
+    """Why a loaded cache file cannot be used for ``key`` (None when it can)."""
+    if not isinstance(blob, dict) or "key" not in blob or "maps" not in blob:
+        return "it is not a maps file (no 'key' and 'maps')"
+    if blob["key"] != key:
+        return "its stored key differs from the requested one"
+    maps = blob["maps"]
+    if not isinstance(maps, Tensor) or tuple(maps.shape) != shape:
+        got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+        return f"its maps have shape {got}, expected {shape}"
+    if not torch.isfinite(maps).all():
+        return "its maps contain NaN or inf"
+    return None
+
+
+def cached_maps(
+    model: nn.Module,
+    x: Tensor,
+    method: str,
+    settings: dict[str, Any] | None = None,
+    *,
+    checkpoint_hash: str,
+    split: str,
+    subset: Any,
+    cache_dir: str | Path | None = None,
+    target: Tensor | int | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> Tensor:
+    """:func:`explain` once, then load the maps from the run cache.
+
+    The file ``<cache_dir>/<method>-<split>-<hash>.pt`` holds ``{"key": ..., "maps": ...}``
+    (written atomically); the hash is of :func:`maps_cache_key`. On load, a file whose stored
+    key or maps shape does not match, or that cannot be read, is recomputed and overwritten
+    with a warning: a stale or corrupt file is never used.
+
+    Args:
+        model: the model explained; ``checkpoint_hash`` must identify its weights
+            (:func:`xdx_lib.cache.file_hash` of the checkpoint).
+        x: images ``[N, C, H, W]``.
+        method: a name in :data:`EXPLAINERS`.
+        settings: the explainer's settings (resolved against its defaults for the key).
+        checkpoint_hash: identity of the model's weights.
+        split: the data split (``"train"``, ``"test"``).
+        subset: a tag for the subset of the split (its size and seed, or None for all).
+        cache_dir: where maps are stored (default ``runs_dir() / "maps"``).
+        target: as in :func:`explain`; predicted and given targets are cached apart.
+        batch_size, progress: passed to :func:`explain` (the batch size is part of the key
+            only for stochastic explainers).
+
+    Returns:
+        float32 maps ``[N, 1, H, W]`` on the CPU.
+    """
+    settings = dict(settings or {})
+    explainer = make_explainer(method, model, **settings)
+    key = maps_cache_key(
+        explainer,
+        x,
+        checkpoint_hash=checkpoint_hash,
+        split=split,
+        subset=subset,
+        target=target,
+        batch_size=batch_size,
+    )
+    folder = Path(cache_dir) if cache_dir is not None else runs_dir() / "maps"
+    safe_split = re.sub(r"[^A-Za-z0-9_.-]", "_", str(split))
+    path = folder / f"{method}-{safe_split}-{hash_dict(key)}.pt"
+    shape = (int(x.shape[0]), 1, *(int(s) for s in x.shape[-2:]))
+    if path.exists():
+        try:
+            blob = load_tensors(path)
+        except RuntimeError as e:
+            warnings.warn(f"recomputing maps: {e}", stacklevel=2)
+        else:
+            reason = _stale_reason(blob, key, shape)
+            if reason is None:
+                return blob["maps"].float()
+            warnings.warn(f"recomputing maps: {path} is stale: {reason}", stacklevel=2)
+    maps = explain(
+        model, x, method, target=target, batch_size=batch_size, progress=progress, **settings
+    )
+    atomic_torch_save({"key": key, "maps": maps}, path)
+    return maps
