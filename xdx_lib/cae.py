@@ -23,7 +23,7 @@ the one XDistillation deploys. This module holds the architecture and batched in
 (:func:`xdx_lib.losses.explanation_loss`), and its stand-alone training on cached teacher
 maps, the ``staged`` schedule's first stage, is beside the method that uses it
 (:func:`xdx_lib.xdistill.pretrain_cae`). Imports: :mod:`xdx_lib.models` and
-:mod:`xdx_lib._utils`.
+``xdx_lib._utils``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
   :func:`relevance_mass` (Arras et al. 2022).
 
 Each returns one value per image, ``[N]`` float32 on the CPU; maps are ``[N, 1, H, W]``.
-Imports: torch, torchvision and :mod:`xdx_lib._utils`.
+Imports: torch, torchvision and ``xdx_lib._utils``.
 """
 
 from __future__ import annotations

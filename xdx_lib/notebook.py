@@ -79,7 +79,8 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
     """A validated :class:`~xdx_lib.config.RunConfig` from notebook parameters plus fixed fields.
 
     Parameters named like config fields are used (``profile`` is resolved first);
-    a value of 0 or None for epochs and subsets means "the profile's".
+    a value of 0 or None for epochs and subsets means "the profile's" (for ``cae_epochs``,
+    the config's default; the chapter takes its size from :func:`sizes`).
     """
     known = set(RunConfig.__dataclass_fields__)
     d = {k: v for k, v in params.items() if k in known}
@@ -87,6 +88,8 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
     for k in ("teacher_epochs", "student_epochs", "train_subset", "test_subset"):
         if d.get(k) == 0:
             d[k] = None
+    if d.get("cae_epochs") == 0:
+        del d["cae_epochs"]
     d.update(fields)
     return config_from_dict(d).resolved()
 
@@ -98,9 +101,9 @@ CHAPTER_SIZES: dict[str, dict[str, int]] = {
     "smoke": {"n_show": 4, "n_timed": 16, "n_faithful": 8, "n_slow": 16, "n_slow_gap": 32,
               "cae_epochs": 1},
     "book": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
-             "cae_epochs": 0},
+             "cae_epochs": 2},
     "paper": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
-              "cae_epochs": 0},
+              "cae_epochs": 2},
 }  # fmt: skip
 
 

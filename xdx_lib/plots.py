@@ -81,3 +81,47 @@ def show_maps(images: torch.Tensor, rows: dict[str, torch.Tensor], titles: Seque
         axes[i][0].set_ylabel(label, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_agreement_matrix(agree):
+    """A heat map of pairwise agreement (e.g. mean Pearson r between explainers' maps).
+
+    Args:
+        agree: a square pandas DataFrame, rows and columns named alike, values in [-1, 1].
+    """
+    names = list(agree.index)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    im = ax.imshow(agree.values.astype(float), vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{agree.values[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_speed_quality(table, speed: str = "images/s", quality: str = "Pearson",
+                       reference: float | None = None,
+                       reference_label: str = "reference"):  # fmt: skip
+    """Quality against speed (log scale), one labelled marker per row of ``table``.
+
+    Rows whose name starts with ``CAE`` are squares, the others circles; ``reference`` draws
+    a dashed horizontal line (e.g. what the mean-map reference scores).
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for how, r in table.iterrows():
+        marker = "s" if str(how).startswith("CAE") else "o"
+        ax.scatter(r[speed], r[quality], marker=marker)
+        ax.annotate(str(how), (r[speed], r[quality]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")  # fmt: skip
+    if reference is not None:
+        ax.axhline(reference, color="grey", ls="--", lw=1)
+        ax.text(ax.get_xlim()[0], reference, f" {reference_label}", fontsize=7, va="bottom",
+                color="grey")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{speed} (log scale, this machine)")
+    ax.set_ylabel(quality)
+    fig.tight_layout()
+    return fig

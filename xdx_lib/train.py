@@ -10,7 +10,7 @@ the last finished epoch and, on a CPU, ends with the same weights as a run that 
 stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
 state travels in the checkpoint).
 
-Layer: imports the data, the metrics, the cache and :mod:`xdx_lib._utils`; never a method,
+Layer: imports the data, the metrics, the cache and ``xdx_lib._utils``; never a method,
 a config or the runner (a method is passed in, and used only through its hooks).
 """
 

@@ -12,7 +12,7 @@ adds only what Captum lacks:
 * batching on the model's device, with the model in eval mode (BatchNorm must use its
   running statistics, and must not update them, while we differentiate through it);
 
-The package is split by family, as Captum's ``attr`` is: :mod:`~xdx_lib.explain.base`
+The package is split by family, as Captum's ``attr`` is: ``explain.base``
 (the :class:`Explainer` interface, :func:`normalize_maps`, :func:`explain`),
 :mod:`~xdx_lib.explain.gradient` (Grad-CAM, Saliency, Integrated Gradients,
 GradientSHAP, DeepLIFT) and :mod:`~xdx_lib.explain.perturbation` (occlusion, LIME,

@@ -2,7 +2,7 @@
 
 :class:`Explainer` is the one base class (each family overrides :meth:`Explainer.attribute`),
 :func:`normalize_maps` the spec's ``N``, and :func:`explain` the batched entry point. May
-import :mod:`xdx_lib._utils` and :mod:`xdx_lib.registry` only.
+import ``xdx_lib._utils`` and :mod:`xdx_lib.registry` only.
 """
 
 from __future__ import annotations

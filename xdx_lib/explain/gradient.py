@@ -1,6 +1,6 @@
 """Gradient explainers: Grad-CAM, Saliency, Integrated Gradients, GradientSHAP, DeepLIFT.
 
-Each wraps one Captum class and overrides only :meth:`~xdx_lib.explain.base.Explainer.attribute`.
+Each wraps one Captum class and overrides only :meth:`~xdx_lib.explain.Explainer.attribute`.
 """
 
 from __future__ import annotations
