@@ -15,7 +15,7 @@ SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
 
-.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce
+.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce reproduce-usage
 
 help:
 	@echo "make book   set up, execute the notebooks (profile $(PROFILE)), build _build/html"
@@ -60,16 +60,25 @@ book: $(STAMP) data
 
 # Run the experiment notebook through papermill with one config; the executed notebook and
 # the results land in runs/<name>/. A failed run leaves runs/<name>/results.failed.ipynb.
+# PARAMS: more papermill parameters (-p NAME VALUE), checked against each notebook's declared
+# names and types (papermill --help-notebook) before anything runs.
 EXPERIMENT_NOTEBOOKS ?= results
-reproduce: $(STAMP) data
-	@test -n "$(CONFIG)" || { echo "error: usage: make reproduce CONFIG=configs/<name>.yaml"; exit 2; }
-	@test -f "$(CONFIG)" || { echo "error: $(CONFIG) does not exist; see configs/"; exit 2; }
+PARAMS ?=
+reproduce-usage:
+	@test -n "$(CONFIG)" || { echo "error: no CONFIG given; usage: make reproduce CONFIG=configs/<name>.yaml" >&2; exit 2; }
+	@test -f "$(CONFIG)" || { echo "error: $(CONFIG) does not exist; see configs/" >&2; exit 2; }
+
+reproduce: reproduce-usage $(STAMP) data
 	@$(PY) -m xdx_lib experiment "$(CONFIG)" --check
-	@name=$$(basename "$(CONFIG)" .yaml); out=runs/$$name; mkdir -p "$$out"; \
+	@for nb in $(EXPERIMENT_NOTEBOOKS); do \
+	  $(PY) -m xdx_lib check-params "book/$$nb.ipynb" -p config "$(abspath $(CONFIG))" $(PARAMS) \
+	    >/dev/null || exit 2; \
+	done
+	@name=$$(basename "$(CONFIG)" .yaml); out=$${XDX_RUNS:-runs}/$$name; mkdir -p "$$out"; \
 	for nb in $(EXPERIMENT_NOTEBOOKS); do \
 	  part="$$out/.$$nb.partial.ipynb"; \
 	  if $(BIN)/papermill "book/$$nb.ipynb" "$$part" --cwd book -p config "$(abspath $(CONFIG))" \
-	      --log-level WARNING; then mv "$$part" "$$out/$$nb.ipynb"; echo "reproduce: $$out/$$nb.ipynb"; \
+	      $(PARAMS) --log-level WARNING; then mv "$$part" "$$out/$$nb.ipynb"; echo "reproduce: $$out/$$nb.ipynb"; \
 	  else mv "$$part" "$$out/$$nb.failed.ipynb" 2>/dev/null; \
 	    echo "error: book/$$nb.ipynb failed with $(CONFIG); see $$out/$$nb.failed.ipynb"; exit 1; fi; \
 	done; echo "results: $${XDX_RUNS:-runs}/$$name/results/"

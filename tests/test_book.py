@@ -92,3 +92,58 @@ def test_glued_strings_show_without_quotes():
     data, _ = format_display_data(GluedText("0.829"))
     assert data["text/plain"] == "0.829"  # a plain str would show as '0.829'
     assert format_display_data("0.829")[0]["text/plain"] == "'0.829'"
+
+
+# ----------------------------------------------------------------- the page works offline
+
+HTML = ROOT / "_build" / "html"
+_SCRIPT_SRC = re.compile(r"""<script\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+def test_config_serves_mathjax_and_no_widget_scripts_from_the_book():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    sphinx = config["sphinx"]
+    assert "sphinx-mathjax-offline" in sphinx["extra_extensions"], (
+        "_config.yml must enable sphinx-mathjax-offline, or the math loads from a CDN")
+    assert not str(sphinx["config"].get("mathjax_path", "")).startswith(("http", "//"))
+    assert sphinx["config"].get("nb_ipywidgets_js") == {}, "myst-nb would load CDN scripts"
+    book_extra = (ROOT / "pyproject.toml").read_text()
+    assert '"sphinx-mathjax-offline' in book_extra
+
+
+def test_remote_script_pattern():
+    page = '<script defer src="_static/mathjax/tex-chtml.js"></script>' \
+           '<script src="https://cdn.example.org/x.js"></script>'
+    assert _SCRIPT_SRC.findall(page) == ["_static/mathjax/tex-chtml.js",
+                                         "https://cdn.example.org/x.js"]
+
+
+@pytest.mark.skipif(not HTML.is_dir(), reason="the book is not built (_build/html)")
+def test_built_html_loads_no_script_from_another_host():
+    pages = sorted(HTML.rglob("*.html"))
+    assert pages
+    remote = {}
+    for page in pages:
+        for src in _SCRIPT_SRC.findall(page.read_text(errors="replace")):
+            if src.startswith(("http://", "https://", "//")):
+                remote.setdefault(src, []).append(str(page.relative_to(HTML)))
+    assert not remote, f"scripts loaded from other hosts: {remote}"
+    assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_chapter_sizes_take_the_profile_unless_a_parameter_is_given():
+    from xdx_lib.notebook import CHAPTER_SIZES, ParameterError, sizes
+
+    assert sizes("smoke").n_show == CHAPTER_SIZES["smoke"]["n_show"]
+    assert sizes("book", n_show=0).n_show == CHAPTER_SIZES["book"]["n_show"]
+    assert sizes("book", n_show=3).n_show == 3
+    with pytest.raises(ParameterError, match="no chapter size named 'n_shwo'"):
+        sizes("book", n_shwo=3)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameter_lines_fit_the_page(path):
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    long = [line for line in cell.source.splitlines() if len(line) > 82]
+    assert not long, f"{path.name}: parameter lines wider than the page: {long}"

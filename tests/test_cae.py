@@ -13,7 +13,7 @@ from xdx_lib.losses import explanation_loss
 from xdx_lib.models import count_parameters
 from xdx_lib.xdistill import fit_cae
 
-LOSS_KINDS = ("mse", "bce", "ssim")
+LOSS_KINDS = ("mse", "bce", "ssim", "pearson")
 
 
 def blobs(n: int, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
@@ -181,7 +181,7 @@ def test_loss_works_under_autocast():
 
 def test_unknown_loss_kind_lists_the_choices():
     x = torch.rand(1, 1, 8, 8)
-    with pytest.raises(ValueError, match="bce, mse, ssim"):
+    with pytest.raises(ValueError, match="bce, mse, pearson, ssim"):
         explanation_loss(x, x, "l1")
     with pytest.raises(ValueError, match="shape"):
         explanation_loss(x, torch.rand(1, 1, 8, 9))
@@ -243,3 +243,47 @@ def test_predict_maps_batches_in_eval_mode_on_the_cpu():
     with torch.no_grad():
         torch.testing.assert_close(out, g(x))  # eval mode: batching does not change maps
     assert predict_maps(g, x[:0]).shape == (0, 1, 28, 28)
+
+
+# ----------------------------------------------------------------------------- grid decoder
+
+
+@pytest.mark.parametrize("variant", list(CAE_VARIANTS))
+def test_grid_cae_stops_at_the_explainer_grid_and_upsamples_bilinearly(variant):
+    g = create_cae(variant, 1, width=8, depth=2, output="grid").eval()
+    x = torch.rand(3, 1, 28, 28)
+    m, z = g.forward_with_features(x)
+    assert m.shape == (3, 1, 28, 28) and z.shape == (3, g.bottleneck_channels, 7, 7)
+    assert g.variant == variant
+    # the map is the sigmoid of the head's 7x7 output upsampled as Grad-CAM is
+    logits = torch.nn.functional.interpolate(g.head(z), size=(28, 28), mode="bilinear",
+                                             align_corners=False)  # fmt: skip
+    torch.testing.assert_close(m, torch.sigmoid(logits))
+
+
+def test_grid_cae_depth_three_gives_resnet_layer4_grid_on_32x32():
+    g = create_cae("both", 3, width=8, depth=3, output="grid")
+    assert g.encode(torch.rand(2, 3, 32, 32)).shape[-2:] == (4, 4)
+
+
+def test_grid_cae_is_smaller_than_the_full_one_and_switches_cut_parameters():
+    full = count_parameters(create_cae("plain", 1, width=16, output="full"))
+    grid = {v: count_parameters(create_cae(v, 1, width=16, output="grid")) for v in CAE_VARIANTS}
+    assert grid["plain"] < full
+    assert grid["separable"] < grid["plain"] and grid["skips"] == grid["plain"]
+
+
+def test_grid_cae_skips_are_residual_around_the_grid_blocks():
+    torch.manual_seed(0)
+    with_skips = create_cae("skips", 1, width=4, output="grid").eval()
+    without = create_cae("plain", 1, width=4, output="grid").eval()
+    without.load_state_dict(with_skips.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    h = without.down[1](without.down[0](x))
+    expected = with_skips.grid[1](with_skips.grid[0](h) + h) + with_skips.grid[0](h) + h
+    torch.testing.assert_close(with_skips.encode(x), expected)
+
+
+def test_unknown_cae_output_lists_the_choices():
+    with pytest.raises(ValueError, match="full, grid"):
+        create_cae("both", 1, output="half")

@@ -23,6 +23,8 @@ TINY = {
     "n_faithful": 8,
     "sweeps": {"fusion": ["gate"]},
     "localisation_methods": ["kd"],
+    "claim_methods": ["scratch", "kd"],
+    "claim_seeds": [2],
 }
 
 
@@ -51,6 +53,8 @@ def _write(tmp_path, d, name="exp.yaml"):
         ({"sweeps": {"fusion": ["sum"]}}, "fusion='sum' is unknown"),
         ({"sweeps": {"beta": 2.0}}, "sweeps.beta should be a list"),
         ({"n_slow": 0}, "at least 1"),
+        ({"claim_seeds": [1, 2]}, r"seeds \+ claim_seeds=\[0, 1, 1, 2\] repeats 1"),
+        ({"claim_methods": [], "claim_seeds": [2]}, "claim_methods is empty"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, change, message):
@@ -83,6 +87,13 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
     assert sorted(main.method.unique()) == ["kd", "scratch", "xdistill"]
     assert main.groupby("method").size().eq(2).all()
     assert (df.group == "sweep").sum() == 1 and (df.group == "shapes").sum() == 3
+    claims = df[df.group == "claims"]
+    assert sorted(zip(claims.method, claims.seed)) == sorted(
+        (m, s) for m in ("scratch", "kd") for s in (0, 1, 2))
+    assert claims["deployed/pearson"].notna().all() and "faith/deletion" not in claims.dropna(
+        axis=1).columns
+    shared = claims[claims.seed < 2].set_index(["method", "seed"])["accuracy"]
+    assert shared.equals(main.set_index(["method", "seed"])["accuracy"].loc[shared.index])
     assert main["accuracy"].between(0, 1).all()
     expected = {"gradcam/pearson", "saliency/ssim", "faith/deletion", "faith_teacher/insertion"}
     assert expected <= set(df)

@@ -77,3 +77,128 @@ def test_results_frame_flattens_metrics():
                 "metrics": {"accuracy": 0.5, "gradcam/pearson": 0.3}}]
     df = report.results_frame(results)
     assert df.loc[0, "gradcam/pearson"] == 0.3 and df.loc[0, "method"] == "kd"
+
+
+# --------------------------------------------------------------- claims, pairs and verdicts
+
+T2 = 4.302653  # scipy.stats.t.ppf(0.975, 2), checked below
+
+
+def _claims_frame():
+    """Three methods, three seeds; the per-seed differences are written beside each claim."""
+    runs = {  # method: (accuracy, agreement, gradcam/pearson) per seed
+        "scratch": [(0.80, 0.80, 0.30), (0.80, 0.80, 0.30), (0.80, 0.80, 0.30)],
+        "kd": [(0.82, 0.85, 0.31), (0.82, 0.86, 0.29), (0.82, 0.87, 0.30)],
+        "xdistill": [(0.79, 0.87, 0.41), (0.78, 0.89, 0.49), (0.77, 0.88, 0.60)],
+    }
+    rows = []
+    for method, per_seed in runs.items():
+        for seed, (acc, agree, r) in enumerate(per_seed):
+            rows.append({"group": "main", "method": method, "seed": seed, "accuracy": acc,
+                         "agreement": agree, "gradcam/pearson": r})
+    return pd.DataFrame(rows)
+
+
+def test_t_quantile_used_by_hand():
+    from scipy import stats
+
+    assert stats.t.ppf(0.975, 2) == pytest.approx(T2, abs=1e-6)
+
+
+def test_verdicts_supported_not_supported_inconclusive_by_hand():
+    v = report.verdicts(_claims_frame())
+    assert list(v.index) == ["C1", "C2", "C3"]
+    # C1: agreement kd - scratch = [0.05, 0.06, 0.07]: mean 0.06, sd 0.01, half 0.0248 > 0;
+    # Grad-CAM r kd - scratch = [0.01, -0.01, 0.00]: mean 0, the interval holds 0.
+    assert v.loc["C1", "verdict"] == "supported"
+    (agree,) = v.loc["C1", "needed"]
+    half = T2 * 0.01 / math.sqrt(3)
+    assert agree["mean"] == pytest.approx(0.06)
+    assert agree["low"] == pytest.approx(0.06 - half, abs=1e-6)
+    assert report.minimum_detectable_difference(agree) == pytest.approx(half, abs=1e-6)
+    (expl,) = v.loc["C1", "against"]
+    assert expl["mean"] == pytest.approx(0.0, abs=1e-12) and expl["low"] < 0 < expl["high"]
+    # C2: accuracy xdistill - kd = [-0.03, -0.04, -0.05]: high = -0.04 + 0.0248 < 0.
+    assert v.loc["C2", "verdict"] == "not supported"
+    (acc,) = v.loc["C2", "needed"]
+    assert acc["high"] == pytest.approx(-0.04 + half, abs=1e-6)
+    # C3: agreement xdistill - kd = [0.02, 0.03, 0.01] (mean 0.02 < half 0.0248) and
+    # Grad-CAM r = [0.10, 0.20, 0.30] (mean 0.2, half 0.248): both intervals hold 0.
+    assert v.loc["C3", "verdict"] == "inconclusive"
+    agree3, r3 = v.loc["C3", "needed"]
+    assert report.minimum_detectable_difference(r3) == pytest.approx(T2 * 0.1 / math.sqrt(3))
+    assert agree3["low"] < 0 < agree3["high"]
+
+
+def test_verdict_strings_and_skipped_metric():
+    v = report.verdicts(_claims_frame())
+    c1 = v.loc["C1"]
+    assert c1["evidence"].startswith("agreement kd - scratch +0.060 [+0.035, +0.085] (n=3)")
+    assert "Grad-CAM r kd - scratch" in c1["evidence"]
+    assert c1["detectable"] == "agreement kd - scratch: 0.025; Grad-CAM r kd - scratch: 0.025"
+    # The deployed explanation's metric is absent from these results: a note, no crash.
+    assert "deployed/pearson is not in these results" in v.loc["C3", "notes"]
+    assert "skipped" in v.loc["C3", "evidence"]
+    assert len(v.loc["C3", "needed"]) == 2
+
+
+def test_adding_a_metric_to_a_claim_is_one_evidence():
+    df = _claims_frame()
+    df["deployed/pearson"] = df["gradcam/pearson"] + (df.method == "xdistill") * 0.5
+    claim = report.Claim("C3", "more faithful", needed=(
+        report.Evidence("xdistill", "kd", "deployed/pearson"),))
+    v = report.verdicts(df, claims=[claim])
+    # [0.60, 0.70, 0.80]: mean 0.7, half 0.248 > 0
+    assert v.loc["C3", "verdict"] == "supported" and v.loc["C3", "notes"] == ""
+
+
+def test_claim_without_any_evidence_is_inconclusive():
+    claim = report.Claim("C9", "x", needed=(report.Evidence("kd", "scratch", "nope"),),
+                         against=(report.Evidence("e2kd", "kd", "accuracy"),))
+    v = report.verdicts(_claims_frame(), claims=[claim])
+    assert v.loc["C9", "verdict"] == "inconclusive"
+    assert "nope is not in these results" in v.loc["C9", "notes"]
+    assert "no runs of e2kd" in v.loc["C9", "notes"]
+
+
+def test_one_seed_verdicts_are_inconclusive_with_no_detectable_difference():
+    v = report.verdicts(_claims_frame()[lambda f: f.seed == 0])
+    assert set(v["verdict"]) == {"inconclusive"}
+    assert "none (n=1, no interval)" in v.loc["C2", "detectable"]
+    assert math.isnan(report.minimum_detectable_difference(v.loc["C2", "needed"][0]))
+
+
+def test_paired_table_and_differences_skip_absent_pairs_and_metrics():
+    df = _claims_frame()
+    diffs = report.paired_differences(df)
+    # of PAIRS only kd - scratch, xdistill - kd, xdistill - scratch ran; topk_iou is absent
+    assert [(a, b) for a, b in zip(diffs.a, diffs.b)][::3] == [
+        ("kd", "scratch"), ("xdistill", "kd"), ("xdistill", "scratch")]
+    assert list(diffs.metric[:3]) == ["accuracy", "agreement", "gradcam/pearson"]
+    row = diffs[(diffs.a == "xdistill") & (diffs.b == "kd") & (diffs.metric == "accuracy")]
+    assert row["mean"].item() == pytest.approx(-0.04)
+    assert row["detectable"].item() == pytest.approx(T2 * 0.01 / math.sqrt(3), abs=1e-6)
+    table = report.paired_table(df, methods=["kd", "scratch"])
+    assert list(table.index) == [("kd - scratch", "accuracy"), ("kd - scratch", "agreement"),
+                                 ("kd - scratch", "Grad-CAM r")]
+    assert table.loc[("kd - scratch", "agreement"), "reading"] == "kd > scratch"
+    assert table.loc[("kd - scratch", "accuracy"), "difference [95% interval]"] == (
+        "+0.020 [+0.020, +0.020] (n=3)")
+
+
+def test_t4_table_by_hand():
+    df = _claims_frame()
+    df["option"], df["value"] = None, None
+    sweep = pd.DataFrame([
+        {"group": "sweep", "method": "xdistill", "seed": 0, "option": "beta", "value": 3.0,
+         "accuracy": 0.70, "agreement": 0.75},
+        {"group": "sweep", "method": "xdistill", "seed": 0, "option": "fusion", "value": "gate",
+         "accuracy": 0.60, "agreement": 0.65},
+    ])
+    t4 = report.t4_table(pd.concat([df, sweep], ignore_index=True),
+                         ["accuracy", "agreement", "cae/pearson"])
+    assert list(t4.index) == [("default", ""), ("beta", 3.0), ("fusion", "gate")]
+    assert list(t4.columns) == ["accuracy", "agreement"]  # cae/pearson is absent
+    assert t4.loc[("default", ""), "accuracy"] == pytest.approx(0.79)  # xdistill, seed 0 only
+    assert t4.loc[("fusion", "gate"), "agreement"] == pytest.approx(0.65)
+    assert report.t4_table(df, ["accuracy"]).empty

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,11 +18,12 @@ from xdx_lib.models import count_parameters, create_model
 from xdx_lib.xdistill import FUSIONS, XDistillStudent, pretrain_cae
 
 
-def _student(fusion: str, freeze: bool = False, seed: int = 0) -> XDistillStudent:
+def _student(fusion: str, freeze: bool = False, seed: int = 0, detach: bool = True,
+             output: str = "full") -> XDistillStudent:  # fmt: skip
     torch.manual_seed(seed)
-    cae = create_cae("both", 1, width=4)
+    cae = create_cae("both", 1, width=4, output=output)
     s_in = 2 if fusion == "channel" else 1
-    return XDistillStudent(cae, create_model("student_tiny", s_in, 4), fusion, freeze)
+    return XDistillStudent(cae, create_model("student_tiny", s_in, 4), fusion, freeze, detach)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -87,9 +90,10 @@ def _batch(n=4, k=4):
 
 
 def test_objective_terms_by_hand_and_gradient_reaches_the_cae():
-    cfg = RunConfig(method="xdistill", alpha=0.7, temperature=3.0, beta=2.0)
+    cfg = RunConfig(method="xdistill", alpha=0.7, temperature=3.0, beta=2.0, exp_loss="mse",
+                    cae_grad="all")  # fmt: skip
     method = create_method(cfg)
-    model = _student("channel").train()
+    model = _student("channel", detach=False).train()
     batch = _batch()
     out = method.forward(model, batch)
     terms = method.loss_terms(out, batch)
@@ -102,6 +106,55 @@ def test_objective_terms_by_hand_and_gradient_reaches_the_cae():
     torch.testing.assert_close(terms["exp"], 2.0 * F.mse_loss(m, batch["teacher_maps"]))
     sum(terms.values()).backward()
     assert all(p.grad is not None for p in model.cae.parameters())
+
+
+def _cae_grads(model, loss) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward(retain_graph=True)
+    return [p.grad if p.grad is not None else torch.zeros_like(p)
+            for p in model.cae.parameters()]  # fmt: skip
+
+
+@pytest.mark.parametrize("output", ["full", "grid"])
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_cae_grad_exp_trains_the_cae_by_the_explanation_loss_alone(fusion, output):
+    method = create_method(RunConfig(method="xdistill", cae_grad="exp", fusion=fusion))
+    model = _student(fusion, detach=True, output=output).train()
+    batch = _batch()
+    terms = method.loss_terms(method.forward(model, batch), batch)
+    task = _cae_grads(model, terms["ce"] + terms["kd"])
+    assert all(g.abs().max() == 0 for g in task), "CE/KD reached the CAE"
+    explanation = _cae_grads(model, terms["exp"])
+    assert any(g.abs().max() > 0 for g in explanation)
+    student = [p.grad for p in model.student.parameters()]
+    assert all(g is None for g in student)  # L_exp does not train the student either
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_cae_grad_all_lets_the_task_loss_reach_the_cae(fusion):
+    method = create_method(RunConfig(method="xdistill", cae_grad="all", fusion=fusion))
+    model = _student(fusion, detach=False).train()
+    batch = _batch()
+    terms = method.loss_terms(method.forward(model, batch), batch)
+    assert any(g.abs().max() > 0 for g in _cae_grads(model, terms["ce"] + terms["kd"]))
+    assert any(g.abs().max() > 0 for g in _cae_grads(model, terms["exp"]))
+
+
+def test_build_model_follows_cae_grad_and_cae_output():
+    for grad, output in (("exp", "grid"), ("all", "full")):
+        method = create_method(RunConfig(method="xdistill", cae_grad=grad, cae_output=output,
+                                         student="student_tiny"))
+        model = method.build_model(1, 10)
+        assert model.detach == (grad == "exp")
+        assert type(model.cae).__name__ == ("GridCAE" if output == "grid" else "CAE")
+
+
+def test_pearson_loss_by_hand():
+    a = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    b = torch.tensor([[[[1.0, 0.0], [3.0, 2.0]]]])
+    # centred: a = [-1.5, -0.5, 0.5, 1.5], b = [-0.5, -1.5, 1.5, 0.5]; r = 3 / 5 = 0.6
+    assert losses.explanation_loss(a, b, "pearson").item() == pytest.approx(0.4, abs=1e-6)
+    assert losses.explanation_loss(a, 3 * a + 2, "pearson").item() == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.parametrize("changes", [{"beta": 0.0}, {"schedule": "staged"}])
@@ -133,3 +186,18 @@ def test_staged_starts_from_the_pretrained_cae_and_keeps_it(tiny_data):
     for name, value in run.model.cae.state_dict().items():
         torch.testing.assert_close(value, pre[name], msg=f"CAE {name} changed in stage 2")
     assert "cae_pearson" in run.history[-1]
+
+
+def test_pretrained_caes_are_keyed_by_their_training_images_and_settings(tiny_data):
+    cfg = RunConfig(dataset="shapes", profile="smoke", method="xdistill", student="student_tiny",
+                    teacher="student_tiny", batch_size=32, cae_epochs=1, cae_width=4)  # fmt: skip
+    teacher = train_teacher(cfg, tiny_data, verbose=False)
+    fewer = Dataset("shapes", tiny_data.train.subset(64, seed=1), tiny_data.test,
+                    tiny_data.classes)  # fmt: skip
+    a = pretrain_cae(cfg, tiny_data, teacher, verbose=False)
+    b = pretrain_cae(cfg, fewer, teacher, verbose=False)
+    c = pretrain_cae(dataclasses.replace(cfg, explainer="saliency"), fewer, teacher,
+                     verbose=False)  # fmt: skip
+    assert len({a.key, b.key, c.key}) == 3
+    again = pretrain_cae(cfg, fewer, teacher, verbose=False)
+    assert again.key == b.key and again.seconds == 0.0  # read back from the cache

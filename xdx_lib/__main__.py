@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("config", help="experiment YAML, e.g. configs/fashion_mnist_book.yaml")
     e.add_argument("--check", action="store_true", help="only validate the config")
     e.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
+    n = sub.add_parser("check-params", help="check papermill -p/-r parameters against a "
+                       "notebook's declared names and types, before papermill runs it")  # fmt: skip
+    n.add_argument("notebook", help="the notebook, e.g. book/results.ipynb")
+    n.add_argument("-p", "--parameters", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="as papermill's -p")  # fmt: skip
+    n.add_argument("-r", "--parameters_raw", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="as papermill's -r (a string)")  # fmt: skip
     for p in (t, d):
         p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
@@ -91,38 +98,63 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return config_from_dict(flags)
 
 
-def _experiment(args: argparse.Namespace) -> int:
-    """``experiment CONFIG``: validate, then train and evaluate everything it names."""
+def _errors() -> tuple[type[BaseException], ...]:
+    """The errors that are one line for the user (bad input), never a traceback."""
+    from .cache import CacheWriteError
     from .data import DataNotFoundError
-    from .runner import load_experiment, run_experiment
+    from .train import CheckpointMismatch, DeviceUnavailable
+
+    return (ConfigError, DataNotFoundError, CheckpointMismatch, DeviceUnavailable,
+            CacheWriteError)  # fmt: skip
+
+
+def _fail(e: BaseException) -> int:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    return 2
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    """``experiment CONFIG``: validate, then train and evaluate everything it names.
+
+    ``--check`` runs exactly the checks the real run starts with: every value of every run
+    (:func:`~xdx_lib.runner.load_experiment`), then the device, the data root and the runs
+    folder (:func:`~xdx_lib.runner.preflight`).
+    """
+    from .runner import load_experiment, preflight, run_experiment
 
     try:
         exp = load_experiment(args.config)
         if args.check:
+            preflight(exp)
             print(f"{args.config}: ok ({len(exp.methods)} methods x {len(exp.seeds)} seeds)")
             return 0
         results = run_experiment(exp)
-    except (ConfigError, DataNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except _errors() as e:
+        return _fail(e)
     print(f"{exp.name}: {len(results)} results in runs/{exp.name}/results/")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    from .data import DataNotFoundError
-    from .train import CheckpointMismatch
-
     args = build_parser().parse_args(argv)
+    if args.command == "check-params":
+        from .notebook import ParameterError, check_papermill_parameters
+
+        try:
+            params = check_papermill_parameters(args.notebook, args.parameters,
+                                                args.parameters_raw)  # fmt: skip
+        except ParameterError as e:
+            return _fail(e)
+        print(f"{args.notebook}: parameters ok ({', '.join(params) or 'none given'})")
+        return 0
     if args.command == "data":
         from .data import load_dataset
 
         try:
             ds = load_dataset(args.dataset, root=args.data_root, download=args.download)
-        except (DataNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        except (*_errors(), ValueError) as e:
+            return _fail(e)
         h, w = ds.image_size
         print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
               f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
@@ -134,19 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         from . import experiments
+        from .cache import check_writable, runs_dir
+        from .data import check_data_root
+        from .train import resolve_device
 
+        # what would otherwise fail late: the device, the data root, the runs folder
+        resolve_device(cfg.device)
+        check_data_root(cfg.dataset, cfg.data_root, cfg.download)
+        check_writable(runs_dir())
         data = experiments.load_data(cfg)
         if args.command == "train-teacher":
             run = experiments.train_teacher(cfg, data, progress=args.progress)
         else:
             run = experiments.train_student(cfg, data, progress=args.progress)
-    except (ConfigError, DataNotFoundError, CheckpointMismatch) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except _errors() as e:
+        return _fail(e)
     except RuntimeError as e:
         if "cannot read" in str(e) or "CUDA" in str(e):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            return _fail(e)
         raise
     last = run.history[-1] if run.history else {}
     result = {"checkpoint": str(run.path), "parameters": run.num_parameters, **last}

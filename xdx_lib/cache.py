@@ -50,19 +50,53 @@ def file_hash(path: str | os.PathLike, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
+class CacheWriteError(OSError):
+    """A file of the run cache cannot be written; the message says where, why and what to do."""
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove it writable with a temporary file.
+
+    Called before anything is trained, so that a read-only runs folder fails in a second,
+    not after an epoch of training. Raises :class:`CacheWriteError` (one line).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".xdx-write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise CacheWriteError(
+            f"cannot write to the runs folder {folder} ({_why(e)}); make it writable, or "
+            "choose another with --runs or XDX_RUNS"
+        ) from None
+    return folder
+
+
 def _atomic_write(path: str | os.PathLike, write) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, CacheWriteError):
+            raise CacheWriteError(
+                f"cannot save {path} ({_why(e)}); nothing was written there: free disk "
+                "space or make the folder writable, or choose another runs folder (XDX_RUNS)"
+            ) from None
         raise
     return path
 

@@ -37,7 +37,9 @@ from .models import count_parameters
 
 __all__ = [
     "CAE",
+    "CAE_OUTPUTS",
     "CAE_VARIANTS",
+    "GridCAE",
     "cae_parameter_counts",
     "create_cae",
     "predict_maps",
@@ -217,6 +219,92 @@ class CAE(nn.Module):
         return self._decode(self._encode_all(x))
 
 
+class GridCAE(nn.Module):
+    """A CAE whose decoder stops at the explanation's own grid, then upsamples as Grad-CAM does.
+
+    A teacher's Grad-CAM is its last stage's grid (7x7 for ``cnn_teacher`` on 28x28,
+    4x4 for ``resnet18_cifar`` on 32x32) upsampled bilinearly: a full-resolution decoder
+    spends most of its work re-creating detail the target never had. This CAE encodes
+    straight down to that grid, refines there, and upsamples the way the explainer does::
+
+        down_i  block(C or w 2^(i-2) -> w 2^(i-1)), stride 2, i=1..d    ceil(H / 2^i)
+        grid_j  block(c -> c), stride 1, j=1..blocks                    [+ input when skips]
+        head    1x1 conv (c -> 1); bilinear upsample to H x W; sigmoid
+
+    with ``c = w 2^(d-1)`` (``bottleneck_channels``). The paper's two modifications stay
+    switches: ``separable`` (depthwise-separable 3x3 convolutions) and ``skips``, here
+    residual connections around each grid block (the information path that U-Net's skips
+    give a full-resolution decoder). Its map is in [0, 1] and of the input's size, like
+    :class:`CAE`'s, so the two are interchangeable.
+
+    Args:
+        in_channels: image channels.
+        width: channels of the first (stride-2) block.
+        depth: stride-2 blocks; choose ``2**depth`` = the explainer's stride (2 for
+            ``cnn_teacher``'s Grad-CAM, 3 for ``resnet18_cifar``'s).
+        blocks: refining blocks at the grid.
+        separable, skips: the paper's two modifications.
+
+    Examples::
+
+        >>> g = GridCAE(in_channels=1, width=16, depth=2)
+        >>> m, z = g.forward_with_features(torch.rand(4, 1, 28, 28))
+        >>> tuple(m.shape), tuple(z.shape)
+        ((4, 1, 28, 28), (4, 32, 7, 7))
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 16, depth: int = 2, blocks: int = 2,
+                 separable: bool = True, skips: bool = True):  # fmt: skip
+        super().__init__()
+        if min(in_channels, width, depth) < 1 or blocks < 0:
+            raise ValueError(
+                f"GridCAE needs in_channels, width and depth >= 1 and blocks >= 0, got "
+                f"in_channels={in_channels}, width={width}, depth={depth}, blocks={blocks}"
+            )
+        self.in_channels, self.width, self.depth, self.blocks = in_channels, width, depth, blocks
+        self.separable, self.skips = separable, skips
+        ch = [in_channels] + [width * 2**i for i in range(depth)]
+        self.bottleneck_channels = ch[-1]
+        self.bottleneck_stride = 2**depth
+        self.down = nn.ModuleList(
+            cae_block(ch[i], ch[i + 1], stride=2, separable=separable) for i in range(depth)
+        )
+        self.grid = nn.ModuleList(
+            cae_block(ch[-1], ch[-1], separable=separable) for _ in range(blocks)
+        )
+        self.head = nn.Conv2d(ch[-1], 1, kernel_size=1)
+
+    variant = CAE.variant
+    _check_input = CAE._check_input
+
+    def extra_repr(self) -> str:
+        return (f"variant={self.variant!r}, width={self.width}, depth={self.depth}, "
+                f"blocks={self.blocks}")  # fmt: skip
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The grid features ``[N, bottleneck_channels, ceil(H/2^d), ceil(W/2^d)]``."""
+        self._check_input(x)
+        h = x
+        for block in self.down:
+            h = block(h)
+        for block in self.grid:
+            h = block(h) + h if self.skips else block(h)
+        return h
+
+    def _decode(self, z: Tensor, size) -> Tensor:
+        logits = F.interpolate(self.head(z), size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(map, grid features)`` from one pass: what the ``feature`` fusion needs."""
+        z = self.encode(x)
+        return self._decode(z, x.shape[-2:]), z
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The explanation map ``[N, 1, H, W]`` in [0, 1], the input's size."""
+        return self._decode(self.encode(x), x.shape[-2:])
+
+
 #: The four CAEs of the ablation (T3). ``"both"`` is the paper's modified CAE (our reading).
 CAE_VARIANTS: dict[str, dict[str, bool]] = {
     "plain": dict(separable=False, skips=False),
@@ -226,12 +314,19 @@ CAE_VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
+#: Where a CAE's decoder ends: ``full`` (:class:`CAE`, up to the input's resolution) or
+#: ``grid`` (:class:`GridCAE`, the explainer's grid, then bilinear upsampling).
+CAE_OUTPUTS = ("full", "grid")
+
+
 def create_cae(
-    variant: str = "both", in_channels: int = 1, width: int = 16, depth: int = 2, **kwargs
-) -> CAE:
+    variant: str = "both", in_channels: int = 1, width: int = 16, depth: int = 2,
+    output: str = "full", **kwargs,
+) -> CAE | GridCAE:  # fmt: skip
     """Build the CAE ``variant`` of :data:`CAE_VARIANTS` (default: the paper's, ``"both"``).
 
-    Extra keyword arguments (``skip_mode``, ``upsample``) go to :class:`CAE`.
+    ``output`` picks the decoder (:data:`CAE_OUTPUTS`). Extra keyword arguments go to the
+    class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for :class:`GridCAE`).
 
     Examples::
 
@@ -243,7 +338,10 @@ def create_cae(
     except KeyError:
         known = ", ".join(CAE_VARIANTS)
         raise ValueError(f"unknown CAE variant {variant!r}; choose one of: {known}") from None
-    return CAE(in_channels=in_channels, width=width, depth=depth, **switches, **kwargs)
+    if output not in CAE_OUTPUTS:
+        raise ValueError(f"unknown CAE output {output!r}; choose one of: {', '.join(CAE_OUTPUTS)}")
+    cls = GridCAE if output == "grid" else CAE
+    return cls(in_channels=in_channels, width=width, depth=depth, **switches, **kwargs)
 
 
 def cae_parameter_counts(in_channels: int = 1, width: int = 16, depth: int = 2, **kwargs):

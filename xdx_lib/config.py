@@ -6,6 +6,11 @@ field gives one clear line naming the field, the value and what is allowed. Fiel
 as ``None`` are filled from the chosen :data:`PROFILES` entry, so ``profile: smoke``
 alone is a complete config.
 
+Every :class:`RunConfig` is validated where it is made (``__post_init__``), so a config
+built in Python, by ``dataclasses.replace``, from YAML or from the command line passes the
+same checks: types, finite numbers, ranges, choices (:data:`CHOICES`) and the rules that
+tie fields together (:func:`validate`).
+
 The allowed names come from where each thing is defined, never from a second list here:
 the registries of datasets, models, explainers, explanation losses and methods, the CAE
 variants, XDistillation's fusions and schedules. Layer: the config sits above everything it
@@ -16,21 +21,25 @@ the command line; nothing below it imports it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import re
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .cae import CAE_VARIANTS
+from .cae import CAE_OUTPUTS, CAE_VARIANTS
 from .data import DATASETS
 from .explain import EXPLAINERS
 from .losses import EXPLANATION_LOSSES
 from .methods import MAP_TARGETS, METHODS
 from .models import MODELS
-from .xdistill import FUSIONS, SCHEDULES
+from .xdistill import CAE_GRADS, FUSIONS, SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -85,7 +94,9 @@ class RunConfig:
     subset_seed: int = 0  # which subset; the same for every method and seed
     image_size: int = 32  # imagefolder only: images are resized to this square
     grayscale: bool = False  # imagefolder only
-    augment: bool = False  # random flips and 2-pixel shifts of training images
+    augment: bool = False  # students: per-image flips/crops (RGB) or shifts (grey); needs online
+    teacher_augment: bool = True  # standard augmentation of the teacher's training images
+    # (logits and maps are computed on un-augmented images)
     # models
     teacher: str | None = None  # model name (None: profile)
     student: str | None = None  # model name (None: profile)
@@ -99,6 +110,7 @@ class RunConfig:
     seed: int = 0  # the student's seed: initialisation and data order
     device: str = "auto"  # auto | cpu | cuda | mps
     amp: bool = True  # mixed precision (bfloat16) on CUDA; ignored elsewhere
+    compile: bool = False  # torch.compile the trained network (CUDA only; ignored elsewhere)
     # method
     method: str = "kd"  # scratch | kd | at | e2kd | xdistill
     alpha: float = 0.9  # weight of the KD term; (1 - alpha) weighs cross-entropy
@@ -107,15 +119,25 @@ class RunConfig:
     explainer: str = "gradcam"  # the teacher explanation the CAE learns and e2KD matches
     map_target: str = "pred"  # pred | label: the class the teacher's maps explain
     beta: float = 1.0  # weight b of the explanation loss L_exp (xdistill)
-    exp_loss: str = "mse"  # mse | bce | ssim: L_exp between the CAE's map and the teacher's
+    exp_loss: str = "pearson"  # pearson | mse | bce | ssim: L_exp, CAE map vs teacher's map
     fusion: str = "channel"  # channel | gate | feature: how the student sees the CAE's map
     schedule: str = "joint"  # joint | staged: CAE trained with the student, or first
+    cae_grad: str = "exp"  # exp: the CAE learns from L_exp alone, the student sees its map
+    # detached; all: CE and KD gradients reach the CAE through the fusion too
     cae_variant: str = "both"  # plain | separable | skips | both (the paper's modified CAE)
-    cae_width: int = 8  # channels of the CAE's first block
+    cae_output: str = "grid"  # grid: decoder stops at the explainer's grid, then upsamples;
+    # full: decoder up to the input's resolution
+    cae_depth: int = 2  # stride-2 blocks of the CAE (2: a 7x7 grid for 28x28 images)
+    cae_width: int = 16  # channels of the CAE's first block
     cae_epochs: int = 2  # staged: epochs of CAE pre-training on the cached teacher maps
     cae_freeze: bool = True  # staged: keep the pre-trained CAE frozen while the student learns
     at_beta: float = 1000.0  # weight of attention transfer's term (Zagoruyko & Komodakis)
     e2kd_weight: float = 1.0  # weight of e2KD's 1 - cos(GradCAM_T, GradCAM_S) term
+    # cached | online: teacher logits/maps from the cache, or computed on each (augmented) batch
+    teacher_signal: str = "cached"
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` schedule/model field filled from the profile."""
@@ -148,69 +170,106 @@ def fits_type(value: Any, annotation: Any) -> bool:
     return isinstance(value, origin or annotation)
 
 
-def _check_choices(cfg: RunConfig) -> None:
+#: Where a teacher's signals (logits, maps) come from: the cache, computed once on the
+#: un-augmented images, or the teacher run on each (augmented) batch.
+TEACHER_SIGNALS = ("cached", "online")
+
+#: The allowed values of every field that names one thing, each from where it is defined
+#: (a registry's ``names`` is called at validation time, so late registrations count). A new
+#: field with a list of choices needs one entry here and nothing else.
+CHOICES: dict[str, Iterable[str] | Callable[[], Iterable[str]]] = {
+    "dataset": DATASETS.names,
+    "profile": lambda: tuple(PROFILES),
+    "method": METHODS.names,
+    "map_target": MAP_TARGETS,
+    "explainer": EXPLAINERS.names,
+    "exp_loss": EXPLANATION_LOSSES.names,
+    "fusion": FUSIONS,
+    "schedule": SCHEDULES,
+    "cae_variant": lambda: tuple(CAE_VARIANTS),
+    "cae_output": CAE_OUTPUTS,
+    "cae_grad": CAE_GRADS,
+    "teacher_signal": TEACHER_SIGNALS,
+}
+
+#: Numeric fields that must be at least 1 (None, where allowed, means "the profile's").
+AT_LEAST_ONE = ("train_subset", "test_subset", "teacher_epochs", "student_epochs", "batch_size",
+                "image_size", "cae_width", "cae_epochs", "cae_depth")  # fmt: skip
+#: Numeric fields that must be >= 0.
+NON_NEGATIVE = ("weight_decay", "beta", "at_beta", "e2kd_weight")
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check every field of ``cfg`` and the rules between fields; raise one ConfigError line.
+
+    Runs from ``RunConfig.__post_init__``, so no config escapes it: types (bool is not an
+    int), finite numbers (NaN passes every range check, so it is refused first), ranges,
+    :data:`CHOICES`, devices and models, and the cross-field rules.
+    """
+
     def bad(name, msg):
         raise ConfigError(f"config: {name}={getattr(cfg, name)!r} {msg}")
 
-    if cfg.dataset not in DATASETS:
-        bad("dataset", f"is unknown; choose one of: {', '.join(DATASETS.names())}")
-    if cfg.profile not in PROFILES:
-        bad("profile", f"is unknown; choose one of: {', '.join(PROFILES)}")
-    if cfg.method not in METHODS:
-        bad("method", f"is unknown; choose one of: {', '.join(METHODS.names())}")
-    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not cfg.device.startswith("cuda:"):
+    for name, annotation in _field_types().items():
+        value = getattr(cfg, name)
+        if not fits_type(value, annotation):
+            bad(name, f"has the wrong type; expected {_type_name(annotation)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            bad(name, "is not a finite number; give a finite value")
+    for name, allowed in CHOICES.items():
+        allowed = tuple(allowed() if callable(allowed) else allowed)
+        if getattr(cfg, name) not in allowed:
+            bad(name, f"is unknown; choose one of: {', '.join(allowed)}")
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+",
+                                                                           cfg.device):
         bad("device", "is unknown; choose auto, cpu, cuda, cuda:N or mps")
     for name in ("teacher", "student"):
         if getattr(cfg, name) is not None and getattr(cfg, name) not in MODELS:
             bad(name, f"is not a model; choose one of: {', '.join(MODELS.names())}")
-    for name in ("train_subset", "test_subset", "teacher_epochs", "student_epochs",
-                 "batch_size", "image_size"):  # fmt: skip
+    for name in AT_LEAST_ONE:
         v = getattr(cfg, name)
         if v is not None and v < 1:
             bad(name, "must be at least 1")
+    for name in NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            bad(name, "must be >= 0")
     if cfg.lr is not None and not cfg.lr > 0:
         bad("lr", "must be positive")
     if not 0.0 <= cfg.alpha <= 1.0:
         bad("alpha", "must lie in [0, 1]")
     if not cfg.temperature > 0:
         bad("temperature", "must be positive")
-    if cfg.weight_decay < 0:
-        bad("weight_decay", "must be >= 0")
-    choices = {
-        "map_target": MAP_TARGETS,
-        "explainer": EXPLAINERS.names(),
-        "exp_loss": EXPLANATION_LOSSES.names(),
-        "fusion": FUSIONS,
-        "schedule": SCHEDULES,
-        "cae_variant": tuple(CAE_VARIANTS),
-    }
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            bad(name, f"is unknown; choose one of: {', '.join(allowed)}")
-    for name in ("beta", "at_beta", "e2kd_weight"):
-        if getattr(cfg, name) < 0:
-            bad(name, "must be >= 0")
-    for name in ("cae_width", "cae_epochs"):
-        if getattr(cfg, name) < 1:
-            bad(name, "must be at least 1")
+    # cross-field rules
+    method = METHODS.get(cfg.method)
+    uses_teacher = method.needs_teacher_logits or method.needs_teacher_maps
+    if cfg.augment and cfg.teacher_signal == "cached" and uses_teacher:
+        raise ConfigError(
+            f"config: augment=True with teacher_signal='cached' would train method "
+            f"{cfg.method!r} on teacher logits and maps of un-augmented images; "
+            "set teacher_signal: online or augment: false"
+        )
 
 
 def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
     """Build and validate a :class:`RunConfig` from a dict (unknown keys are errors)."""
     if not isinstance(d, dict):
         raise ConfigError(f"config: expected a mapping of field: value, got {type(d).__name__}")
-    known = typing.get_type_hints(RunConfig)
-    for key, value in d.items():
+    known = _field_types()
+    for key in d:
         if key not in known:
             raise ConfigError(
                 f"config: unknown field {key!r}; known fields: {', '.join(sorted(known))}"
             )
-        if not fits_type(value, known[key]):
-            expected = str(known[key]).replace("typing.", "")
-            raise ConfigError(f"config: {key}={value!r} has the wrong type; expected {expected}")
-    cfg = dataclasses.replace(base or RunConfig(), **d)
-    _check_choices(cfg)
-    return cfg
+    return dataclasses.replace(base or RunConfig(), **d)  # validated by __post_init__
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
@@ -222,9 +281,16 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist")
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        d = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{what} {path} is not valid YAML: {e}") from None
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"{what} {path} is not valid YAML: {msg}; fix the syntax") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} cannot be read ({e}); check the file") from None
+    if d is None:
+        raise ConfigError(
+            f"{what} {path} is empty; give at least one field (e.g. `profile: smoke`)"
+        )
     if not isinstance(d, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of field: value")
     return d

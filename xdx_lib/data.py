@@ -45,6 +45,12 @@ class DataNotFoundError(FileNotFoundError):
     """A dataset is neither on disk nor downloadable; the message says what to do."""
 
 
+class BadDataError(DataNotFoundError):
+    """Data is on disk but cannot be used (empty, mismatched, unreadable); the message names
+    the folder or file and what to do. A :class:`DataNotFoundError`, so one ``except``
+    catches every data problem."""
+
+
 @dataclass
 class Split:
     """One split: images ``x`` (float32 in [0, 1], ``[N, C, H, W]``), labels ``y`` (int64),
@@ -197,7 +203,14 @@ def load_cifar10(root: Path, download: bool):
 
 
 def _read_image_folder(folder: Path, size: int, grayscale: bool, classes=None):
-    """Every image under ``folder/<class>/`` as one uint8 tensor, resized to ``size``."""
+    """Every image under ``folder/<class>/`` as one uint8 tensor, resized to ``size``.
+
+    Raises:
+        DataNotFoundError: the folder does not exist.
+        BadDataError: it holds no class folder or no image, its classes differ from
+            ``classes`` (the training split's), or a file is not a readable image (the
+            message names the file).
+    """
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
@@ -206,11 +219,29 @@ def _read_image_folder(folder: Path, size: int, grayscale: bool, classes=None):
             f"image folder {folder} does not exist; an imagefolder dataset needs "
             "root/train/<class>/* and root/test/<class>/* (set data_root to that root)"
         )
-    mode = "L" if grayscale else "RGB"
-    ds = ImageFolder(str(folder), loader=lambda p: Image.open(p).convert(mode))
+    try:
+        ds = ImageFolder(str(folder))
+    except FileNotFoundError as e:  # no class folder, or no file with an image extension
+        raise BadDataError(
+            f"image folder {folder} holds no images ({' '.join(str(e).split())}); put images "
+            "in one sub-folder per class, <class>/*.png or *.jpg"
+        ) from None
     if classes is not None and ds.classes != classes:
-        raise ValueError(f"{folder} has classes {ds.classes}, but train has {classes}")
-    images = [np.asarray(img.resize((size, size), Image.BILINEAR)) for img, _ in ds]
+        raise BadDataError(
+            f"image folder {folder} has classes {ds.classes}, but the training split has "
+            f"{classes}; give train/ and test/ the same class folders"
+        )
+    mode = "L" if grayscale else "RGB"
+    images = []
+    for path, _ in ds.samples:
+        try:
+            with Image.open(path) as img:
+                images.append(np.asarray(img.convert(mode).resize((size, size), Image.BILINEAR)))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            why = " ".join(str(e).split()) or type(e).__name__
+            raise BadDataError(
+                f"cannot read image {path} ({why}); replace or delete that file"
+            ) from None
     return np.stack(images), np.asarray(ds.targets), ds.classes
 
 
@@ -268,6 +299,35 @@ def load_shapes(root: Path, download: bool, n_train: int = 6000, n_test: int = 1
     return Dataset("shapes", train, test, list(SHAPE_CLASSES))
 
 
+def check_data_root(name: str, root: str | os.PathLike | None,
+                    download: bool | None = None) -> Path:  # fmt: skip
+    """The data folder of dataset ``name``; a given root that does not exist is an error.
+
+    Nothing is created by mistake: a mistyped ``--data-root`` fails here instead of being
+    filled with a dataset. Only when downloads are allowed (and the dataset can be
+    downloaded) is a missing root created, deliberately. The default folder
+    (:func:`default_data_dir`) may be created as before; ``shapes`` reads nothing.
+    """
+    if root is None:
+        return default_data_dir()
+    root = Path(root)
+    if name == "shapes" or root.is_dir():
+        return root
+    if root.exists():
+        raise DataNotFoundError(f"data root {root} is not a folder; give the data folder")
+    if name == "imagefolder":
+        raise DataNotFoundError(
+            f"data root {root} does not exist; an imagefolder dataset needs "
+            "root/train/<class>/* and root/test/<class>/* (set data_root to that root)"
+        )
+    if not downloads_allowed(download):
+        raise DataNotFoundError(
+            f"data root {root} does not exist; check the path (--data-root, data_root), or "
+            "allow a download (--download) to create it"
+        )
+    return root
+
+
 def load_dataset(
     name: str = "fashion_mnist",
     root: str | os.PathLike | None = None,
@@ -291,11 +351,14 @@ def load_dataset(
             ``imagefolder``; ``n_train``, ``n_test`` for ``shapes``).
 
     Raises:
-        DataNotFoundError: the data is not on disk and cannot be downloaded; the message
-            names the remedies.
+        DataNotFoundError: the data is not on disk and cannot be downloaded, or ``root``
+            was given and does not exist (without ``download``); the message names the
+            remedies. :class:`BadDataError` (a subclass): the data is there but unusable.
     """
     loader = DATASETS.get(name)
-    root = Path(root) if root is not None else default_data_dir()
+    root = check_data_root(name, root, download)
+    if not root.is_dir() and name != "shapes" and downloads_allowed(download):
+        root.mkdir(parents=True)  # asked for: a download into a new folder
     ds = loader(root, downloads_allowed(download), **options)
     ds.train = ds.train.subset(train_subset, subset_seed)
     ds.test = ds.test.subset(test_subset, subset_seed)

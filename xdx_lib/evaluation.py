@@ -9,13 +9,16 @@ them directly. Layer: above the trained models, metrics and explainers; below th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 
 from .cae import predict_maps
 from .data import Dataset
+from .experiments import train_student
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from .metrics import accuracy, agreement, reference_maps, similarity_table, summarize
 from .trained import TrainedModel, model_maps, teacher_logits
@@ -45,7 +48,10 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     ``latency_ms``; per explainer ``<explainer>/<similarity>`` (Pearson, Spearman, SSIM,
     cosine, top-k IoU of the model's map with the teacher's; explainers outside
     :data:`FAST_EXPLAINERS` on the first ``n_slow`` test images); for XDistillation
-    ``cae/<similarity>`` for its own map; with ``n_faithful > 0``, faithfulness of the
+    ``cae/<similarity>`` for its own map; ``deployed/<similarity>`` for the explanation the
+    deployed model returns (XDistillation: its CAE map, from the same forward pass as its
+    logits; every other method: its own Grad-CAM), against the teacher's Grad-CAM (or the
+    XDistillation explainer's maps); with ``n_faithful > 0``, faithfulness of the
     model's Grad-CAM on itself (``faith/deletion``, ``faith/insertion``) and judged by the
     teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
     """
@@ -66,6 +72,13 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
         for k, v in summarize(similarity_table(s_maps, t_maps)).items():
             out[f"{e}/{k}"] = v
+    if getattr(run.model, "cae", None) is None:  # the deployed explanation: its Grad-CAM
+        if "gradcam" in explainers:
+            deployed = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("gradcam/")}
+        else:
+            deployed = summarize(similarity_table(model_maps(run, x, "gradcam"),
+                                                  model_maps(teacher, x, "gradcam")))  # fmt: skip
+        out.update({f"deployed/{k}": v for k, v in deployed.items()})
     nf = min(n_faithful, len(x))
     xf = x[:nf]
     judged = {}
@@ -78,6 +91,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         target_maps = model_maps(teacher, x, run.method.cfg.explainer)
         for k, v in summarize(similarity_table(cae_maps, target_maps)).items():
             out[f"cae/{k}"] = v
+            out[f"deployed/{k}"] = v
         if nf > 0:
             judged["cae_faith"] = (run.model, cae_maps[:nf])
             judged["cae_faith_teacher"] = (teacher.model, cae_maps[:nf])
@@ -113,3 +127,26 @@ def reference_scores(teacher: TrainedModel, data: Dataset,
         name: {f"{explainer}/{k}": v for k, v in summarize(similarity_table(m, test)).items()}
         for name, m in reference_maps(train, test).items()
     }
+
+
+def variant_table(cfg, variants: dict[str, dict], seeds, data: Dataset,
+                  teacher: TrainedModel) -> pd.DataFrame:  # fmt: skip
+    """Train (or load) one student per variant and seed, and score each against the teacher.
+
+    ``variants`` maps a row name to config overrides of ``cfg`` (a resolved
+    :class:`~xdx_lib.config.RunConfig`); every variant runs on every seed, so differences
+    can be paired. Each row: ``variant``, ``seed``, ``accuracy``, ``agreement``, the
+    whole student's ``gradcam/pearson``, ``cae/pearson`` (XDistillation's own map) and
+    ``epoch_seconds``; ``history`` holds the run's per-epoch records for curves. This is
+    how the XDistillation chapter chooses its defaults.
+    """
+    rows = []
+    for name, overrides in variants.items():
+        for seed in seeds:
+            run = train_student(dataclasses.replace(cfg, seed=seed, **overrides), data, teacher,
+                                verbose=False)  # fmt: skip
+            scores = evaluate_model(run, teacher, data, explainers=("gradcam",), n_faithful=0)
+            rows.append({"variant": name, "seed": seed, **{k: scores.get(k, float("nan")) for k in (
+                "accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")},
+                "history": run.history})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._utils import check_finite, eval_mode, model_device, resolve_target
 from ._utils import check_maps as _check_maps
-from ._utils import eval_mode, model_device, resolve_target
 from ._utils import safe_ratio as _safe_ratio
 
 # ----------------------------------------------------------------------------- faithfulness
@@ -69,6 +69,7 @@ def _perturbation_curve(
     from ``end`` and the rest from ``start``.
     """
     _check_maps(maps)
+    check_finite(x, "the images")
     if maps.shape[0] != x.shape[0] or maps.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"maps {tuple(maps.shape)} do not match images {tuple(x.shape)}")
     if steps < 1:

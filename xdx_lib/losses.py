@@ -87,6 +87,37 @@ def attention_map(activations: torch.Tensor) -> torch.Tensor:
     return F.normalize(q, dim=1)
 
 
+def match_stages(student_feats: Sequence[torch.Tensor],
+                 teacher_feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:  # fmt: skip
+    """The teacher stage that attention transfer pairs with each student stage, explicitly.
+
+    With as many stages on both sides, stage ``j`` with stage ``j``. Otherwise each student
+    stage is paired with the teacher stage of the same spatial resolution (a ResNet-18's
+    ``layer1..3`` with a 3-stage CNN's stages; its ``layer4`` has no partner and is not
+    matched). Returns the teacher's features in the student's stage order.
+
+    Raises:
+        ValueError: a student stage has no teacher stage of its resolution.
+    """
+    if len(student_feats) == len(teacher_feats):
+        return list(teacher_feats)
+    by_size: dict = {}
+    for t in teacher_feats:
+        by_size.setdefault(tuple(t.shape[-2:]), t)
+    out = []
+    for j, s in enumerate(student_feats):
+        size = tuple(s.shape[-2:])
+        if size not in by_size:
+            raise ValueError(
+                f"attention transfer cannot pair student stage {j + 1} ({size[0]}x{size[1]}) "
+                f"with a teacher stage: the teacher's stages are "
+                f"{', '.join(f'{a}x{b}' for a, b in by_size)}; choose a student and a teacher "
+                "with matching stage resolutions"
+            )
+        out.append(by_size[size])
+    return out
+
+
 def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]):
     r"""Attention transfer, "Paying More Attention to Attention" (Zagoruyko & Komodakis 2017).
 
@@ -95,7 +126,17 @@ def at_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch
     over matched stages ``j`` (the authors' code: ``(at(x) - at(y)).pow(2).mean()``, used
     with a weight ``beta / 2``, ``beta = 1000``). A student stage of another resolution is
     resized to the teacher's first.
+
+    Raises:
+        ValueError: student and teacher have different numbers of stages (never a silent
+            ``zip`` that drops the extra ones).
     """
+    if len(student_feats) != len(teacher_feats):
+        raise ValueError(
+            f"attention transfer matches stages one to one, but the student has "
+            f"{len(student_feats)} and the teacher {len(teacher_feats)}; pair them first "
+            "with match_stages(student_feats, teacher_feats)"
+        )
     total = student_feats[0].new_zeros((), dtype=torch.float32)
     for s, t in zip(student_feats, teacher_feats):
         if s.shape[-2:] != t.shape[-2:]:
@@ -123,9 +164,10 @@ def gradcam_in_graph(logits: torch.Tensor, activations: torch.Tensor, target: to
 
 def e2kd_loss(student_cam: torch.Tensor, teacher_maps: torch.Tensor) -> torch.Tensor:
     r"""e2KD's explanation term (Parchami-Araghi et al. 2024, "Good Teachers Explain"):
-    ``mean_i (1 - cos(GradCAM_T(x_i), GradCAM_S(x_i)))`` over flattened maps. Cosine is
-    scale-free, so the student's unnormalised map is compared with the teacher's [0, 1] map;
-    a zero map has cosine 0 (the ``eps``), never NaN."""
+    ``mean_i (1 - cos(GradCAM_T(x_i), GradCAM_S(x_i)))`` over flattened maps. Both maps are
+    the raw ReLU Grad-CAM, upsampled (the paper's code): cosine is scale-free but not
+    shift-invariant, so a min-max normalised teacher map would be another target. A zero
+    map has cosine 0 (the ``eps``), never NaN."""
     cos = F.cosine_similarity(student_cam.flatten(1), teacher_maps.float().flatten(1), dim=1,
                               eps=1e-8)  # fmt: skip
     return (1 - cos).mean()
@@ -167,8 +209,26 @@ def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
     return 1.0 - structural_similarity_index_measure(pred, target, data_range=1.0)
 
 
+@EXPLANATION_LOSSES.register("pearson")
+def pearson_loss(pred: Tensor, target: Tensor) -> Tensor:
+    r"""``1 - r`` per image, averaged: :math:`\frac{1}{N}\sum_i (1 - r(g(x_i), e_T(x_i)))`.
+
+    Pearson's r over each image's pixels is blind to the map's offset and scale, so this
+    loss is of the same size (between 0 and 2) whatever the maps' levels, unlike MSE of two
+    [0, 1] maps, which is small beside cross-entropy and KD and makes the weight ``b``
+    mean little. It asks for the map's *shape*, which is what the similarity metrics
+    score. A constant map has no r; a small epsilon keeps the gradient finite there.
+    """
+    p = pred.flatten(1)
+    t = target.flatten(1)
+    p = p - p.mean(dim=1, keepdim=True)
+    t = t - t.mean(dim=1, keepdim=True)
+    r = (p * t).sum(1) / (p.norm(dim=1) * t.norm(dim=1) + 1e-8)
+    return (1 - r).mean()
+
+
 def explanation_loss(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
-    """The CAE's loss ``L_exp(g(x), e_T(x))``: ``"mse"`` (default), ``"bce"`` or ``"ssim"``.
+    """The CAE's loss ``L_exp(g(x), e_T(x))``: ``"mse"``, ``"bce"``, ``"ssim"`` or ``"pearson"``.
 
     XDistillation's objective weighs it by ``b``. Computed in float32 with autocast off, so
     that it is the same number under AMP (and BCE, which autocast refuses, works there).

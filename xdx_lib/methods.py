@@ -87,9 +87,10 @@ class Method:
         return extras
 
     def teacher_maps(self, teacher, data, split: str = "train",
-                     explainer: str | None = None) -> torch.Tensor:  # fmt: skip
+                     explainer: str | None = None, **settings) -> torch.Tensor:  # fmt: skip
         """The teacher's cached explanations of a split (``explainer``, default
-        ``cfg.explainer``, of the class ``cfg.map_target`` names).
+        ``cfg.explainer``, of the class ``cfg.map_target`` names; ``settings`` are the
+        explainer's, e.g. ``normalize=False`` for raw Grad-CAM).
 
         Computed once per (teacher checkpoint, explainer, split, subset) and cached on disk
         (:func:`xdx_lib.trained.model_maps`); methods that learn from the teacher's
@@ -98,7 +99,7 @@ class Method:
         part = getattr(data, split)
         target = part.y if self.cfg.map_target == "label" else None
         return model_maps(teacher, part.x, explainer or self.cfg.explainer, split=split,
-                          target=target)  # fmt: skip
+                          target=target, **settings)  # fmt: skip
 
     def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
         """The student network named by the config."""
@@ -179,7 +180,9 @@ class AttentionTransfer(KD):
             logits = model(x)
         with torch.no_grad(), losses.capture_outputs(self.teacher.stages) as t_feats:
             self.teacher(x)
-        return {"logits": logits, "student_feats": list(s_feats), "teacher_feats": list(t_feats)}
+        # different stage counts: pair by resolution, explicitly (never a silent zip)
+        t_feats = losses.match_stages(list(s_feats), list(t_feats))
+        return {"logits": logits, "student_feats": list(s_feats), "teacher_feats": t_feats}
 
     def logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
@@ -200,6 +203,8 @@ class E2KD(KD):
     teacher's Grad-CAM comes from the cache, the student's is computed inside the graph
     (:func:`xdx_lib.losses.gradcam_in_graph`), so the term trains the student directly,
     with no autoencoder. One double backward per step makes it the dearest method here.
+    Both maps are raw, ``ReLU(sum_k w_k A_k)`` upsampled bilinearly and never min-max
+    normalised, as in the paper's reference code (cosine ignores a scale, not a shift).
     """
 
     name = "e2kd"
@@ -208,8 +213,9 @@ class E2KD(KD):
 
     def prepare(self, teacher, data, extras: dict) -> dict:
         extras = super().prepare(teacher, data, extras)
-        # e2KD matches Grad-CAM by definition, whatever cfg.explainer says
-        extras["train"]["teacher_maps"] = self.teacher_maps(teacher, data, "train", "gradcam")
+        # e2KD matches the raw Grad-CAM by definition, whatever cfg.explainer says
+        extras["train"]["teacher_maps"] = self.teacher_maps(teacher, data, "train", "gradcam",
+                                                            normalize=False)  # fmt: skip
         by_label = self.cfg.map_target == "label"
         target = data.train.y if by_label else extras["train"]["teacher_logits"].argmax(1)
         extras["train"]["target_class"] = target

@@ -237,7 +237,8 @@ def ssim(maps_a: Tensor, maps_b: Tensor, data_range: float = 1.0) -> Tensor:
     return out.float()
 
 
-#: The explanation-similarity metrics of METHOD.md, by the names tables use.
+#: The explanation-similarity metrics (the book's chapter "Method, claims and metrics"), by
+#: the names tables use.
 SIMILARITIES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "pearson": pearson,
     "spearman": spearman,
@@ -253,7 +254,15 @@ def similarity_table(maps_a: Tensor, maps_b: Tensor) -> dict[str, Tensor]:
 
 
 def summarize(table: dict[str, Tensor]) -> dict[str, float]:
-    """The mean over images of each per-image metric in ``table`` (e.g. a similarity table)."""
+    """The mean over images of each per-image metric in ``table`` (e.g. a similarity table).
+
+    Raises:
+        ValueError: a metric holds no images (the mean of nothing is not a score).
+    """
+    empty = [name for name, values in table.items() if values.numel() == 0]
+    if empty:
+        raise ValueError(f"cannot summarise {', '.join(empty)} over zero images; "
+                         "compare at least one map")  # fmt: skip
     return {name: values.float().mean().item() for name, values in table.items()}
 
 
@@ -274,8 +283,9 @@ def centred_blob(size: tuple[int, int] | torch.Size, sigma: float = 0.25) -> Ten
     """A trivial reference map: a Gaussian centred on the image, ``[1, 1, H, W]`` in [0, 1].
 
     Beside every explanation-similarity figure the book shows what a map that knows nothing
-    of the image scores (METHOD.md): objects in centred datasets sit mid-image, so a blob
-    already correlates with most explanations. ``sigma`` is a fraction of the image side.
+    of the image scores (the book's chapter "Method, claims and metrics"): objects in
+    centred datasets sit mid-image, so a blob already correlates with most explanations.
+    ``sigma`` is a fraction of the image side.
     """
     h, w = int(size[0]), int(size[1])
     yy = (torch.arange(h, dtype=torch.float32) - (h - 1) / 2) / (sigma * h)

@@ -4,7 +4,9 @@ papermill checks neither names nor types: ``-p epocs 3`` only prints "Passed unk
 parameter" and ``-p epochs 1.5`` injects a float. Each notebook therefore calls
 :func:`check_parameters` right after its parameters cell; it reads the cell's annotated
 names (``epochs: int = 2  # passes over the data``) and fails with one clear line for an
-unknown name or a wrong type.
+unknown name or a wrong type. Before papermill starts a kernel, :func:`check_papermill_parameters`
+checks the ``-p`` values against the same declarations as papermill reads them
+(``papermill --help-notebook``), so ``make reproduce`` stops with one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -75,6 +77,56 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
     return params
 
 
+def check_papermill_parameters(notebook, parameters: list[tuple[str, str]] = (),
+                               raw: list[tuple[str, str]] = ()) -> dict[str, Any]:  # fmt: skip
+    """Check papermill's ``-p NAME VALUE`` (and ``-r NAME VALUE``) against a notebook.
+
+    The declared names and types come from papermill itself (``inspect_notebook``, what
+    ``papermill --help-notebook`` prints); each ``-p`` value is converted as papermill's
+    command line converts it (``True``, ``None``, ``3``, ``1.5``, else a string), ``-r``
+    values stay strings. Returns the converted parameters.
+
+    Raises:
+        ParameterError: the notebook does not exist or has no parameters cell, a name is
+            not declared, or a value does not fit the declared type (one line each).
+    """
+    from pathlib import Path
+
+    import papermill
+    from papermill.cli import _resolve_type
+
+    path = Path(notebook)
+    if not path.is_file():
+        raise ParameterError(f"notebook {path} does not exist; give a notebook of book/")
+    try:
+        declared = papermill.inspect_notebook(str(path))
+    except Exception as e:  # noqa: BLE001 - papermill raises several kinds for a bad notebook
+        raise ParameterError(f"cannot read the parameters of {path} ({e}); check the file"
+                             ) from None  # fmt: skip
+    if not declared:
+        raise ParameterError(f"{path} has no parameters cell; it takes no -p parameters")
+    values = {name: _resolve_type(v) for name, v in parameters}
+    values.update(dict(raw))
+    out = {}
+    for name, value in values.items():
+        if name not in declared:
+            raise ParameterError(f"{path.name}: unknown parameter {name!r}; this notebook takes: "
+                                 f"{', '.join(declared)} (see papermill --help-notebook {path})"
+                                 )  # fmt: skip
+        type_name = declared[name].get("inferred_type_name") or "None"
+        try:
+            annotation = eval(type_name, dict(vars(typing)))  # noqa: S307 - the notebook's own
+        except Exception:  # noqa: BLE001 - an annotation papermill could not name: no check
+            annotation = None
+        if type_name != "None" and annotation is not None and not fits_type(value, annotation):
+            raise ParameterError(
+                f"{path.name}: parameter {name}={value!r} should be of type {type_name}; "
+                f"give a {type_name} (see papermill --help-notebook {path})"
+            )
+        out[name] = value
+    return out
+
+
 def run_config(params: dict[str, Any], **fields) -> RunConfig:
     """A validated :class:`~xdx_lib.config.RunConfig` from notebook parameters plus fixed fields.
 
@@ -95,15 +147,20 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
 
 
 #: Sizes the chapters use beside the RunConfig (images shown, timed, explained by slow
-#: explainers, judged for faithfulness; CAE epochs), per profile. A notebook parameter of 0
-#: means "the profile's" (:func:`sizes`).
+#: explainers, judged for faithfulness; CAE epochs; training and test images of the CAEs
+#: that amortise a dear explainer, and that explainer's steps or samples; seeds of each
+#: XDistillation variant when choosing the defaults), per profile. A
+#: notebook parameter of 0 means "the profile's" (:func:`sizes`).
 CHAPTER_SIZES: dict[str, dict[str, int]] = {
     "smoke": {"n_show": 4, "n_timed": 16, "n_faithful": 8, "n_slow": 16, "n_slow_gap": 32,
-              "cae_epochs": 1},
+              "cae_epochs": 1, "n_amortised": 64, "n_amortised_test": 16, "dear_steps": 4,
+              "variant_seeds": 2},
     "book": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
-             "cae_epochs": 2},
+             "cae_epochs": 2, "n_amortised": 768, "n_amortised_test": 256, "dear_steps": 8,
+             "variant_seeds": 3},
     "paper": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
-              "cae_epochs": 2},
+              "cae_epochs": 2, "n_amortised": 10000, "n_amortised_test": 1000,
+              "dear_steps": 32, "variant_seeds": 3},
 }  # fmt: skip
 
 

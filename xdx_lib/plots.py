@@ -125,3 +125,83 @@ def plot_speed_quality(table, speed: str = "images/s", quality: str = "Pearson",
     ax.set_ylabel(quality)
     fig.tight_layout()
     return fig
+
+
+def forest_plot(diffs, labels: dict[str, str] | None = None):
+    """Every paired difference with its interval: one panel per metric, one row per pair.
+
+    Args:
+        diffs: a DataFrame or a list of dicts with ``a``, ``b``, ``metric``, ``mean``,
+            ``low``, ``high`` (e.g. :func:`xdx_lib.report.paired_differences`).
+        labels: optional metric -> axis label.
+
+    Each panel has a vertical line at zero; a difference whose interval excludes zero is
+    drawn in colour, the others in grey; one without an interval (one seed) is a hollow
+    marker. The panels' x scales differ: accuracy and correlation differences are not
+    on one scale.
+    """
+    import math
+
+    import pandas as pd
+
+    rows = pd.DataFrame(list(diffs) if not isinstance(diffs, pd.DataFrame) else diffs)
+    metrics = list(dict.fromkeys(rows["metric"]))
+    pairs = list(dict.fromkeys(zip(rows["a"], rows["b"])))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1.2,
+                                                       0.45 * len(pairs) + 1.3),
+                             sharey=True, squeeze=False)  # fmt: skip
+    for ax, metric in zip(axes[0], metrics):
+        part = rows[rows["metric"] == metric]
+        ys = [pairs.index((a, b)) for a, b in zip(part["a"], part["b"])]
+        colours = []
+        for _, r in part.iterrows():
+            shown = not math.isnan(r["low"]) and (r["low"] > 0 or r["high"] < 0)
+            colours.append("C0" if shown else "grey")
+        for y, (_, r), c in zip(ys, part.iterrows(), colours):
+            if not math.isnan(r["low"]):
+                ax.hlines(y, r["low"], r["high"], color=c, lw=2)
+        fills = ["none" if math.isnan(lo) else c for lo, c in zip(part["low"], colours)]
+        ax.scatter(part["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
+        ax.axvline(0, color="black", lw=0.8, ls="--", gid="zero-line")
+        ax.set_xlabel(f"{(labels or {}).get(metric, metric)}\n(A - B)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(pairs)), [f"{a} - {b}" for a, b in pairs])
+    axes[0][0].set_ylim(len(pairs) - 0.5, -0.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_similarity(table, similarity: str = "gradcam/pearson",
+                                accuracy: str = "accuracy",
+                                references: dict[str, float] | None = None,
+                                xlabel: str = "Grad-CAM Pearson r with the teacher",
+                                ylabel: str = "test accuracy"):  # fmt: skip
+    """Accuracy against explanation similarity, one marker per method with error bars.
+
+    Args:
+        table: a :func:`xdx_lib.report.summary` table (rows: methods; columns
+            ``(metric, "mean")`` and ``(metric, "std")``); the bars are one standard
+            deviation over seeds (none with one seed).
+        references: optional name -> similarity of an image-blind reference map, drawn as
+            dashed vertical lines (what a map that ignores the image scores).
+    """
+    import math
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for i, (method, r) in enumerate(table.iterrows()):
+        x, y = r[(similarity, "mean")], r[(accuracy, "mean")]
+        xerr, yerr = r[(similarity, "std")], r[(accuracy, "std")]
+        ax.errorbar(x, y, xerr=None if math.isnan(xerr) else xerr,
+                    yerr=None if math.isnan(yerr) else yerr, fmt="o", color=f"C{i}",
+                    capsize=3, label=str(method))  # fmt: skip
+        ax.annotate(str(method), (x, y), fontsize=8, xytext=(5, 4), textcoords="offset points")
+    for name, value in (references or {}).items():
+        ax.axvline(value, color="grey", ls="--", lw=1)
+        ax.text(value, ax.get_ylim()[0], f" {name}", rotation=90, fontsize=7, color="grey",
+                va="bottom")  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

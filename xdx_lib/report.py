@@ -5,12 +5,18 @@ methods on the same seed (same initial data order and subset), takes the per-see
 differences ``d_s = m_A(s) - m_B(s)`` and reports their mean with a 95 % Student-t
 interval, ``mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n)``. With one seed there is no
 interval (NaN) and every verdict is "inconclusive".
+
+The claims (C1-C3), the pairs compared and the verdict rule are defined in the book's
+chapter "Method, claims and metrics"; :data:`CLAIMS` and :data:`PAIRS` are that chapter in
+code, and :func:`verdicts`, :func:`paired_table` and :func:`t4_table` are what the results
+chapter shows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -110,3 +116,224 @@ def mean_std_strings(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                   for a, s in zip(mean, std)]  # fmt: skip
     out["seeds"] = table[("n", "")]
     return out
+
+
+# ------------------------------------------------------------------- claims, pairs, verdicts
+
+#: Short names of the metrics in tables, evidence strings and figures.
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "agreement": "agreement",
+    "gradcam/pearson": "Grad-CAM r",
+    "gradcam/topk_iou": "Grad-CAM top-10% IoU",
+    "deployed/pearson": "deployed explanation r",
+    "cae/pearson": "CAE r",
+}
+
+
+def metric_label(metric: str) -> str:
+    """The short name of ``metric`` (:data:`METRIC_LABELS`), else the metric key itself."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+#: The pairs ``(A, B)`` of the paired-difference table, each read as ``A - B``.
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("kd", "scratch"),
+    ("xdistill", "kd"),
+    ("xdistill", "scratch"),
+    ("e2kd", "kd"),
+    ("xdistill", "e2kd"),
+    ("at", "kd"),
+)
+#: The metrics of the paired-difference table and of the forest plot.
+PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "gradcam/topk_iou")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One paired difference a claim reads: ``metric(a) - metric(b)`` on the same seeds."""
+
+    a: str
+    b: str
+    metric: str
+
+    @property
+    def label(self) -> str:
+        """``"<metric label> a - b"``, as the evidence strings show it."""
+        return f"{metric_label(self.metric)} {self.a} - {self.b}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper and the differences that decide it (:func:`claim_verdict`).
+
+    ``needed``: differences that must all be positive beyond their intervals for
+    "supported"; ``against``: differences that make the claim "not supported" when
+    positive beyond their intervals. Adding a metric to a claim is one more
+    :class:`Evidence`; one whose metric or methods are absent from the results is skipped
+    with a note.
+    """
+
+    name: str
+    statement: str
+    needed: tuple[Evidence, ...]
+    against: tuple[Evidence, ...] = ()
+
+
+#: The paper's claims as the results chapter decides them (the book's chapter "Method,
+#: claims and metrics" states them and the rule).
+CLAIMS: tuple[Claim, ...] = (
+    Claim("C1", "a KD student predicts like the teacher but does not explain like it",
+          needed=(Evidence("kd", "scratch", "agreement"),),
+          against=(Evidence("kd", "scratch", "gradcam/pearson"),)),
+    Claim("C2", "XDistillation students are more accurate than KD students",
+          needed=(Evidence("xdistill", "kd", "accuracy"),)),
+    Claim("C3", "XDistillation students are more faithful to the teacher",
+          needed=(Evidence("xdistill", "kd", "agreement"),
+                  Evidence("xdistill", "kd", "gradcam/pearson"),
+                  Evidence("xdistill", "kd", "deployed/pearson"))),
+)  # fmt: skip
+
+
+def minimum_detectable_difference(diff: dict) -> float:
+    """The smallest ``|difference|`` that ``diff``'s interval could have shown as nonzero:
+    its half-width, ``t_{0.975, n-1} sd(d) / sqrt(n)`` (NaN without an interval).
+
+    A true difference smaller than this, with the same spread between seeds, would have
+    read "no difference shown"; more seeds shrink it as ``1 / sqrt(n)`` (and the t quantile).
+    """
+    if math.isnan(diff["low"]) or math.isnan(diff["high"]):
+        return math.nan
+    return (diff["high"] - diff["low"]) / 2
+
+
+def _missing(df: pd.DataFrame, a: str, b: str, metric: str, group: str) -> str | None:
+    """Why ``metric(a) - metric(b)`` cannot be computed from ``df``, or None."""
+    if metric not in df.columns or df.loc[df["group"] == group, metric].isna().all():
+        return f"{metric} is not in these results"
+    methods = set(df.loc[df["group"] == group, "method"])
+    absent = [m for m in (a, b) if m not in methods]
+    if absent:
+        return f"no runs of {', '.join(absent)}"
+    return None
+
+
+def paired_differences(df: pd.DataFrame, methods: Iterable[str] | None = None,
+                       pairs: Sequence[tuple[str, str]] = PAIRS,
+                       metrics: Sequence[str] = PAIR_METRICS, group: str = "main",
+                       confidence: float = 0.95) -> pd.DataFrame:  # fmt: skip
+    """Every :func:`paired_difference` of ``pairs`` x ``metrics``, as numbers.
+
+    One row per pair and metric, in that order, with columns ``a``, ``b``, ``metric``,
+    ``n``, ``mean``, ``low``, ``high`` and ``detectable``
+    (:func:`minimum_detectable_difference`). Pairs with a method outside ``methods`` (all
+    methods of ``group`` by default) or absent from ``df``, and metrics absent from ``df``,
+    are left out.
+    """
+    allowed = set(df.loc[df["group"] == group, "method"])
+    if methods is not None:
+        allowed &= set(methods)
+    rows = []
+    for a, b in pairs:
+        if a not in allowed or b not in allowed:
+            continue
+        for m in metrics:
+            if _missing(df, a, b, m, group):
+                continue
+            d = paired_difference(df, a, b, m, group=group, confidence=confidence)
+            if d["n"] == 0:
+                continue
+            rows.append({**d, "detectable": minimum_detectable_difference(d)})
+    columns = ["a", "b", "metric", "n", "mean", "low", "high", "detectable"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paired_table(df: pd.DataFrame, methods: Iterable[str] | None = None,
+                 pairs: Sequence[tuple[str, str]] = PAIRS,
+                 metrics: Sequence[str] = PAIR_METRICS, group: str = "main",
+                 digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """The paired-difference table as the results chapter shows it.
+
+    Indexed by ``("A - B", "metric")``, with ``difference [95% interval]``
+    (:func:`format_interval`) and ``reading`` (:func:`direction`); arguments as
+    :func:`paired_differences`.
+    """
+    diffs = paired_differences(df, methods, pairs, metrics, group=group)
+    rows = [{"A - B": f"{d['a']} - {d['b']}", "metric": metric_label(d["metric"]),
+             "difference [95% interval]": format_interval(d, digits), "reading": direction(d)}
+            for d in diffs.to_dict("records")]  # fmt: skip
+    columns = ["A - B", "metric", "difference [95% interval]", "reading"]
+    return pd.DataFrame(rows, columns=columns).set_index(["A - B", "metric"])
+
+
+def _format_detectable(label: str, diff: dict, digits: int) -> str:
+    half = minimum_detectable_difference(diff)
+    if math.isnan(half):
+        return f"{label}: none (n={diff['n']}, no interval)"
+    return f"{label}: {half:.{digits}f}"
+
+
+def verdicts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, group: str = "main",
+             confidence: float = 0.95, digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """One row per claim (index ``claim``): its verdict and what it was read from.
+
+    Columns: ``verdict`` (:func:`claim_verdict` of the claim's ``needed`` and ``against``
+    differences), ``evidence`` (each difference with its interval, then any note),
+    ``detectable`` (the smallest difference each interval could have shown,
+    :func:`minimum_detectable_difference`), ``notes`` (evidence skipped because its metric
+    or methods are absent from ``df``), ``needed`` and ``against`` (the difference dicts).
+    A claim left with no ``needed`` difference is "inconclusive".
+    """
+    rows = []
+    for claim in claims:
+        parts, detect, notes = [], [], []
+        found: dict[str, list[dict]] = {"needed": [], "against": []}
+        for role in ("needed", "against"):
+            for ev in getattr(claim, role):
+                why = _missing(df, ev.a, ev.b, ev.metric, group)
+                if why:
+                    notes.append(f"{ev.label} skipped: {why}")
+                    continue
+                d = paired_difference(df, ev.a, ev.b, ev.metric, group=group,
+                                      confidence=confidence)  # fmt: skip
+                if d["n"] == 0:
+                    notes.append(f"{ev.label} skipped: no seed has both")
+                    continue
+                found[role].append(d)
+                parts.append(f"{ev.label} {format_interval(d, digits)}")
+                detect.append(_format_detectable(ev.label, d, digits))
+        if found["needed"]:
+            verdict = claim_verdict(found["needed"], found["against"])
+        else:
+            verdict = "inconclusive"
+        rows.append({
+            "claim": claim.name,
+            "verdict": verdict,
+            "evidence": "; ".join(parts + [f"({n})" for n in notes]) or "no evidence",
+            "detectable": "; ".join(detect) or "none",
+            "notes": "; ".join(notes),
+            "needed": found["needed"],
+            "against": found["against"],
+        })
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def t4_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
+             sweep_group: str = "sweep", main_group: str = "main") -> pd.DataFrame:
+    """T4: the mean over the sweep seeds of each option value, beside the default run.
+
+    One row per ``(option, value)`` of the ``sweep_group`` runs, in order of first
+    appearance, after a ``("default", "")`` row: the ``method`` runs of ``main_group`` on
+    the same seeds. Metrics absent from ``df`` are left out; no sweep runs give an empty
+    frame.
+    """
+    sweep = df[df["group"] == sweep_group]
+    cols = [m for m in metrics if m in df.columns]
+    if not len(sweep):
+        return pd.DataFrame()
+    seeds = set(sweep["seed"])
+    default = df[(df["group"] == main_group) & (df["method"] == method) & df["seed"].isin(seeds)]
+    rows = [{"option": "default", "value": "", **default[cols].mean().to_dict()}]
+    for (opt, val), part in sweep.groupby(["option", "value"], sort=False):
+        rows.append({"option": opt, "value": val, **part[cols].mean().to_dict()})
+    return pd.DataFrame(rows, columns=["option", "value", *cols]).set_index(["option", "value"])

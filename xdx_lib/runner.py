@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import atomic_write_json, hash_dict, runs_dir
+from .cache import atomic_write_json, check_writable, hash_dict, runs_dir
 from .config import ConfigError, RunConfig, config_from_dict, read_yaml_mapping
+from .data import check_data_root
 from .evaluation import evaluate_model, localisation_scores, reference_scores
 from .experiments import load_data, train_student, train_teacher
 from .explain import EXPLAINERS
@@ -49,6 +51,12 @@ class ExperimentConfig:
         sweep_seeds: seeds of the sweep runs.
         localisation_methods: methods also trained on generated ``shapes`` and scored by
             pointing game and relevance mass (empty: skip).
+        claim_methods: the methods the claims compare (C1-C3: scratch, kd, xdistill), run
+            on ``seeds`` and ``claim_seeds`` and scored only on what the claims read
+            (accuracy, agreement, Grad-CAM and deployed-explanation similarity; group
+            ``claims``), so that the claims' intervals get the power of more seeds for a
+            fraction of the cost of every metric on every method (empty: skip).
+        claim_seeds: the extra seeds of ``claim_methods``.
     """
 
     name: str = "experiment"
@@ -61,57 +69,141 @@ class ExperimentConfig:
     sweeps: dict = field(default_factory=dict)
     sweep_seeds: list = field(default_factory=lambda: [0])
     localisation_methods: list = field(default_factory=list)
+    claim_methods: list = field(default_factory=list)
+    claim_seeds: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        validate_experiment(self)
 
     @property
     def base(self) -> RunConfig:
         """The validated, profile-resolved RunConfig shared by every run."""
         return config_from_dict(self.run).resolved()
 
+    @property
+    def sweepable(self) -> tuple[str, ...]:
+        """The options a sweep may vary: XDistillation's own config fields."""
+        return tuple(METHODS.get("xdistill").config_fields)
+
+
+#: The type of each experiment field (bool is never an int).
+_KINDS = {"name": str, "run": dict, "methods": list, "seeds": list, "explainers": list,
+          "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
+          "localisation_methods": list, "claim_methods": list,
+          "claim_seeds": list}  # fmt: skip
+
+
+def _unique(what: str, values: list) -> None:
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{what}={values!r} repeats {', '.join(repeated)}; give each once")
+
+
+def validate_experiment(exp: ExperimentConfig) -> None:
+    """Every check the real run relies on, as one ConfigError line (no data, no training).
+
+    Builds each RunConfig :func:`run_experiment` will build (every method and seed, every
+    sweep value, the shapes runs), so a config that passes cannot fail later on its values.
+    """
+    for key, kind in _KINDS.items():
+        value = getattr(exp, key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} should be a {kind.__name__}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", exp.name):
+        raise ConfigError(
+            f"name={exp.name!r} is not a plain file name (its results go to runs/<name>/); "
+            "use letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )
+    try:
+        base = config_from_dict(exp.run).resolved()
+    except ConfigError as e:
+        raise ConfigError(f"run: {e}") from None
+    for key in ("methods", "seeds", "explainers"):
+        if not getattr(exp, key):
+            raise ConfigError(f"{key} is empty; name at least one")
+    for key in ("methods", "seeds", "explainers", "sweep_seeds", "localisation_methods",
+                "claim_methods"):  # fmt: skip
+        _unique(key, getattr(exp, key))
+    _unique("seeds + claim_seeds", exp.seeds + exp.claim_seeds)
+    if exp.claim_seeds and not exp.claim_methods:
+        raise ConfigError("claim_seeds are given but claim_methods is empty; name the methods")
+    for m in exp.methods + exp.localisation_methods + exp.claim_methods:
+        if m not in METHODS:
+            raise ConfigError(f"method {m!r} is unknown; choose from "
+                              f"{', '.join(METHODS.names())}")  # fmt: skip
+    for s in exp.seeds + exp.sweep_seeds + exp.claim_seeds:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ConfigError(f"seed {s!r} should be an int")
+    for e in exp.explainers:
+        if e not in EXPLAINERS:
+            raise ConfigError(f"explainer {e!r} is unknown; choose from "
+                              f"{', '.join(EXPLAINERS.names())}")  # fmt: skip
+    if exp.n_slow < 1 or exp.n_faithful < 1:
+        raise ConfigError("n_slow and n_faithful must be at least 1")
+
+    def build(where: str, **changes) -> None:
+        try:
+            dataclasses.replace(base, **changes)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    for method in exp.methods:
+        for seed in exp.seeds:
+            build(f"method {method}, seed {seed}", method=method, seed=seed)
+    for method in exp.claim_methods:
+        for seed in exp.claim_seeds:
+            build(f"claims: method {method}, seed {seed}", method=method, seed=seed)
+    if exp.sweeps and not exp.sweep_seeds:
+        raise ConfigError("sweep_seeds is empty; name at least one seed for the sweeps")
+    for option, values in exp.sweeps.items():
+        if option not in exp.sweepable:
+            raise ConfigError(f"sweeps.{option} cannot be swept (sweeps vary XDistillation's "
+                              f"options); choose from {', '.join(exp.sweepable)}")  # fmt: skip
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweeps.{option} should be a list of one or more values")
+        _unique(f"sweeps.{option}", values)
+        for v in values:
+            for seed in exp.sweep_seeds:
+                build(f"sweeps.{option}", method="xdistill", seed=seed, **{option: v})
+    if exp.localisation_methods:
+        build("localisation", dataset="shapes")
+        for method in exp.localisation_methods:
+            for seed in exp.seeds:
+                build(f"localisation {method}, seed {seed}", dataset="shapes", method=method,
+                      seed=seed)  # fmt: skip
+
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; every bad field is one clear ConfigError."""
     path = Path(path)
     d = read_yaml_mapping(path, "experiment config")
-    kinds = {"name": str, "run": dict, "methods": list, "seeds": list, "explainers": list,
-             "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
-             "localisation_methods": list}  # fmt: skip
-    for key, value in d.items():
-        if key not in kinds:
-            raise ConfigError(f"{path.name}: unknown field {key!r}; known: {', '.join(kinds)}")
-        if not isinstance(value, kinds[key]) or isinstance(value, bool):
-            raise ConfigError(f"{path.name}: {key}={value!r} should be a {kinds[key].__name__}")
-    exp = ExperimentConfig(**d)
+    for key in d:
+        if key not in _KINDS:
+            raise ConfigError(f"{path.name}: unknown field {key!r}; known: {', '.join(_KINDS)}")
     try:
-        base = config_from_dict(exp.run)
+        return ExperimentConfig(**d)
     except ConfigError as e:
-        raise ConfigError(f"{path.name}: run: {e}") from None
-    for m in exp.methods + exp.localisation_methods:
-        if m not in METHODS:
-            raise ConfigError(f"{path.name}: method {m!r} is unknown; choose from "
-                              f"{', '.join(METHODS.names())}")  # fmt: skip
-    for s in exp.seeds + exp.sweep_seeds:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise ConfigError(f"{path.name}: seed {s!r} should be an int")
-    for e in exp.explainers:
-        if e not in EXPLAINERS:
-            raise ConfigError(f"{path.name}: explainer {e!r} is unknown; choose from "
-                              f"{', '.join(EXPLAINERS.names())}")  # fmt: skip
-    for option, values in exp.sweeps.items():
-        if not isinstance(values, list):
-            raise ConfigError(f"{path.name}: sweeps.{option} should be a list of values")
-        for v in values:
-            try:
-                config_from_dict({**exp.run, option: v})
-            except ConfigError as e:
-                raise ConfigError(f"{path.name}: sweeps.{option}: {e}") from None
-    if exp.n_slow < 1 or exp.n_faithful < 1:
-        raise ConfigError(f"{path.name}: n_slow and n_faithful must be at least 1")
-    del base
-    return exp
+        raise ConfigError(f"{path.name}: {e}") from None
+
+
+def preflight(exp: ExperimentConfig) -> None:
+    """What the run needs beyond valid values, checked before anything is trained or
+    written: the device exists, the data root exists (or may be downloaded), the runs
+    folder is writable. ``experiment --check`` runs it too."""
+    base = exp.base
+    resolve_device(base.device)
+    check_data_root(base.dataset, base.data_root, base.download)
+    check_writable(runs_dir())
 
 
 def provenance(device: str = "auto") -> dict:
-    """Where a result comes from: git commit, library versions, device, host, time."""
+    """Where a result comes from: git commit, library versions, device, host, time.
+
+    The commit is the project's own: it is read only when the folder holding ``xdx_lib/``
+    is the top of its git work tree (a copy of the project inside another repository, or
+    an installed package, records ``"unknown"``, not that repository's commit). The
+    version of ``xdx`` is the installed one, else the source's ``xdx_lib.__version__``.
+    """
     import datetime
     import platform
     import subprocess
@@ -119,18 +211,27 @@ def provenance(device: str = "auto") -> dict:
 
     import torch
 
+    import xdx_lib
+
     root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "unknown"  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    top = git("rev-parse", "--show-toplevel")
+    commit = "unknown"
+    if top and Path(top).resolve() == root:
+        commit = git("rev-parse", "HEAD") or "unknown"
     versions = {}
     for pkg in ("xdx", "torch", "torchvision", "captum", "numpy"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
-            versions[pkg] = None
+            versions[pkg] = xdx_lib.__version__ if pkg == "xdx" else None
     return {
         "git_commit": commit,
         "versions": versions,
@@ -164,11 +265,13 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     key plus the evaluation settings) matches is read back instead of recomputed, so a
     killed experiment resumes where it stopped and a finished one costs only reading.
 
-    Labels: ``teacher``, ``<method>-s<seed>`` (T1, T2), ``sweep-<option>=<value>-s<seed>``
+    Labels: ``teacher``, ``<method>-s<seed>`` (T1, T2), ``claims-<method>-s<seed>`` (the
+    claims' methods on every seed, light evaluation), ``sweep-<option>=<value>-s<seed>``
     (T4, XDistillation), ``shapes-teacher`` and ``shapes-<method>-s<seed>`` (localisation),
     and one ``reference: <name>`` per image-blind reference map (group ``reference``,
     stored together in ``references.json``).
     """
+    preflight(exp)
     base = exp.base
     data = load_data(base)
     teacher = train_teacher(base, data, verbose=verbose)
@@ -176,11 +279,11 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
                 "n_faithful": exp.n_faithful, "format": 1}  # fmt: skip
     results: list[dict] = []
 
-    def one(label: str, cfg: RunConfig, evaluate, extra: dict) -> None:
+    def one(label: str, cfg: RunConfig, evaluate, extra: dict, settings: dict = eval_key) -> None:
         t0 = time.perf_counter()
         run = (train_teacher(cfg, data_of[cfg.dataset], verbose=False) if label.endswith("teacher")
                else train_student(cfg, data_of[cfg.dataset], teachers[cfg.dataset], verbose=False))
-        key = hash_dict({"run": run.key, "teacher": teachers[cfg.dataset].key, **eval_key})
+        key = hash_dict({"run": run.key, "teacher": teachers[cfg.dataset].key, **settings})
         path = _result_path(exp, label)
         cached = _cached_result(path, key)
         if cached is not None:
@@ -221,6 +324,16 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
             cfg = dataclasses.replace(base, method=method, seed=seed)
             one(f"{method}-s{seed}", cfg, evaluate_against_teacher,
                 {"method": method, "seed": seed, "group": "main"})  # fmt: skip
+    claim_key = {"explainers": ["gradcam"], "n_faithful": 0, "format": 1}
+
+    def evaluate_claims(r):
+        return evaluate_model(r, teacher, data, ("gradcam",), exp.n_slow, n_faithful=0)
+
+    for seed in exp.seeds + exp.claim_seeds:
+        for method in exp.claim_methods:
+            cfg = dataclasses.replace(base, method=method, seed=seed)
+            one(f"claims-{method}-s{seed}", cfg, evaluate_claims,
+                {"method": method, "seed": seed, "group": "claims"}, claim_key)  # fmt: skip
     for option, values in exp.sweeps.items():
         for value in values:
             for seed in exp.sweep_seeds:

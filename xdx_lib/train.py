@@ -31,16 +31,40 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .cache import atomic_torch_save, load_tensors
+from .cache import atomic_torch_save, check_writable, load_tensors
 from .data import Split
 from .metrics import accuracy
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for does not exist here; the message names those that do."""
+
+
+def available_devices() -> list[str]:
+    """The devices of this machine: ``cpu``, each ``cuda:N``, and ``mps`` where it works."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names are taken as given."""
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names must exist here.
+
+    Raises:
+        DeviceUnavailable: ``cuda``, ``cuda:N`` or ``mps`` is not available (one line that
+            names the available devices).
+    """
     if name != "auto":
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} asked for, but CUDA is not available here")
+        available = available_devices()
+        ok = name in available or (name == "cuda" and "cuda:0" in available)
+        if not ok:
+            raise DeviceUnavailable(
+                f"device {name!r} is not available here (available: {', '.join(available)}); "
+                "choose one of those, or auto"
+            )
         return torch.device(name)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", 0))
@@ -83,13 +107,35 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to 2 pixels, on a tensor batch."""
-    n = x.shape[0]
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
-    pad = nn.functional.pad(x, (2, 2, 2, 2))
-    dy, dx = torch.randint(0, 5, (2,), generator=generator).tolist()
-    return pad[..., dy : dy + x.shape[-2], dx : dx + x.shape[-1]]
+    """Standard augmentation of a batch, each image its own draw; shape and range are kept.
+
+    * RGB (3 channels): the CIFAR recipe, a random crop of the image's size from the image
+      padded by 4 zero pixels on each side, and a horizontal flip with probability 1/2;
+    * grey (any other channel count): a random shift of up to 2 pixels each way (a crop
+      from a 2-pixel zero padding), no flip. One rule serves MNIST, where a mirrored digit
+      is another glyph (or none), and Fashion-MNIST, whose 28x28 items are centred by the
+      dataset's preparation so that small shifts are the variation a test image shows;
+      flipping would be harmless there but is left out to keep the two grey sets alike.
+
+    Batched on ``x``'s device, with no loop over images: the batch is padded once and each
+    image's window is gathered with its own row and column offsets. The draws (flips, then
+    offsets) come from ``generator``, on the generator's device (a CUDA generator keeps the
+    step free of host synchronisation), so a run is reproducible from its seed.
+    """
+    n, c, h, w = x.shape
+    rgb = c == 3
+    p = 4 if rgb else 2
+    dev = generator.device if generator is not None else x.device
+    flip = torch.rand(n, generator=generator, device=dev) < 0.5
+    offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator, device=dev)
+    if rgb:
+        x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(-1), x)
+    padded = F.pad(x, (p, p, p, p)).permute(0, 2, 3, 1)  # [N, H + 2p, W + 2p, C]
+    offsets = offsets.to(x.device)
+    rows = offsets[0].view(n, 1, 1) + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = offsets[1].view(n, 1, 1) + torch.arange(w, device=x.device).view(1, 1, w)
+    images = torch.arange(n, device=x.device).view(n, 1, 1)
+    return padded[images, rows, cols].permute(0, 3, 1, 2).contiguous()  # [N, C, H, W]
 
 
 def autocast(device: torch.device, amp: bool = True):
@@ -114,9 +160,16 @@ def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,
     opt.step()
 
 
-def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device) -> dict:
-    """The batch dict a method sees: ``x``, ``y``, ``index`` and the cached extras."""
-    batch = {"x": split.x[idx].to(device), "y": split.y[idx].to(device), "index": idx}
+def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device,
+               index: torch.Tensor | None = None) -> dict:  # fmt: skip
+    """The batch dict a method sees: ``x``, ``y``, ``index`` and the cached extras.
+
+    ``idx`` indexes the split's tensors (on their device: :func:`fit` keeps the training
+    split and its extras on a CUDA device, so a batch is gathered there with no copy from
+    the host); ``index`` is what the batch records as ``index`` (default ``idx``).
+    """
+    batch = {"x": split.x[idx].to(device), "y": split.y[idx].to(device),
+             "index": idx if index is None else index}  # fmt: skip
     for k, v in (extras or {}).items():
         batch[k] = v[idx].to(device)
     return batch
@@ -231,6 +284,9 @@ def fit(
     progress: bool = False,
     verbose: bool = True,
     callback: Callable[[int, int], None] | None = None,
+    signals: Callable[[dict], dict] | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> list[dict]:
     """Train ``model`` with ``method`` for ``epochs`` epochs and return the history.
 
@@ -245,8 +301,21 @@ def fit(
         train, test: data splits held in memory.
         train_extras, test_extras: per-image tensors aligned with the splits (cached
             teacher logits or maps), sliced into every batch under their names.
+        augment: augment each training batch (:func:`augment_batch`, seeded by
+            ``(seed, epoch)``).
         callback: called as ``callback(epoch, step)`` after every step (tests use it to
             interrupt a run).
+        signals: ``batch -> dict`` of more batch tensors, called on every batch after
+            augmentation (the online teacher's logits and maps of the augmented images,
+            built by :mod:`xdx_lib.experiments` for ``teacher_signal: online``).
+        channels_last, compile: on CUDA only, train in the ``channels_last`` memory format
+            and through ``torch.compile``; ignored on other devices.
+
+    On CUDA the loop keeps the GPU busy: the training split and its extras are copied to
+    the device once, each epoch's indices once, augmentation draws on a CUDA generator,
+    and no step waits for the host (loss sums stay on the device, and a NaN or inf loss is
+    caught from the epoch's sum, before the checkpoint is written). Elsewhere every step
+    checks its loss, as it costs nothing there; the numbers are the same either way.
 
     Returns:
         list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
@@ -255,8 +324,13 @@ def fit(
         (``agreement`` and ``gradcam_pearson`` for students) and ``lr``.
     """
     device = torch.device(device)
+    if ckpt_path is not None:
+        check_writable(Path(ckpt_path).parent)  # fail now, not after the first epoch
+    on_cuda = device.type == "cuda"
     rank, world = distributed()
     model.to(device)
+    if channels_last and on_cuda:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = max(1, epochs * steps_per_epoch)
@@ -277,35 +351,64 @@ def fit(
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile and on_cuda:
+        net = torch.compile(net)
+    if on_cuda:  # data resident on the device: batches are gathered there
+        train = Split(train.x.to(device), train.y.to(device))
+        train_extras = {k: v.to(device) for k, v in (train_extras or {}).items()}
+    # float64 sums give the same numbers as summing Python floats (MPS has no float64)
+    sum_dtype = torch.float32 if device.type == "mps" else torch.float64
+    show_every = 10  # steps between progress-bar updates (each one waits for the device)
 
     for epoch in range(start_epoch, epochs):
         model.train()
         t0 = time.perf_counter()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         n_seen = 0
-        aug_gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-        batches = epoch_batches(len(train), batch_size, seed, epoch, rank, world)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not progress or rank != 0, leave=False)  # fmt: skip
-        for step, idx in enumerate(bar):
-            batch = make_batch(train, idx, train_extras, device)
+        aug_gen = torch.Generator(device if on_cuda else "cpu").manual_seed(seed * 7919 + epoch)
+        batches = list(epoch_batches(len(train), batch_size, seed, epoch, rank, world))
+        on_device = batches
+        if on_cuda and batches:  # one copy of the epoch's indices, not one per step
+            on_device = torch.cat(batches).to(device).split([len(b) for b in batches])
+        show = progress and rank == 0
+        bar = tqdm(zip(batches, on_device), total=steps_per_epoch, leave=False,
+                   desc=f"epoch {epoch + 1}/{epochs}", disable=not show)  # fmt: skip
+        for step, (idx, idx_on_device) in enumerate(bar):
+            batch = make_batch(train, idx_on_device, train_extras, device, index=idx)
             if augment:
                 batch["x"] = augment_batch(batch["x"], aug_gen)
+            if channels_last and on_cuda:
+                batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+            if signals is not None:
+                batch.update(signals(batch))
             with autocast(device, amp):
                 out = method.forward(net, batch)
                 terms = method.loss_terms(out, batch)
             loss = sum(terms.values())
-            optimizer_step(opt, loss, f"loss at epoch {epoch + 1} step {step}")
+            if on_cuda:  # no host synchronisation: a non-finite sum is caught below
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            else:
+                optimizer_step(opt, loss, f"loss at epoch {epoch + 1} step {step}")
             sched.step()
             k = len(idx)
             n_seen += k
-            sums["train_loss"] = sums.get("train_loss", 0.0) + loss.item() * k
-            for name, v in terms.items():
-                sums[name] = sums.get(name, 0.0) + v.item() * k
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            for name, v in (("train_loss", loss), *terms.items()):
+                v = v.detach().to(sum_dtype) * k
+                sums[name] = sums[name] + v if name in sums else v
+            if show and step % show_every == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
             if callback is not None:
                 callback(epoch, step)
-        record = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
+        # one synchronisation per epoch: the sums, then the finite-loss check
+        totals = dict(zip(sums, torch.stack(list(sums.values())).tolist())) if sums else {}
+        if not math.isfinite(totals.get("train_loss", 0.0)):
+            raise FloatingPointError(
+                f"loss at epoch {epoch + 1} became {totals['train_loss']}; "
+                "lower the learning rate or check the inputs"
+            )
+        record = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in totals.items()}}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
         record.update(evaluate(model, method, test, device, test_extras))
         record["lr"] = opt.param_groups[0]["lr"]

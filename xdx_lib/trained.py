@@ -30,8 +30,9 @@ from .models import count_parameters
 from .train import predict_logits
 
 #: Bumped when what a run records changes (history fields, checkpoint layout), so that
-#: older cached runs are retrained instead of read with missing fields.
-RUN_FORMAT = 2
+#: older cached runs are retrained instead of read with missing fields (3: e2KD matches
+#: the raw teacher Grad-CAM).
+RUN_FORMAT = 3
 
 #: Bumped when the stored maps would change for the same key (normalisation, file layout).
 MAPS_FORMAT = 1
@@ -41,11 +42,11 @@ DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_se
                "image_size", "grayscale")  # fmt: skip
 #: Config fields that determine a teacher.
 TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
-                                "lr", "weight_decay", "augment")  # fmt: skip
+                                "lr", "weight_decay", "teacher_augment")  # fmt: skip
 #: Config fields that determine any student, beside its teacher's checkpoint and the
 #: fields its method names in ``Method.config_fields``.
 STUDENT_FIELDS = DATA_FIELDS + ("student", "seed", "student_epochs", "batch_size", "lr",
-                                "weight_decay", "augment", "method")  # fmt: skip
+                                "weight_decay", "augment", "teacher_signal", "method")  # fmt: skip
 
 
 def pick(cfg, names) -> dict:

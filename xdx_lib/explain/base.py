@@ -50,6 +50,7 @@ def normalize_maps(
     *,
     absolute: bool = False,
     size: tuple[int, int] | None = None,
+    scale: bool = True,
 ) -> Tensor:
     """Turn raw attributions ``[N, C, h, w]`` into maps ``[N, 1, H, W]`` in [0, 1] (float32).
 
@@ -62,7 +63,9 @@ def normalize_maps(
        convention: evidence for the class); with neither flag the signed sum is kept;
     3. size: bilinear interpolation to ``size`` (``align_corners=False``) when given and
        different (Grad-CAM's 7x7 map to 28x28);
-    4. scale: :func:`minmax_per_image`; a constant map becomes all zeros.
+    4. scale: :func:`minmax_per_image`; a constant map becomes all zeros. With
+       ``scale=False`` this step is skipped and the maps keep their raw values (e2KD
+       matches the raw Grad-CAM: cosine is scale- but not shift-invariant).
 
     Each explainer states which of these it uses in :attr:`Explainer.sign`.
 
@@ -87,7 +90,7 @@ def normalize_maps(
         m = m.clamp_min(0.0)
     if size is not None and tuple(m.shape[-2:]) != tuple(size):
         m = F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
-    return minmax_per_image(m)
+    return minmax_per_image(m) if scale else m
 
 
 
@@ -152,6 +155,7 @@ class Explainer:
             positive=self.sign == "positive",
             absolute=self.sign == "absolute",
             size=tuple(x.shape[-2:]),
+            scale=bool(self.settings.get("normalize", True)),
         )
 
 

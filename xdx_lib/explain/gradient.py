@@ -24,11 +24,13 @@ class GradCamExplainer(Explainer):
 
     Settings:
         layer: dotted name of the layer to explain; None uses ``model.gradcam_layer``.
+        normalize: min-max each map to [0, 1] (default); False keeps the raw ReLU map,
+            upsampled, as e2KD's reference code matches it (a separate cache entry).
     """
 
     name = "gradcam"
     sign = "positive"
-    defaults = {"layer": None}
+    defaults = {"layer": None, "normalize": True}
 
     def _layer(self) -> nn.Module:
         name = self.settings["layer"]
