@@ -61,6 +61,8 @@ def _pair(maps_a: Tensor, maps_b: Tensor) -> tuple[Tensor, Tensor]:
     _check_maps(maps_b, "maps_b")
     if maps_a.shape != maps_b.shape:
         raise ValueError(f"maps differ in shape: {tuple(maps_a.shape)} vs {tuple(maps_b.shape)}")
+    if maps_a.shape[0] == 0:
+        raise ValueError("cannot compare maps over zero images; compare at least one map")
     a = maps_a.detach().cpu().flatten(1).double()
     b = maps_b.detach().cpu().flatten(1).double()
     return a, b
