@@ -91,7 +91,7 @@ def _batch(n=4, k=4):
 
 def test_objective_terms_by_hand_and_gradient_reaches_the_cae():
     cfg = RunConfig(method="xdistill", alpha=0.7, temperature=3.0, beta=2.0, exp_loss="mse",
-                    cae_grad="all")  # fmt: skip
+                    cae_grad="all", schedule="joint")  # fmt: skip
     method = create_method(cfg)
     model = _student("channel", detach=False).train()
     batch = _batch()
@@ -118,7 +118,8 @@ def _cae_grads(model, loss) -> list[torch.Tensor]:
 @pytest.mark.parametrize("output", ["full", "grid"])
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_cae_grad_exp_trains_the_cae_by_the_explanation_loss_alone(fusion, output):
-    method = create_method(RunConfig(method="xdistill", cae_grad="exp", fusion=fusion))
+    method = create_method(RunConfig(method="xdistill", cae_grad="exp", fusion=fusion,
+                                     schedule="joint"))  # fmt: skip
     model = _student(fusion, detach=True, output=output).train()
     batch = _batch()
     terms = method.loss_terms(method.forward(model, batch), batch)
@@ -132,7 +133,8 @@ def test_cae_grad_exp_trains_the_cae_by_the_explanation_loss_alone(fusion, outpu
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_cae_grad_all_lets_the_task_loss_reach_the_cae(fusion):
-    method = create_method(RunConfig(method="xdistill", cae_grad="all", fusion=fusion))
+    method = create_method(RunConfig(method="xdistill", cae_grad="all", fusion=fusion,
+                                     schedule="joint"))  # fmt: skip
     model = _student(fusion, detach=False).train()
     batch = _batch()
     terms = method.loss_terms(method.forward(model, batch), batch)
@@ -157,7 +159,7 @@ def test_pearson_loss_by_hand():
     assert losses.explanation_loss(a, 3 * a + 2, "pearson").item() == pytest.approx(0, abs=1e-6)
 
 
-@pytest.mark.parametrize("changes", [{"beta": 0.0}, {"schedule": "staged"}])
+@pytest.mark.parametrize("changes", [{"beta": 0.0, "schedule": "joint"}, {"schedule": "staged"}])
 def test_no_explanation_term_when_beta_is_zero_or_the_cae_is_frozen(changes):
     method = create_method(RunConfig(method="xdistill", **changes))
     model = _student("channel", freeze=method.frozen)

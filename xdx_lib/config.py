@@ -121,10 +121,10 @@ class RunConfig:
     beta: float = 1.0  # weight b of the explanation loss L_exp (xdistill)
     exp_loss: str = "pearson"  # pearson | mse | bce | ssim: L_exp, CAE map vs teacher's map
     fusion: str = "channel"  # channel | gate | feature: how the student sees the CAE's map
-    schedule: str = "joint"  # joint | staged: CAE trained with the student, or first
+    schedule: str = "staged"  # staged: the CAE is trained first, alone; joint: with the student
     cae_grad: str = "exp"  # exp: the CAE learns from L_exp alone, the student sees its map
     # detached; all: CE and KD gradients reach the CAE through the fusion too
-    cae_variant: str = "both"  # plain | separable | skips | both (the paper's modified CAE)
+    cae_variant: str = "skips"  # plain | separable | skips | both (the paper's two changes)
     cae_output: str = "grid"  # grid: decoder stops at the explainer's grid, then upsamples;
     # full: decoder up to the input's resolution
     cae_depth: int = 2  # stride-2 blocks of the CAE (2: a 7x7 grid for 28x28 images)

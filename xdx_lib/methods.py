@@ -24,9 +24,10 @@ from .models import create_model
 from .registry import Registry
 from .trained import model_maps
 
+#: The training methods by name (``scratch``, ``kd``, ``at``, ``e2kd``, ``xdistill``).
 METHODS = Registry("method")
 
-#: Which class a teacher's map explains: its prediction, or the true label.
+#: The classes a teacher's map may explain, its prediction (``pred``) or the label.
 MAP_TARGETS = ("pred", "label")
 
 #: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.

@@ -146,7 +146,8 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("at", "kd"),
 )
 #: The metrics of the paired-difference table and of the forest plot.
-PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "gradcam/topk_iou")
+PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "deployed/pearson",
+                                 "gradcam/topk_iou")
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class ExperimentConfig:
 
     @property
     def sweepable(self) -> tuple[str, ...]:
-        """The options a sweep may vary: XDistillation's own config fields."""
+        """XDistillation's own config fields, the options a sweep may vary."""
         return tuple(METHODS.get("xdistill").config_fields)
 
 
@@ -266,8 +266,10 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     killed experiment resumes where it stopped and a finished one costs only reading.
 
     Labels: ``teacher``, ``<method>-s<seed>`` (T1, T2), ``claims-<method>-s<seed>`` (the
-    claims' methods on every seed, light evaluation), ``sweep-<option>=<value>-s<seed>``
-    (T4, XDistillation), ``shapes-teacher`` and ``shapes-<method>-s<seed>`` (localisation),
+    claims' methods on every seed), ``sweep-<option>=<value>-s<seed>`` (T4,
+    XDistillation; these two groups with a light evaluation: accuracy, agreement and
+    Grad-CAM and CAE similarity, no T2 and no faithfulness), ``shapes-teacher`` and
+    ``shapes-<method>-s<seed>`` (localisation),
     and one ``reference: <name>`` per image-blind reference map (group ``reference``,
     stored together in ``references.json``).
     """
@@ -324,23 +326,23 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
             cfg = dataclasses.replace(base, method=method, seed=seed)
             one(f"{method}-s{seed}", cfg, evaluate_against_teacher,
                 {"method": method, "seed": seed, "group": "main"})  # fmt: skip
-    claim_key = {"explainers": ["gradcam"], "n_faithful": 0, "format": 1}
+    light_key = {"explainers": ["gradcam"], "n_faithful": 0, "format": 1}
 
-    def evaluate_claims(r):
+    def evaluate_light(r):  # what the claims and T4 read: no T2, no faithfulness
         return evaluate_model(r, teacher, data, ("gradcam",), exp.n_slow, n_faithful=0)
 
     for seed in exp.seeds + exp.claim_seeds:
         for method in exp.claim_methods:
             cfg = dataclasses.replace(base, method=method, seed=seed)
-            one(f"claims-{method}-s{seed}", cfg, evaluate_claims,
-                {"method": method, "seed": seed, "group": "claims"}, claim_key)  # fmt: skip
+            one(f"claims-{method}-s{seed}", cfg, evaluate_light,
+                {"method": method, "seed": seed, "group": "claims"}, light_key)  # fmt: skip
     for option, values in exp.sweeps.items():
         for value in values:
             for seed in exp.sweep_seeds:
                 cfg = dataclasses.replace(base, method="xdistill", seed=seed, **{option: value})
-                one(f"sweep-{option}={value}-s{seed}", cfg, evaluate_against_teacher,
+                one(f"sweep-{option}={value}-s{seed}", cfg, evaluate_light,
                     {"method": "xdistill", "seed": seed, "group": "sweep",
-                     "option": option, "value": value})  # fmt: skip
+                     "option": option, "value": value}, light_key)  # fmt: skip
     if exp.localisation_methods:
         shapes_cfg = dataclasses.replace(base, dataset="shapes")
         data_of["shapes"] = load_data(shapes_cfg)

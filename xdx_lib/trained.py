@@ -209,7 +209,7 @@ def cached_maps(
     batch_size: int = 256,
     progress: bool = False,
 ) -> Tensor:
-    """:func:`explain` once, then load the maps from the run cache.
+    """:func:`~xdx_lib.explain.explain` once, then load the maps from the run cache.
 
     The file ``<cache_dir>/<method>-<split>-<hash>.pt`` holds ``{"key": ..., "maps": ...}``
     (written atomically); the hash is of :func:`maps_cache_key`. On load, a file whose stored
@@ -220,15 +220,16 @@ def cached_maps(
         model: the model explained; ``checkpoint_hash`` must identify its weights
             (:func:`xdx_lib.cache.file_hash` of the checkpoint).
         x: images ``[N, C, H, W]``.
-        method: a name in :data:`EXPLAINERS`.
+        method: a name in :data:`~xdx_lib.explain.EXPLAINERS`.
         settings: the explainer's settings (resolved against its defaults for the key).
         checkpoint_hash: identity of the model's weights.
         split: the data split (``"train"``, ``"test"``).
         subset: a tag for the subset of the split (its size and seed, or None for all).
         cache_dir: where maps are stored (default ``runs_dir() / "maps"``).
-        target: as in :func:`explain`; predicted and given targets are cached apart.
-        batch_size, progress: passed to :func:`explain` (the batch size is part of the key
-            only for stochastic explainers).
+        target: as in :func:`~xdx_lib.explain.explain`; predicted and given targets are
+            cached apart.
+        batch_size, progress: passed to :func:`~xdx_lib.explain.explain` (the batch size is
+            part of the key only for stochastic explainers).
 
     Returns:
         float32 maps ``[N, 1, H, W]`` on the CPU.

@@ -13,8 +13,11 @@ forward pass returns the logits and an explanation. Training minimises
 where ``e_T(x)`` is the teacher's cached explanation
 (:meth:`~xdx_lib.methods.Method.teacher_maps`) and
 ``L_exp`` is ``1 - Pearson r`` per image by default (:func:`xdx_lib.losses.explanation_loss`;
-MSE, BCE and SSIM are options). By default only ``L_exp`` trains ``g`` (``cae_grad: exp``):
-the student sees ``g``'s map detached, so the CAE stays an explanation of the teacher.
+MSE, BCE and SSIM are options). By default (``schedule: staged``) ``g`` is trained first,
+alone, on the teacher's maps (:func:`pretrain_cae`), then frozen while ``S`` learns from the
+first two terms, so the CAE stays an explanation of the teacher. With ``schedule: joint``
+both learn together, and ``cae_grad: exp`` (default) still lets only ``L_exp`` train ``g``:
+the student sees ``g``'s map detached.
 
 This module holds the whole method: the fused student (:class:`XDistillStudent`), its
 training hooks (:class:`XDistill`) and the CAE's stand-alone pre-training on the cached
@@ -59,12 +62,13 @@ from .train import (
 )
 from .trained import DATA_FIELDS, TrainedModel, model_maps, pick, tensor_hash
 
-#: How the student sees the CAE's map (see :class:`XDistillStudent`).
+#: The ways the student sees the CAE's map (see :class:`XDistillStudent`).
 FUSIONS = ("channel", "gate", "feature")
-#: When the CAE is trained: with the student, or first and alone (see :class:`XDistill`).
+#: The schedules, ``joint`` (the CAE trains with the student) or ``staged`` (first, alone;
+#: see :class:`XDistill`).
 SCHEDULES = ("joint", "staged")
-#: Which losses train the CAE: ``exp`` (``L_exp`` alone; the student sees its output
-#: detached) or ``all`` (the task and KD gradients reach it through the fusion too).
+#: The gradient routings, ``exp`` (``L_exp`` alone trains the CAE; the student sees its
+#: output detached) or ``all`` (the task and KD gradients reach it through the fusion too).
 CAE_GRADS = ("exp", "all")
 
 
@@ -173,10 +177,10 @@ class XDistill(KD):
     ``cae_grad: exp`` (default) routes only ``L_exp``'s gradient into ``g``; ``all`` lets
     the task and KD terms reach it through the fusion (the ablation).
 
-    Schedules: ``joint`` (default) trains ``g`` and ``S`` together from the start;
-    ``staged`` first trains ``g`` alone on the cached teacher maps
-    (:func:`pretrain_cae`, cached), then trains ``S`` with ``g``
-    frozen (``cae_freeze``, default) or fine-tuned with the same loss.
+    Schedules: ``staged`` (default) first trains ``g`` alone on the cached teacher maps
+    (:func:`pretrain_cae`, cached), then trains ``S`` with ``g`` frozen (``cae_freeze``,
+    default) or fine-tuned with the same loss; ``joint`` trains ``g`` and ``S`` together
+    from the start.
     """
 
     name = "xdistill"
@@ -269,7 +273,7 @@ def fit_cae(
         epochs: passes over the data.
         batch_size: images per step.
         lr: Adam's learning rate.
-        loss: a name in :data:`EXPLANATION_LOSSES`.
+        loss: a name in :data:`~xdx_lib.losses.EXPLANATION_LOSSES`.
         device: where to train; ``None`` keeps the device the CAE's parameters are on.
         seed: seeds the shuffling.
         progress: show a tqdm bar per epoch.

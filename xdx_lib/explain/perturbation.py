@@ -1,6 +1,6 @@
 """Perturbation explainers: occlusion, LIME and KernelSHAP (the last two over superpixels).
 
-Each wraps one Captum class; LIME and KernelSHAP share :class:`_SurrogateExplainer`.
+Each wraps one Captum class; LIME and KernelSHAP share ``_SurrogateExplainer``.
 """
 
 from __future__ import annotations
