@@ -314,7 +314,7 @@ CAE_VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
-#: Where a CAE's decoder ends: ``full`` (:class:`CAE`, up to the input's resolution) or
+#: The decoders a CAE may have, ``full`` (:class:`CAE`, up to the input's resolution) or
 #: ``grid`` (:class:`GridCAE`, the explainer's grid, then bilinear upsampling).
 CAE_OUTPUTS = ("full", "grid")
 

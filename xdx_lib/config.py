@@ -170,8 +170,8 @@ def fits_type(value: Any, annotation: Any) -> bool:
     return isinstance(value, origin or annotation)
 
 
-#: Where a teacher's signals (logits, maps) come from: the cache, computed once on the
-#: un-augmented images, or the teacher run on each (augmented) batch.
+#: The sources of a teacher's logits and maps, ``cached`` (computed once on the
+#: un-augmented images) or ``online`` (the teacher run on each, augmented, batch).
 TEACHER_SIGNALS = ("cached", "online")
 
 #: The allowed values of every field that names one thing, each from where it is defined
