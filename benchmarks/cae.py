@@ -45,7 +45,8 @@ from xdx_lib.trained import model_maps  # noqa: E402
 from xdx_lib.xdistill import build_cae, pretrain_cae  # noqa: E402
 
 #: The old reading of XDistillation, before the defaults were chosen by measurement.
-OLD = {"cae_grad": "all", "cae_output": "full", "exp_loss": "mse", "cae_width": 8}
+OLD = {"schedule": "joint", "cae_grad": "all", "cae_output": "full", "cae_variant": "both",
+       "exp_loss": "mse", "cae_width": 8}
 
 
 def images_per_second(fn, x: torch.Tensor, repeats: int = 3) -> float:
