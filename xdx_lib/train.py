@@ -10,6 +10,9 @@ the last finished epoch and, on a CPU, ends with the same weights as a run that 
 stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
 state travels in the checkpoint).
 
+It is the longest module (about 430 lines) for a reason: the loop's CPU and CUDA paths,
+resume, DDP, augmentation and the device checks it starts with belong to one job.
+
 Layer: imports the data, the metrics, the cache and ``xdx_lib._utils``; never a method,
 a config or the runner (a method is passed in, and used only through its hooks).
 """
