@@ -92,6 +92,9 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
         (m, s) for m in ("scratch", "kd") for s in (0, 1, 2))
     assert claims["deployed/pearson"].notna().all() and "faith/deletion" not in claims.dropna(
         axis=1).columns
+    light = set(claims.dropna(axis=1).columns)
+    assert {"gradcam/topk_iou", "deployed/topk_iou"} <= light and not {
+        "gradcam/ssim", "gradcam/spearman", "deployed/ssim"} & light  # what the claims read
     shared = claims[claims.seed < 2].set_index(["method", "seed"])["accuracy"]
     assert shared.equals(main.set_index(["method", "seed"])["accuracy"].loc[shared.index])
     assert main["accuracy"].between(0, 1).all()

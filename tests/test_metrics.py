@@ -249,3 +249,13 @@ def test_reference_maps_are_image_blind_and_shaped_like_the_test_maps():
         assert ref.shape == test.shape and torch.equal(ref[0], ref[2])
     torch.testing.assert_close(refs["mean teacher map"], torch.full_like(test, 0.5))
     torch.testing.assert_close(refs["centred blob"][0], metrics.centred_blob((4, 4))[0])
+
+
+def test_similarity_table_computes_only_the_named_metrics():
+    a, b = rand_maps(4, 28), rand_maps(4, 28)
+    full = similarity_table(a, b)
+    light = similarity_table(a, b, ["pearson", "topk_iou"])
+    assert list(light) == ["pearson", "topk_iou"]
+    torch.testing.assert_close(light["pearson"], full["pearson"])
+    with pytest.raises(ValueError, match="unknown similarity 'ssmi'"):
+        similarity_table(a, b, ["ssmi"])

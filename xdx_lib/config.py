@@ -72,7 +72,7 @@ class Profile:
 #: accuracies in minutes. ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2),
-    "book": Profile(10000, 2000, "cnn_teacher", "student_small", 6, 3, 64, 1e-2),
+    "book": Profile(10000, None, "cnn_teacher", "student_small", 6, 3, 64, 1e-2),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
 
@@ -129,7 +129,7 @@ class RunConfig:
     # full: decoder up to the input's resolution
     cae_depth: int = 2  # stride-2 blocks of the CAE (2: a 7x7 grid for 28x28 images)
     cae_width: int = 16  # channels of the CAE's first block
-    cae_epochs: int = 2  # staged: epochs of CAE pre-training on the cached teacher maps
+    cae_epochs: int = 6  # staged: epochs of CAE pre-training on the cached teacher maps
     cae_freeze: bool = True  # staged: keep the pre-trained CAE frozen while the student learns
     at_beta: float = 1000.0  # weight of attention transfer's term (Zagoruyko & Komodakis)
     e2kd_weight: float = 1.0  # weight of e2KD's 1 - cos(GradCAM_T, GradCAM_S) term

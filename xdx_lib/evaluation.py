@@ -38,9 +38,14 @@ def latency_ms(fn, x: torch.Tensor, repeats: int = 3) -> float:
     return 1000 * best / len(x)
 
 
+#: What the claims, the sweeps and the variant tables read of a map comparison.
+LIGHT = ("pearson", "topk_iou")
+
+
 def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
                    explainers: Sequence[str] = ("gradcam",), n_slow: int = 128,
-                   n_faithful: int = 128) -> dict[str, float]:  # fmt: skip
+                   n_faithful: int = 128,
+                   similarities: Sequence[str] | None = None) -> dict[str, float]:  # fmt: skip
     """Every metric of one trained model against its teacher, on the test split.
 
     Keys: ``accuracy``, ``agreement``, ``best_epoch_accuracy`` (labelled: reported beside
@@ -55,6 +60,8 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     XDistillation explainer's maps); with ``n_faithful > 0``, faithfulness of the
     model's Grad-CAM on itself (``faith/deletion``, ``faith/insertion``) and judged by the
     teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
+    ``similarities`` narrows every ``<maps>/<similarity>`` to those named (default: all of
+    :data:`~xdx_lib.metrics.SIMILARITIES`; :data:`LIGHT` for what the claims read).
     """
     x, y = data.test.x, data.test.y
     t_logits = teacher_logits(teacher, data)["test"]
@@ -72,7 +79,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         n = len(x) if e in FAST_EXPLAINERS else min(n_slow, len(x))
         t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
         if i == 0:  # the explainer of T1: every similarity
-            table = similarity_table(s_maps, t_maps)
+            table = similarity_table(s_maps, t_maps, similarities)
         else:  # the others (T2): Pearson r
             table = {"pearson": pearson(s_maps, t_maps)}
         for k, v in summarize(table).items():
@@ -82,7 +89,8 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
             deployed = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("gradcam/")}
         else:
             deployed = summarize(similarity_table(model_maps(run, x, "gradcam"),
-                                                  model_maps(teacher, x, "gradcam")))  # fmt: skip
+                                                  model_maps(teacher, x, "gradcam"),
+                                                  similarities))  # fmt: skip
         out.update({f"deployed/{k}": v for k, v in deployed.items()})
     nf = min(n_faithful, len(x))
     xf = x[:nf]
@@ -94,7 +102,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     if cae is not None:
         cae_maps = predict_maps(cae, x)
         target_maps = model_maps(teacher, x, run.method.cfg.explainer)
-        for k, v in summarize(similarity_table(cae_maps, target_maps)).items():
+        for k, v in summarize(similarity_table(cae_maps, target_maps, similarities)).items():
             out[f"cae/{k}"] = v
             out[f"deployed/{k}"] = v
         if nf > 0:
@@ -150,7 +158,8 @@ def variant_table(cfg, variants: dict[str, dict], seeds, data: Dataset,
         for seed in seeds:
             run = train_student(dataclasses.replace(cfg, seed=seed, **overrides), data, teacher,
                                 verbose=False)  # fmt: skip
-            scores = evaluate_model(run, teacher, data, explainers=("gradcam",), n_faithful=0)
+            scores = evaluate_model(run, teacher, data, explainers=("gradcam",), n_faithful=0,
+                                    similarities=LIGHT)  # fmt: skip
             rows.append({"variant": name, "seed": seed, **{k: scores.get(k, float("nan")) for k in (
                 "accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")},
                 "history": run.history})  # fmt: skip

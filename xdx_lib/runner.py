@@ -21,7 +21,7 @@ from pathlib import Path
 from .cache import atomic_write_json, check_writable, hash_dict, runs_dir
 from .config import ConfigError, RunConfig, config_from_dict, read_yaml_mapping
 from .data import check_data_root
-from .evaluation import evaluate_model, localisation_scores, reference_scores
+from .evaluation import LIGHT, evaluate_model, localisation_scores, reference_scores
 from .experiments import load_data, train_student, train_teacher
 from .explain import EXPLAINERS
 from .methods import METHODS
@@ -326,10 +326,12 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
             cfg = dataclasses.replace(base, method=method, seed=seed)
             one(f"{method}-s{seed}", cfg, evaluate_against_teacher,
                 {"method": method, "seed": seed, "group": "main"})  # fmt: skip
-    light_key = {"explainers": ["gradcam"], "n_faithful": 0, "format": 1}
+    light_key = {"explainers": ["gradcam"], "n_faithful": 0, "similarities": LIGHT,
+                 "format": 1}  # fmt: skip
 
-    def evaluate_light(r):  # what the claims and T4 read: no T2, no faithfulness
-        return evaluate_model(r, teacher, data, ("gradcam",), exp.n_slow, n_faithful=0)
+    def evaluate_light(r):  # what the claims and T4 read: r and top-k IoU, no T2, no faithfulness
+        return evaluate_model(r, teacher, data, ("gradcam",), exp.n_slow, n_faithful=0,
+                              similarities=LIGHT)  # fmt: skip
 
     for seed in exp.seeds + exp.claim_seeds:
         for method in exp.claim_methods:
