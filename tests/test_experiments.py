@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from xdx_lib import report
+from xdx_lib import report, runner
 from xdx_lib.config import ConfigError
 from xdx_lib.runner import load_experiment, run_experiment
 
@@ -108,6 +108,12 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
     assert saved["provenance"]["versions"]["torch"] and saved["history"]
     assert saved["metrics"]["accuracy"] == main[(main.method == "kd") & (main.seed == 1)].iloc[0][
         "accuracy"]
+
+    spread = {(r["method"], r["quantity"]): r for r in runner.seed_spread_table(exp)}
+    assert set(spread) == {(m, q) for m in ("scratch", "kd") for q in ("accuracy", "agreement")}
+    assert all(r["seeds"] == 3 and 0 <= r["unstable"] <= 1 for r in spread.values())
+    kd_acc = df[(df.group == "claims") & (df.method == "kd")]["accuracy"]
+    assert spread["kd", "accuracy"]["observed_sd"] == pytest.approx(kd_acc.std(), abs=1e-6)
 
     # A run killed midway: its student checkpoint and result are gone. Rerunning trains
     # only that one and ends with the same table.

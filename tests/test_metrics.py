@@ -13,6 +13,7 @@ from xdx_lib.metrics import (
     accuracy,
     agreement,
     cosine,
+    flip_spread,
     pearson,
     rank_average,
     similarity_table,
@@ -259,3 +260,22 @@ def test_similarity_table_computes_only_the_named_metrics():
     torch.testing.assert_close(light["pearson"], full["pearson"])
     with pytest.raises(ValueError, match="unknown similarity 'ssmi'"):
         similarity_table(a, b, ["ssmi"])
+
+
+def test_flip_spread_tells_independent_flips_from_whole_seed_shifts():
+    g = torch.Generator().manual_seed(0)
+    seeds, n = 60, 4000
+    p = torch.where(torch.rand(n, generator=g) < 0.2, torch.rand(n, generator=g) * 0.6 + 0.2, 1.0)
+    independent = (torch.rand(seeds, n, generator=g) < p).float()
+    out = flip_spread(independent)
+    assert 0.75 < out["ratio"] < 1.25  # sample sd of 60 seeds: about 10 % error
+    assert out["unstable"] == pytest.approx(0.2, abs=0.03)
+    # every unstable image flips with its seed's one coin: the seeds differ as wholes
+    coin = torch.rand(seeds, 1, generator=g) < 0.5
+    shifted = torch.where(p < 1, coin.expand(seeds, n), torch.ones(seeds, n, dtype=torch.bool))
+    assert flip_spread(shifted.float())["ratio"] > 5
+    # a hand-worked case: two seeds, one image each way -> accuracies 0.5 and 0.5
+    same = flip_spread(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    assert same["observed_sd"] == 0 and same["independent_sd"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="seeds >= 2"):
+        flip_spread(torch.ones(1, 5))

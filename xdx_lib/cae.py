@@ -371,7 +371,8 @@ def predict_maps(cae: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     cae.eval()
     try:
         out = [
-            cae(x[s : s + batch_size].to(device, torch.float32)).float().cpu()
+            cae(x[s : s + batch_size].to(device, torch.float32).contiguous(
+                memory_format=torch.channels_last)).float().cpu().contiguous()
             for s in range(0, len(x), batch_size)
         ]
     finally:

@@ -20,7 +20,15 @@ from .cae import predict_maps
 from .data import Dataset
 from .experiments import train_student
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
-from .metrics import accuracy, agreement, pearson, reference_maps, similarity_table, summarize
+from .metrics import (
+    accuracy,
+    agreement,
+    flip_spread,
+    pearson,
+    reference_maps,
+    similarity_table,
+    summarize,
+)
 from .trained import TrainedModel, model_maps, teacher_logits
 
 #: Explainers cheap enough to run on the whole test subset; others use ``n_slow`` images.
@@ -112,6 +120,21 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         out[f"{prefix}/deletion"] = deletion_auc(model, xf, maps).mean().item()
         out[f"{prefix}/insertion"] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
     return out
+
+
+def seed_spread(runs: Sequence[TrainedModel], teacher: TrainedModel,
+                data: Dataset) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Where the spread of accuracy and agreement between the seeds of ``runs`` comes from.
+
+    ``runs`` are one method's students on two or more seeds. Returns
+    ``{"accuracy": ..., "agreement": ...}``, each :func:`~xdx_lib.metrics.flip_spread` of
+    the per-image right/wrong (or same-as-the-teacher) matrix on the test split.
+    """
+    x = data.test.x
+    preds = torch.stack([r.logits(x).argmax(1).cpu() for r in runs])
+    t_pred = teacher_logits(teacher, data)["test"].argmax(1).cpu()
+    return {"accuracy": flip_spread((preds == data.test.y.cpu()).float()),
+            "agreement": flip_spread((preds == t_pred).float())}  # fmt: skip
 
 
 def localisation_scores(run: TrainedModel, data: Dataset) -> dict[str, float]:

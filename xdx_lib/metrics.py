@@ -55,6 +55,31 @@ def agreement(logits_a: Tensor, logits_b: Tensor) -> float:
 # ----------------------------------------------------------------------------- similarity
 
 
+def flip_spread(correct: Tensor) -> dict[str, float]:
+    """How much of the spread of accuracy between seeds independent per-image flips explain.
+
+    ``correct`` is ``[seeds, images]``, 1 where a seed's model is right on an image (or
+    agrees with the teacher). With ``p_i`` the share of seeds right on image ``i``, if
+    each image flipped independently between seeds the accuracies' standard deviation
+    would be ``sqrt(sum_i p_i (1 - p_i) / (S - 1) * S) / N`` (the sample standard
+    deviation of a sum of independent Bernoullis). Returns ``observed_sd`` (of the
+    seeds' accuracies), ``independent_sd`` (that prediction), their ``ratio`` and
+    ``unstable`` (the share of images on which the seeds do not all agree). A ratio near 1
+    says the spread is the test set's finite size, which more test images shrink; well
+    above 1, seeds differ as wholes, which only more seeds average out.
+    """
+    c = correct.double()
+    if c.dim() != 2 or c.shape[0] < 2:
+        raise ValueError(f"correct should be [seeds >= 2, images], got {tuple(c.shape)}")
+    s, n = c.shape
+    p = c.mean(0)
+    observed = c.mean(1).std().item()
+    independent = ((p * (1 - p)).sum() * s / (s - 1)).sqrt().item() / n
+    return {"observed_sd": observed, "independent_sd": independent,
+            "ratio": observed / independent if independent > 0 else float("nan"),
+            "unstable": ((p > 0) & (p < 1)).double().mean().item()}  # fmt: skip
+
+
 def _pair(maps_a: Tensor, maps_b: Tensor) -> tuple[Tensor, Tensor]:
     """Validate two map batches and flatten them to float64 ``[N, D]`` on the CPU."""
     _check_maps(maps_a, "maps_a")

@@ -21,7 +21,13 @@ from pathlib import Path
 from .cache import atomic_write_json, check_writable, hash_dict, runs_dir
 from .config import ConfigError, RunConfig, config_from_dict, read_yaml_mapping
 from .data import check_data_root
-from .evaluation import LIGHT, evaluate_model, localisation_scores, reference_scores
+from .evaluation import (
+    LIGHT,
+    evaluate_model,
+    localisation_scores,
+    reference_scores,
+    seed_spread,
+)
 from .experiments import load_data, train_student, train_teacher
 from .explain import EXPLAINERS
 from .methods import METHODS
@@ -361,3 +367,23 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
                 one(f"shapes-{method}-s{seed}", cfg, loc,
                     {"method": method, "seed": seed, "group": "shapes"})  # fmt: skip
     return results
+
+
+def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
+    """For each method the claims compare, on all its seeds: how far independent per-image
+    flips explain the spread of its accuracy and agreement between seeds
+    (:func:`~xdx_lib.evaluation.seed_spread`). One row per method and quantity; the
+    students come from the run cache (run :func:`run_experiment` first, or they train)."""
+    base = exp.base
+    data = load_data(base)
+    teacher = train_teacher(base, data, verbose=False)
+    rows = []
+    for method in exp.claim_methods or exp.methods:
+        seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
+        if len(seeds) < 2:
+            continue
+        runs = [train_student(dataclasses.replace(base, method=method, seed=s), data, teacher,
+                              verbose=False) for s in seeds]  # fmt: skip
+        for quantity, spread in seed_spread(runs, teacher, data).items():
+            rows.append({"method": method, "quantity": quantity, "seeds": len(seeds), **spread})
+    return rows

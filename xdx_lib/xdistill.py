@@ -294,7 +294,7 @@ def fit_cae(
     if maps.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
     device = model_device(cae) if device is None else torch.device(device)
-    cae.to(device)
+    cae.to(device, memory_format=torch.channels_last)  # 1.35x faster on a CPU, as in fit
     was_training = cae.training
     cae.train()
     opt = torch.optim.Adam(cae.parameters(), lr=lr)
@@ -307,7 +307,8 @@ def fit_cae(
                        desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress,
                        leave=False)  # fmt: skip
             for step, idx in enumerate(bar):
-                xb = x[idx].to(device, torch.float32, non_blocking=True)
+                xb = x[idx].to(device, torch.float32, non_blocking=True).contiguous(
+                    memory_format=torch.channels_last)
                 mb = maps[idx].to(device, torch.float32, non_blocking=True)
                 with autocast(device):
                     pred = cae(xb)
@@ -376,7 +377,7 @@ def pretrain_cae(cfg, data, teacher: TrainedModel, variant: str | None = None,
     cae = build_cae(cfg, data.in_channels, variant)
     if path.is_file():
         ckpt = load_checkpoint(path, cae, meta={"variant": variant, "key": key})
-        cae.eval()
+        cae.to(memory_format=torch.channels_last).eval()  # as trained (fit_cae)
         return TrainedCAE(cae, path, list(ckpt["history"]), key)
     target = data.train.y if cfg.map_target == "label" else None
     maps = model_maps(teacher, data.train.x, cfg.explainer, split="train", target=target,
