@@ -55,6 +55,8 @@ def _write(tmp_path, d, name="exp.yaml"):
         ({"n_slow": 0}, "at least 1"),
         ({"claim_seeds": [1, 2]}, r"seeds \+ claim_seeds=\[0, 1, 1, 2\] repeats 1"),
         ({"claim_methods": [], "claim_seeds": [2]}, "claim_methods is empty"),
+        ({"localisation_seeds": [0, 0]}, r"localisation_seeds=\[0, 0\] repeats 0"),
+        ({"localisation_seeds": ["a"]}, "seed 'a' should be an int"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, change, message):

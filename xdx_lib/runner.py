@@ -57,6 +57,7 @@ class ExperimentConfig:
         sweep_seeds: seeds of the sweep runs.
         localisation_methods: methods also trained on generated ``shapes`` and scored by
             pointing game and relevance mass (empty: skip).
+        localisation_seeds: the seeds of those runs (empty: ``seeds``).
         claim_methods: the methods the claims compare (C1-C3: scratch, kd, xdistill), run
             on ``seeds`` and ``claim_seeds`` and scored only on what the claims read
             (accuracy, agreement, Grad-CAM and deployed-explanation similarity; group
@@ -75,6 +76,7 @@ class ExperimentConfig:
     sweeps: dict = field(default_factory=dict)
     sweep_seeds: list = field(default_factory=lambda: [0])
     localisation_methods: list = field(default_factory=list)
+    localisation_seeds: list = field(default_factory=list)
     claim_methods: list = field(default_factory=list)
     claim_seeds: list = field(default_factory=list)
 
@@ -95,7 +97,7 @@ class ExperimentConfig:
 #: The type of each experiment field (bool is never an int).
 _KINDS = {"name": str, "run": dict, "methods": list, "seeds": list, "explainers": list,
           "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
-          "localisation_methods": list, "claim_methods": list,
+          "localisation_methods": list, "localisation_seeds": list, "claim_methods": list,
           "claim_seeds": list}  # fmt: skip
 
 
@@ -128,6 +130,7 @@ def validate_experiment(exp: ExperimentConfig) -> None:
         if not getattr(exp, key):
             raise ConfigError(f"{key} is empty; name at least one")
     for key in ("methods", "seeds", "explainers", "sweep_seeds", "localisation_methods",
+                "localisation_seeds",
                 "claim_methods"):  # fmt: skip
         _unique(key, getattr(exp, key))
     _unique("seeds + claim_seeds", exp.seeds + exp.claim_seeds)
@@ -137,7 +140,7 @@ def validate_experiment(exp: ExperimentConfig) -> None:
         if m not in METHODS:
             raise ConfigError(f"method {m!r} is unknown; choose from "
                               f"{', '.join(METHODS.names())}")  # fmt: skip
-    for s in exp.seeds + exp.sweep_seeds + exp.claim_seeds:
+    for s in exp.seeds + exp.sweep_seeds + exp.claim_seeds + exp.localisation_seeds:
         if not isinstance(s, int) or isinstance(s, bool):
             raise ConfigError(f"seed {s!r} should be an int")
     for e in exp.explainers:
@@ -174,7 +177,7 @@ def validate_experiment(exp: ExperimentConfig) -> None:
     if exp.localisation_methods:
         build("localisation", dataset="shapes")
         for method in exp.localisation_methods:
-            for seed in exp.seeds:
+            for seed in exp.localisation_seeds or exp.seeds:
                 build(f"localisation {method}, seed {seed}", dataset="shapes", method=method,
                       seed=seed)  # fmt: skip
 
@@ -361,7 +364,7 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
 
         one("shapes-teacher", shapes_cfg, loc, {"method": "teacher", "seed": 0,
                                                  "group": "shapes"})  # fmt: skip
-        for seed in exp.seeds:
+        for seed in exp.localisation_seeds or exp.seeds:
             for method in exp.localisation_methods:
                 cfg = dataclasses.replace(shapes_cfg, method=method, seed=seed)
                 one(f"shapes-{method}-s{seed}", cfg, loc,

@@ -49,7 +49,7 @@ from ._utils import model_device
 from .cache import atomic_torch_save, hash_dict, runs_dir
 from .cae import create_cae, predict_maps
 from .losses import EXPLANATION_LOSSES, explanation_loss
-from .methods import KD, METHODS
+from .methods import KD, METHODS, TRACKED_TEST_IMAGES
 from .metrics import pearson
 from .models import create_model
 from .train import (
@@ -227,11 +227,14 @@ class XDistill(KD):
 
     def epoch_metrics(self, model: nn.Module, split, extras: dict,
                       logits: Tensor) -> dict[str, float]:  # fmt: skip
-        """The students' metrics, then the Pearson r of the CAE's test maps with the teacher's."""
+        """The students' metrics, then the Pearson r of the CAE's maps with the teacher's on
+        the :data:`~xdx_lib.methods.TRACKED_TEST_IMAGES` test images that Grad-CAM is
+        tracked on (the final number, on the whole split, is the evaluation's)."""
         out = super().epoch_metrics(model, split, extras, logits)
         if "teacher_maps" in extras:
-            maps = predict_maps(model.cae, split.x)
-            out["cae_pearson"] = pearson(maps, extras["teacher_maps"]).mean().item()
+            n = TRACKED_TEST_IMAGES
+            maps = predict_maps(model.cae, split.x[:n])
+            out["cae_pearson"] = pearson(maps, extras["teacher_maps"][:n]).mean().item()
         return out
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, Tensor]:
