@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._utils import model_device
+from ._utils import channels_last, model_device
 from .models import count_parameters
 
 __all__ = [
@@ -371,8 +371,8 @@ def predict_maps(cae: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     cae.eval()
     try:
         out = [
-            cae(x[s : s + batch_size].to(device, torch.float32).contiguous(
-                memory_format=torch.channels_last)).float().cpu().contiguous()
+            cae(channels_last(x[s : s + batch_size].to(device, torch.float32)))
+            .float().cpu().contiguous()
             for s in range(0, len(x), batch_size)
         ]
     finally:

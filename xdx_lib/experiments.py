@@ -147,9 +147,9 @@ def _train_or_load(cfg: RunConfig, method: Method, data: Dataset, path, meta: di
     key = meta["key"]
     if checkpoint_epochs(path) >= epochs:
         seed_everything(seed)
-        model = method.build_model(data.in_channels, data.num_classes).to(device)
+        model = method.build_model(data.in_channels, data.num_classes)
+        model.to(device, memory_format=torch.channels_last)  # as it trained (fit)
         ckpt = load_checkpoint(path, model, meta)
-        model.to(memory_format=torch.channels_last)  # as trained (fit): faster, same values
         model.eval()
         return TrainedModel(model, method, path, list(ckpt["history"]), key)
     extras: dict = {"train": {}, "test": {}}

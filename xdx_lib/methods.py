@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import losses
+from ._utils import channels_last
 from .explain import explain
 from .metrics import agreement, pearson
 from .models import create_model
@@ -170,8 +171,7 @@ def teacher_attention(teacher: nn.Module, x: torch.Tensor,
     out: list[list[torch.Tensor]] = []
     try:
         for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].to(device).contiguous(
-                memory_format=torch.channels_last)
+            xb = channels_last(x[start : start + batch_size].to(device))
             with losses.capture_outputs(teacher.stages) as feats:
                 teacher(xb)
             out.append([losses.attention_map(f).sqrt().view(len(xb), 1, *f.shape[-2:]).cpu()

@@ -89,6 +89,11 @@ class ExperimentConfig:
         return config_from_dict(self.run).resolved()
 
     @property
+    def shapes_seeds(self) -> list:
+        """The seeds of the localisation runs: ``localisation_seeds``, else ``seeds``."""
+        return self.localisation_seeds or self.seeds
+
+    @property
     def sweepable(self) -> tuple[str, ...]:
         """XDistillation's own config fields, the options a sweep may vary."""
         return tuple(METHODS.get("xdistill").config_fields)
@@ -177,7 +182,7 @@ def validate_experiment(exp: ExperimentConfig) -> None:
     if exp.localisation_methods:
         build("localisation", dataset="shapes")
         for method in exp.localisation_methods:
-            for seed in exp.localisation_seeds or exp.seeds:
+            for seed in exp.shapes_seeds:
                 build(f"localisation {method}, seed {seed}", dataset="shapes", method=method,
                       seed=seed)  # fmt: skip
 
@@ -364,7 +369,7 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
 
         one("shapes-teacher", shapes_cfg, loc, {"method": "teacher", "seed": 0,
                                                  "group": "shapes"})  # fmt: skip
-        for seed in exp.localisation_seeds or exp.seeds:
+        for seed in exp.shapes_seeds:
             for method in exp.localisation_methods:
                 cfg = dataclasses.replace(shapes_cfg, method=method, seed=seed)
                 one(f"shapes-{method}-s{seed}", cfg, loc,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ._utils import channels_last as to_channels_last
 from .cache import atomic_torch_save, check_writable, load_tensors
 from .data import Split
 from .metrics import accuracy
@@ -183,14 +184,12 @@ def predict_logits(logits_fn: Callable, x: torch.Tensor, device, batch_size: int
     """Logits for every image of ``x``, batched, returned on the CPU as float32.
 
     Image batches go in as ``channels_last``, the memory format the library's models train
-    and run in (:func:`fit`); on a CPU that is 1.5x faster for the students.
+    and run in (:func:`xdx_lib._utils.channels_last`).
     """
     out = []
     for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        if xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        out.append(logits_fn(xb).float().cpu())
+        out.append(logits_fn(to_channels_last(x[start : start + batch_size].to(device)))
+                   .float().cpu())  # fmt: skip
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -318,9 +317,8 @@ def fit(
         signals: ``batch -> dict`` of more batch tensors, called on every batch after
             augmentation (the online teacher's logits and maps of the augmented images,
             built by :mod:`xdx_lib.experiments` for ``teacher_signal: online``).
-        channels_last: train in the ``channels_last`` memory format (images only): on 2
-            CPU cores a student's step is 1.5x and the teacher's 1.2x faster, on a GPU it
-            feeds the tensor cores.
+        channels_last: train in the ``channels_last`` memory format (images only; why:
+            :func:`xdx_lib._utils.channels_last`).
         compile: on CUDA only, train through ``torch.compile``; ignored elsewhere.
 
     On CUDA the loop keeps the GPU busy: the training split and its extras are copied to
@@ -391,7 +389,7 @@ def fit(
             if augment:
                 batch["x"] = augment_batch(batch["x"], aug_gen)
             if channels_last:
-                batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last)
+                batch["x"] = to_channels_last(batch["x"])
             if signals is not None:
                 batch.update(signals(batch))
             with autocast(device, amp):

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._utils import model_device
+from ._utils import channels_last, model_device
 from .cache import atomic_torch_save, hash_dict, runs_dir
 from .cae import create_cae, predict_maps
 from .losses import EXPLANATION_LOSSES, explanation_loss
@@ -297,7 +297,7 @@ def fit_cae(
     if maps.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
     device = model_device(cae) if device is None else torch.device(device)
-    cae.to(device, memory_format=torch.channels_last)  # 1.35x faster on a CPU, as in fit
+    cae.to(device, memory_format=torch.channels_last)  # as every model trains (fit)
     was_training = cae.training
     cae.train()
     opt = torch.optim.Adam(cae.parameters(), lr=lr)
@@ -310,8 +310,7 @@ def fit_cae(
                        desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress,
                        leave=False)  # fmt: skip
             for step, idx in enumerate(bar):
-                xb = x[idx].to(device, torch.float32, non_blocking=True).contiguous(
-                    memory_format=torch.channels_last)
+                xb = channels_last(x[idx].to(device, torch.float32, non_blocking=True))
                 mb = maps[idx].to(device, torch.float32, non_blocking=True)
                 with autocast(device):
                     pred = cae(xb)
