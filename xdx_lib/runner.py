@@ -90,7 +90,7 @@ class ExperimentConfig:
 
     @property
     def shapes_seeds(self) -> list:
-        """The seeds of the localisation runs: ``localisation_seeds``, else ``seeds``."""
+        """The localisation runs' seeds, ``localisation_seeds`` or else ``seeds``."""
         return self.localisation_seeds or self.seeds
 
     @property

@@ -184,7 +184,7 @@ def predict_logits(logits_fn: Callable, x: torch.Tensor, device, batch_size: int
     """Logits for every image of ``x``, batched, returned on the CPU as float32.
 
     Image batches go in as ``channels_last``, the memory format the library's models train
-    and run in (:func:`xdx_lib._utils.channels_last`).
+    and run in (``xdx_lib._utils.channels_last``).
     """
     out = []
     for start in range(0, len(x), batch_size):
@@ -317,8 +317,8 @@ def fit(
         signals: ``batch -> dict`` of more batch tensors, called on every batch after
             augmentation (the online teacher's logits and maps of the augmented images,
             built by :mod:`xdx_lib.experiments` for ``teacher_signal: online``).
-        channels_last: train in the ``channels_last`` memory format (images only; why:
-            :func:`xdx_lib._utils.channels_last`).
+        channels_last: train in the ``channels_last`` memory format (images only; why: the
+            docstring of ``xdx_lib._utils.channels_last``).
         compile: on CUDA only, train through ``torch.compile``; ignored elsewhere.
 
     On CUDA the loop keeps the GPU busy: the training split and its extras are copied to
