@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xdx_lib import experiments  # noqa: E402
+from xdx_lib import session  # noqa: E402
 from xdx_lib.cae import predict_maps  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Split  # noqa: E402
@@ -40,7 +40,7 @@ from xdx_lib.explain import explain  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.metrics import pearson  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.train import fit, resolve_device, seed_everything  # noqa: E402
+from xdx_lib.train import Extras, fit, resolve_device, seed_everything  # noqa: E402
 from xdx_lib.trained import model_maps  # noqa: E402
 from xdx_lib.xdistill import build_cae, pretrain_cae  # noqa: E402
 
@@ -70,8 +70,7 @@ def epoch_seconds(cfg: RunConfig, n: int, device: torch.device) -> float:
     seed_everything(0)
     model = method.build_model(1, 10)
     history = fit(model, method, train, test, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
-                  device=device, train_extras=extras, verbose=False,
-                  channels_last=True)  # as the library trains every student  # fmt: skip
+                  device=device, extras=Extras(train=extras), verbose=False)  # fmt: skip
     return history[-1]["epoch_time"]
 
 
@@ -103,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({old / kd:.2f}x)")
 
     if not args.skip_fidelity:
-        data = experiments.load_data(cfg)
-        trained = experiments.train_teacher(cfg, data, verbose=False)
+        data = session.load_data(cfg)
+        trained = session.train_teacher(cfg, data, verbose=False)
         t_maps = model_maps(trained, data.test.x, "gradcam")
         alone = pretrain_cae(cfg, data, trained, verbose=False)  # the default's pre-training
-        student = experiments.train_student(cfg, data, trained, verbose=False)
+        student = session.train_student(cfg, data, trained, verbose=False)
         r_alone = pearson(predict_maps(alone.model, data.test.x), t_maps).mean().item()
         r_joint = pearson(predict_maps(student.model.cae, data.test.x), t_maps).mean().item()
         print(f"3. CAE map r with the teacher's Grad-CAM on {len(t_maps)} test images: "

@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xdx_lib import experiments  # noqa: E402
 from xdx_lib.cache import atomic_torch_save  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Dataset, Split, load_dataset  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.train import fit, resolve_device  # noqa: E402
+from xdx_lib.signals import provide  # noqa: E402
+from xdx_lib.train import Extras, fit, resolve_device  # noqa: E402
 from xdx_lib.trained import TrainedModel, teacher_logits  # noqa: E402
 
 METHODS = ("scratch", "kd", "at", "e2kd", "xdistill")
@@ -78,32 +78,33 @@ def make_data(n: int, kind: str) -> tuple[Dataset, str]:
     return Dataset("random", split(n), split(64), [str(i) for i in range(10)]), "random"
 
 
+def _head(v, n: int):
+    """The first ``n`` rows of a per-image signal (a tensor, or a list of them)."""
+    return [t[:n] for t in v] if isinstance(v, list) else v[:n]
+
+
 def time_method(cfg: RunConfig, teacher: TrainedModel, data: Dataset, device) -> float:
-    """Images/s of one timed epoch of ``cfg.method`` (after a two-batch warm-up epoch)."""
+    """Images/s of one timed epoch of ``cfg.method`` (after a two-batch warm-up epoch).
+
+    The method is prepared and its signals gathered as a real run does
+    (:func:`xdx_lib.session.train_or_load`), before the clock starts.
+    """
     method = create_method(cfg)
-    logits = teacher_logits(teacher, data)
-    extras: dict = {"train": {}, "test": {"teacher_logits": logits["test"]}}
-    if method.needs_teacher_logits:
-        extras["train"]["teacher_logits"] = logits["train"]
-    signals = None
     if cfg.method != "scratch":
-        if cfg.teacher_signal == "online":
-            extras, signals = experiments._prepare_online(cfg, method, teacher, data, extras,
-                                                          device)  # fmt: skip
-        else:
-            extras = method.prepare(teacher, data, extras)
+        method.prepare(teacher, data)
+    extras = provide(cfg.teacher_signal, teacher, data, method.signals(), device, cfg.amp)
+    extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
     kw = dict(batch_size=cfg.batch_size, lr=1e-3, device=device, augment=cfg.augment,
-              test_extras=extras["test"], signals=signals, channels_last=True,
-              compile=cfg.compile, verbose=False)  # fmt: skip
+              compile=cfg.compile, amp=cfg.amp, verbose=False)  # fmt: skip
     warm = 2 * cfg.batch_size
     small = Split(data.train.x[:warm], data.train.y[:warm])
-    warm_extras = {k: v[:warm] for k, v in extras["train"].items()}
+    warm_extras = Extras({k: _head(v, warm) for k, v in extras.train.items()}, extras.test,
+                         extras.per_batch)  # fmt: skip
     torch.manual_seed(0)
-    fit(method.build_model(1, 10), method, small, data.test, epochs=1,
-        train_extras=warm_extras, **kw)  # fmt: skip
+    fit(method.build_model(1, 10), method, small, data.test, epochs=1, extras=warm_extras, **kw)
     torch.manual_seed(0)
     hist = fit(method.build_model(1, 10), method, data.train, data.test, epochs=1,
-               train_extras=extras["train"], **kw)  # fmt: skip
+               extras=extras, **kw)  # fmt: skip
     return len(data.train) / hist[0]["epoch_time"]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import xdx_lib
-from xdx_lib import experiments, runner
+from xdx_lib import runner, session
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import KD, create_method
@@ -76,20 +76,20 @@ def _cfg(**kw):
 
 def test_teacher_trains_augmented_by_default_and_is_keyed_by_it(tiny_data, monkeypatch):
     seen = []
-    real_fit = experiments.fit
+    real_fit = session.fit
 
     def spy(*args, **kwargs):
         seen.append(kwargs["augment"])
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "fit", spy)
+    monkeypatch.setattr(session, "fit", spy)
     assert RunConfig().teacher_augment is True
-    on = experiments.train_teacher(_cfg(), tiny_data, verbose=False)
-    off = experiments.train_teacher(_cfg(teacher_augment=False), tiny_data, verbose=False)
+    on = session.train_teacher(_cfg(), tiny_data, verbose=False)
+    off = session.train_teacher(_cfg(teacher_augment=False), tiny_data, verbose=False)
     assert seen == [True, False]
     assert on.key != off.key and on.path != off.path
     # the student's `augment` does not touch the teacher
-    again = experiments.train_teacher(_cfg(augment=True, method="scratch"), tiny_data,
+    again = session.train_teacher(_cfg(augment=True, method="scratch"), tiny_data,
                                       verbose=False)  # fmt: skip
     assert again.key == on.key and seen == [True, False]
 
@@ -99,7 +99,8 @@ def _spy_batches(monkeypatch, cls):
     real = cls.loss_terms
 
     def spy(self, out, batch):
-        batches.append({k: v.detach().clone() for k, v in batch.items()})
+        batches.append({k: v.detach().clone() for k, v in batch.items()
+                        if isinstance(v, torch.Tensor)})
         return real(self, out, batch)
 
     monkeypatch.setattr(cls, "loss_terms", spy)
@@ -107,10 +108,10 @@ def _spy_batches(monkeypatch, cls):
 
 
 def test_online_teacher_logits_are_the_teachers_on_the_augmented_batch(tiny_data, monkeypatch):
-    teacher = experiments.train_teacher(_cfg(), tiny_data, verbose=False)
+    teacher = session.train_teacher(_cfg(), tiny_data, verbose=False)
     batches = _spy_batches(monkeypatch, KD)
     cfg = _cfg(method="kd", teacher_signal="online", augment=True)
-    run = experiments.train_student(cfg, tiny_data, teacher, verbose=False)
+    run = session.train_student(cfg, tiny_data, teacher, verbose=False)
     assert run.history and 0 <= run.history[-1]["agreement"] <= 1
     assert len(batches) == 3  # 96 images, batches of 32, one epoch
     for b in batches:
@@ -119,7 +120,7 @@ def test_online_teacher_logits_are_the_teachers_on_the_augmented_batch(tiny_data
         torch.testing.assert_close(b["teacher_logits"], expected)
         assert not torch.equal(b["x"], tiny_data.train.x[b["index"]])  # it was augmented
     # the cached student is another run
-    cached = experiments.train_student(_cfg(method="kd"), tiny_data, teacher, verbose=False)
+    cached = session.train_student(_cfg(method="kd"), tiny_data, teacher, verbose=False)
     assert cached.key != run.key
 
 
@@ -127,43 +128,30 @@ def test_online_e2kd_gets_maps_and_target_classes_of_the_augmented_batch(tiny_da
     from xdx_lib.explain import explain
     from xdx_lib.methods import E2KD
 
-    teacher = experiments.train_teacher(_cfg(), tiny_data, verbose=False)
-    asked = []  # the explainer and settings of the maps the cached path gives e2KD
-    real = experiments.Method.teacher_maps
-
-    def spy(self, teacher, data, split="train", explainer=None, **settings):
-        asked.append((split, explainer, settings))
-        return real(self, teacher, data, split, explainer, **settings)
-
-    monkeypatch.setattr(experiments.Method, "teacher_maps", spy)
-    cached = create_method(_cfg(method="e2kd"))
-    logits = experiments.teacher_logits(teacher, tiny_data)
-    cached.prepare(teacher, tiny_data, {"train": {"teacher_logits": logits["train"]},
-                                        "test": {}})  # fmt: skip
-    (_, name, settings), = [a for a in asked if a[0] == "train"]
+    teacher = session.train_teacher(_cfg(), tiny_data, verbose=False)
+    (maps_signal,) = [s for s in create_method(_cfg(method="e2kd")).signals() if s.kind == "maps"]
     batches = _spy_batches(monkeypatch, E2KD)
     cfg = _cfg(method="e2kd", teacher_signal="online", augment=True)
-    experiments.train_student(cfg, tiny_data, teacher, verbose=False)
+    session.train_student(cfg, tiny_data, teacher, verbose=False)
     b = batches[0]
     assert torch.equal(b["target_class"], b["teacher_logits"].argmax(1))
-    maps = explain(teacher.model, b["x"], name, target=b["target_class"], **settings)
+    maps = explain(teacher.model, b["x"], maps_signal.explainer, target=b["target_class"],
+                   **maps_signal.settings)  # fmt: skip
+    assert maps_signal.settings == {"normalize": False}  # e2KD matches the raw Grad-CAM
     torch.testing.assert_close(b["teacher_maps"], maps)
 
 
-def test_online_xdistill_trains_without_cached_training_maps(tiny_data, monkeypatch):
-    teacher = experiments.train_teacher(_cfg(), tiny_data, verbose=False)
-    calls = []
-    real = experiments.Method.teacher_maps
+@pytest.mark.parametrize("schedule", ["staged", "joint"])
+def test_online_xdistill_reads_maps_per_batch_only_when_its_cae_learns(tiny_data, monkeypatch,
+                                                                      schedule):  # fmt: skip
+    from xdx_lib.xdistill import XDistill
 
-    def spy(self, teacher, data, split="train", explainer=None, **settings):
-        calls.append(split)
-        return real(self, teacher, data, split, explainer, **settings)
-
-    monkeypatch.setattr(experiments.Method, "teacher_maps", spy)
-    cfg = _cfg(method="xdistill", teacher_signal="online", augment=True)
-    run = experiments.train_student(cfg, tiny_data, teacher, verbose=False)
+    teacher = session.train_teacher(_cfg(), tiny_data, verbose=False)
+    batches = _spy_batches(monkeypatch, XDistill)
+    cfg = _cfg(method="xdistill", teacher_signal="online", augment=True, schedule=schedule)
+    run = session.train_student(cfg, tiny_data, teacher, verbose=False)
     assert "cae_pearson" in run.history[-1]
-    assert calls == ["test"]  # the training split's maps were never computed
+    assert all(("teacher_maps" in b) == (schedule == "joint") for b in batches)
 
 
 def test_no_item_in_a_step_and_the_sums_are_the_per_step_means(shapes, monkeypatch):

@@ -87,7 +87,8 @@ def test_unknown_variant_and_options_list_the_choices():
 def test_variant_names_round_trip():
     for name in CAE_VARIANTS:
         assert create_cae(name, width=4).variant == name
-    assert create_cae().variant == "both"  # the paper's modified CAE is the default
+    with pytest.raises(TypeError):
+        create_cae()  # no default variant: the config names it (cae_variant)
 
 
 # ----------------------------------------------------------------------------- the switches

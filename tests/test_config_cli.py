@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,8 +12,15 @@ import sys
 import pytest
 import yaml
 
-from xdx_lib.__main__ import main
-from xdx_lib.config import PROFILES, ConfigError, RunConfig, config_from_dict, load_config
+from xdx_lib.__main__ import build_parser, main
+from xdx_lib.config import (
+    PROFILES,
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    kind_choices,
+    load_config,
+)
 
 
 def test_profiles_fill_what_is_left_none():
@@ -32,7 +41,7 @@ def test_profiles_fill_what_is_left_none():
         ({"epochs": 3}, "unknown field 'epochs'"),
         ({"batch_size": "64"}, "batch_size='64' has the wrong type"),
         ({"amp": 1}, "amp=1 has the wrong type"),
-        ({"student": "big"}, "student='big' is not a model"),
+        ({"student": "big"}, "student='big' is unknown; choose one of: cnn_teacher"),
         ({"fusion": "concat"}, "fusion='concat' is unknown; choose one of: channel, gate"),
         ({"device": "tpu"}, "device='tpu' is unknown"),
         ({"train_subset": 0}, "train_subset=0 must be at least 1"),
@@ -75,7 +84,8 @@ def test_help(command, capsys):
     "args, match",
     [
         (["distill", "--lr", "-1"], "error: config: lr=-1.0 must be positive"),
-        (["distill", "--student", "big"], "error: config: student='big' is not a model"),
+        (["distill", "--student", "big"],
+         "error: config: student='big' is unknown; choose one of: cnn_teacher"),
         (["distill", "--method", "xdistill", "--fusion", "concat"],
          "error: config: fusion='concat' is unknown"),
         (["train-teacher", "--config", "nowhere.yaml"], "error: config file nowhere.yaml"),
@@ -91,7 +101,9 @@ def test_bad_cli_values_give_one_line_and_exit_2(args, match, tmp_path, capsys):
 
 def test_argparse_rejects_unknown_method():
     proc = _cli("distill", "--method", "dkd")
-    assert proc.returncode == 2 and "invalid choice: 'dkd'" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: config: method='dkd' is unknown; choose one of: at, "
+                                   "e2kd, kd, scratch, xdistill")
 
 
 def test_train_teacher_then_distill_from_a_config_file(tmp_path, capsys):
@@ -118,3 +130,39 @@ def test_train_teacher_then_distill_from_a_config_file(tmp_path, capsys):
 def _json_tail(out: str) -> dict:
     """The JSON object a ``--json`` command prints after its progress lines."""
     return json.loads(out[out.index("{\n"):])
+
+
+def _distill_actions() -> dict:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices["distill"]._actions}
+
+
+def test_every_config_field_is_a_flag_with_its_real_default_and_choices():
+    actions = _distill_actions()
+    for f in dataclasses.fields(RunConfig):
+        action = actions[f.name]
+        assert "--" + f.name.replace("_", "-") in action.option_strings
+        assert action.default is None  # a flag not given leaves the file's value alone
+        shown = "the profile's" if f.default is None else str(f.default)
+        assert action.help.endswith(f"(default: {shown})"), (f.name, action.help)
+        kind = f.metadata.get("kind")
+        if kind is not None:
+            allowed = kind_choices(kind)
+            assert f"one of: {', '.join(allowed)}" in action.help
+            assert f.default is None or f.default in allowed
+
+
+def test_help_lists_every_option(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(RunConfig):
+        assert "--" + f.name.replace("_", "-") in text
+    assert "pearson" in text  # the default explanation loss, which a hand-written help omitted
+
+
+def test_boolean_flags_turn_off_and_on():
+    args = build_parser().parse_args(["distill", "--no-cae-freeze", "--augment"])
+    assert args.cae_freeze is False and args.augment is True

@@ -119,7 +119,7 @@ def test_smoke_every_explainer(name, tiny, images):
     assert maps.dtype == torch.float32 and maps.device.type == "cpu"
     assert torch.isfinite(maps).all()
     assert maps.min() >= 0 and maps.max() <= 1
-    assert EXPLAINERS.get(name).sign in ("positive", "absolute", "signed")
+    assert EXPLAINERS.get(name).sign in ("positive", "absolute")
 
 
 def test_registry_names_and_unknown_settings(tiny):

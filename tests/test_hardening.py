@@ -21,6 +21,7 @@ from xdx_lib.cache import CacheWriteError, atomic_write_bytes, atomic_write_json
 from xdx_lib.config import ConfigError, RunConfig, config_from_dict, load_config
 from xdx_lib.data import BadDataError, DataNotFoundError, check_data_root, load_dataset
 from xdx_lib.explain import explain
+from xdx_lib.methods import create_method
 from xdx_lib.notebook import ParameterError, check_papermill_parameters
 from xdx_lib.runner import load_experiment
 from xdx_lib.train import DeviceUnavailable, available_devices, resolve_device
@@ -410,7 +411,8 @@ def test_e2kd_teacher_target_is_the_raw_gradcam_by_hand():
 
 
 def test_e2kd_asks_the_maps_cache_for_raw_gradcam(monkeypatch):
-    from xdx_lib import methods
+    from xdx_lib import signals
+    from xdx_lib.data import Dataset, make_shapes
 
     seen = []
 
@@ -418,13 +420,13 @@ def test_e2kd_asks_the_maps_cache_for_raw_gradcam(monkeypatch):
         seen.append((explainer, split, settings))
         return torch.zeros(len(x), 1, *x.shape[-2:])
 
-    monkeypatch.setattr(methods, "model_maps", fake_maps)
-    from xdx_lib.data import Dataset, make_shapes
-
+    monkeypatch.setattr(signals, "model_maps", fake_maps)
+    monkeypatch.setattr(signals, "teacher_logits", lambda t, d: {"train": torch.zeros(8, 4)})
     data = Dataset("shapes", make_shapes(8), make_shapes(4, seed=1), ["a", "b", "c", "d"])
-    extras = {"train": {"teacher_logits": torch.zeros(8, 4)}, "test": {}}
-    methods.E2KD(RunConfig(method="e2kd")).prepare(object(), data, extras)
-    assert ("gradcam", "train", {"normalize": False}) in seen
+    wanted = create_method(RunConfig(method="e2kd")).signals()
+    got = signals.cached_signals(object(), data, wanted)
+    assert seen == [("gradcam", "train", {"normalize": False})]
+    assert set(got) == {"teacher_logits", "teacher_maps", "target_class"}
 
 
 def test_raw_and_normalised_gradcam_are_cached_apart(tmp_path):

@@ -12,11 +12,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdx_lib"
 #: Every module, bottom first; each may import only modules before it (the README's
 #: "Architecture" section draws the same order).
 ORDER = [
-    "registry", "cache", "_utils",
+    "registry", "config", "cache", "_utils",
     "data", "models", "cae", "losses", "explain", "metrics", "faithfulness",
-    "train", "trained",
+    "train", "trained", "signals",
     "methods", "xdistill",
-    "config", "experiments",
+    "session",
     "evaluation", "runner", "report", "plots", "notebook", "__main__",
 ]  # fmt: skip
 

@@ -11,8 +11,9 @@ from captum.attr import LayerGradCam
 
 from xdx_lib import losses
 from xdx_lib.config import RunConfig
-from xdx_lib.methods import create_method, teacher_attention
+from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
+from xdx_lib.signals import teacher_attention
 
 
 def test_kd_loss_matches_a_hand_computation():
@@ -93,20 +94,21 @@ def test_e2kd_loss_range_and_zero_maps():
 
 
 def test_cached_teacher_attention_gives_the_on_the_fly_at_loss():
+    from xdx_lib import losses
+
     torch.manual_seed(0)
     teacher = create_model("student_small", 1, 4).eval()
     student = create_model("student_tiny", 1, 4)
     method = create_method(RunConfig(method="at", student="student_tiny"))
     x = torch.rand(6, 1, 28, 28)
-    batch = {"x": x, "y": torch.tensor([0, 1, 2, 3, 0, 1]),
-             "teacher_logits": torch.randn(6, 4)}  # fmt: skip
-    method.teacher = teacher
+    batch = {"x": x, "y": torch.tensor([0, 1, 2, 3, 0, 1]), "teacher_logits": torch.randn(6, 4)}
+    with torch.no_grad(), losses.capture_outputs(teacher.stages) as feats:
+        teacher(x)
+    batch["teacher_attention"] = list(feats)  # the teacher's whole activations
     on_the_fly = method.loss_terms(method.forward(student, batch), batch)["at"]
     cached = teacher_attention(teacher, x, batch_size=4)  # two batches
     assert [tuple(c.shape) for c in cached] == [(6, 1, 28, 28), (6, 1, 14, 14), (6, 1, 7, 7)]
-    method.cached_stages = len(cached)
-    method.teacher = None  # the cached path must not need the teacher
-    batch.update({f"teacher_attention_{j}": c for j, c in enumerate(cached)})
+    batch["teacher_attention"] = cached
     from_cache = method.loss_terms(method.forward(student, batch), batch)["at"]
     assert on_the_fly.item() > 0
     torch.testing.assert_close(from_cache, on_the_fly, rtol=1e-5, atol=1e-7)

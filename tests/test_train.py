@@ -15,9 +15,9 @@ import torch
 
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.experiments import train_student, train_teacher
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
+from xdx_lib.session import train_student, train_teacher
 from xdx_lib.train import CheckpointMismatch, epoch_batches, fit, load_checkpoint, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +186,59 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     assert torch.equal(w0, w1)  # gradients were all-reduced: the replicas stayed equal
     model = create_model("student_tiny", 1, 4)
     assert load_checkpoint(ckpt, model)["epoch"] == 2  # rank 0 wrote the checkpoint
+
+
+@pytest.mark.parametrize("amp, capability, expected", [
+    ("auto", (8, 0), torch.bfloat16),   # A100, H100: bfloat16 tensor cores
+    ("auto", (9, 0), torch.bfloat16),
+    ("auto", (7, 5), torch.float16),    # T4: no bfloat16 convolutions in cuDNN
+    ("auto", (7, 0), torch.float16),    # V100
+    ("bf16", (7, 5), torch.bfloat16),   # forced
+    ("fp16", (9, 0), torch.float16),
+    ("off", (9, 0), None),
+    (True, (7, 5), torch.float16),      # True reads as auto
+    (False, (9, 0), None),
+])  # fmt: skip
+def test_precision_fits_the_gpu(monkeypatch, amp, capability, expected):
+    from xdx_lib.train import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision(amp, torch.device("cuda:0")) is expected
+
+
+def test_auto_precision_is_none_on_a_cpu_and_forced_ones_apply_there():
+    from xdx_lib.train import resolve_precision
+
+    assert resolve_precision("auto", "cpu") is None
+    assert resolve_precision("fp16", "cpu") is torch.float16
+    with pytest.raises(ValueError, match="choose one of: auto, bf16, fp16, off"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_fp16_trains_through_the_gradient_scaler_on_a_cpu(shapes, monkeypatch):
+    from xdx_lib import train as train_module
+
+    scaled = []
+    real = torch.amp.GradScaler.scale
+
+    def spy(self, loss):
+        scaled.append(self.is_enabled())
+        return real(self, loss)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", spy)
+    train, test = shapes
+    torch.manual_seed(0)
+    model = create_model("student_tiny", 1, 4)
+    hist = train_module.fit(model, _scratch(), train, test, epochs=2, batch_size=32, lr=3e-3,
+                            amp="fp16", verbose=False)  # fmt: skip
+    assert scaled and all(scaled)  # every step went through the enabled scaler
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+
+
+def test_bf16_and_off_never_scale(shapes, monkeypatch):
+    from xdx_lib.train import grad_scaler
+
+    assert not grad_scaler("cpu", torch.bfloat16).is_enabled()
+    assert not grad_scaler("cpu", None).is_enabled()
+    assert grad_scaler("cpu", torch.float16).is_enabled()

@@ -6,12 +6,15 @@ and this file imports the two that hold the methods (the others come with them).
 
 The layers, from the bottom (each module imports only modules of the layers below it):
 
-1. ``registry``, ``cache``, ``_utils``: names, the run cache, shared helpers;
+1. ``registry`` and ``config`` (every name by kind; the run config, which names them only by
+   kind), ``cache``, ``_utils``: the run cache, shared helpers;
 2. ``data``, ``models``, ``cae``, ``losses``, ``explain``, ``metrics``, ``faithfulness``;
-3. ``train`` (the loop), then ``trained`` (trained models and their cached signals);
-4. ``methods`` and ``xdistill`` (how each method trains a student);
-5. ``config`` (names every registered thing), ``experiments`` (config -> cached models);
-6. ``evaluation``, ``runner``, ``report``, ``plots``, ``notebook``, ``__main__``.
+3. ``train`` (the loop), ``trained`` (trained models and their cached maps and logits),
+   ``signals`` (the teacher's signals, cached or online);
+4. ``methods`` and ``xdistill`` (how each method trains a student, and what it declares);
+5. ``session`` (config -> data, teacher and students, each made once);
+6. ``evaluation`` (scores only), ``runner``, ``report``, ``plots``, ``notebook``,
+   ``__main__``.
 """
 
 __version__ = "0.1.0"

@@ -1,71 +1,83 @@
 """Command line: ``python -m xdx_lib train-teacher ...`` and ``python -m xdx_lib distill ...``.
 
-Every option is a field of :class:`~xdx_lib.config.RunConfig`; ``--config FILE.yaml``
-reads a file of them, and flags given on the command line win over the file. A bad value
-prints one line that says what to do and exits with status 2.
+Every field of :class:`~xdx_lib.config.RunConfig` is a flag (``alpha`` is ``--alpha``,
+``cae_width`` is ``--cae-width``), generated from the dataclass with its help line, its
+default and its choices, so the help can never go stale. ``--config FILE.yaml`` reads a
+file of fields, and flags given on the command line win over the file. A bad value prints
+one line that says what to do and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import typing
 
-from .config import PROFILES, ConfigError, RunConfig, config_from_dict, load_config
-from .methods import METHODS
+from .config import ConfigError, RunConfig, config_from_dict, kind_choices, load_config
+
+#: The argument groups of ``distill --help``, in order, and their titles.
+GROUPS = {"data": "data", "models": "models", "schedule": "schedule",
+          "device": "device and precision", "method": "method", "kd": "kd (and every method "
+          "built on it)", "explanations": "teacher explanations (xdistill, e2kd)",
+          "xdistill": "xdistill", "at": "at", "e2kd": "e2kd"}  # fmt: skip
+
+
+def _base_type(annotation) -> type:
+    """``int`` for ``int | None``, ``bool`` for ``bool | None``, ..."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def flag_help(f: dataclasses.Field) -> str:
+    """A field's help line: its help, choices and real default."""
+    text = f.metadata["help"]
+    kind = f.metadata.get("kind")
+    if kind is not None:
+        text += f"; one of: {', '.join(kind_choices(kind))}"
+    default = "the profile's" if f.default is None else f.default
+    return f"{text} (default: {default})".replace("%", "%%")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`RunConfig` field, in argument groups by concern.
+
+    Flags default to None (not given), so that a ``--config`` file's values stand unless a
+    flag overrides them; the help shows the field's own default.
+    """
+    hints = typing.get_type_hints(RunConfig)
+    groups = {g: parser.add_argument_group(title) for g, title in GROUPS.items()}
+    for f in dataclasses.fields(RunConfig):
+        kind = _base_type(hints[f.name])
+        options: dict = {"dest": f.name, "default": None, "help": flag_help(f)}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind in (int, float):
+            options["type"] = kind
+        groups[f.metadata["group"]].add_argument("--" + f.name.replace("_", "-"), **options)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of RunConfig fields (flags override it)")
-    p.add_argument("--profile", choices=list(PROFILES), help="run profile (default: book)")
-    p.add_argument("--dataset", help="fashion_mnist | mnist | cifar10 | imagefolder | shapes")
-    p.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
-    p.add_argument("--download", action="store_true", default=None,
-                   help="allow torchvision to download missing data")  # fmt: skip
-    p.add_argument("--epochs", type=int, help="passes over the training subset")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="images per step")
-    p.add_argument("--lr", type=float, help="peak learning rate (AdamW, cosine decay)")
-    p.add_argument("--train-subset", dest="train_subset", type=int, help="training images kept")
-    p.add_argument("--test-subset", dest="test_subset", type=int, help="test images kept")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--teacher", help="teacher model name")
+    p.add_argument("--epochs", type=int, help="passes over the training subset: sets "
+                   "teacher_epochs for train-teacher, student_epochs for distill")  # fmt: skip
     p.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
     p.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_config_flags(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``xdx`` argument parser with its two sub-commands."""
+    """The ``xdx`` argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="python -m xdx_lib",
         description="Train teachers and distil students (KD, XDistillation and baselines).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train-teacher", help="train (or load from the run cache) a teacher")
-    _common(t)
-    t.add_argument("--seed", dest="teacher_seed", type=int, help="the teacher's seed")
-    d = sub.add_parser("distill", help="train (or load) a student with a method")
-    _common(d)
-    d.add_argument("--method", choices=METHODS.names(), help="training method (default kd)")
-    d.add_argument("--student", help="student model name")
-    d.add_argument("--seed", type=int, help="the student's seed")
-    d.add_argument("--alpha", type=float, help="weight of the KD term, in [0, 1]")
-    d.add_argument("--temperature", type=float, help="KD softmax temperature")
-    m = d.add_argument_group("method options (xdistill, at, e2kd)")
-    m.add_argument("--explainer", help="teacher explanation the CAE learns (default gradcam)")
-    m.add_argument("--map-target", dest="map_target", help="pred | label: class explained")
-    m.add_argument("--beta", type=float, help="xdistill: weight b of the explanation loss")
-    m.add_argument("--exp-loss", dest="exp_loss", help="xdistill: mse | bce | ssim")
-    m.add_argument("--fusion", help="xdistill: channel | gate | feature")
-    m.add_argument("--schedule", help="xdistill: joint | staged")
-    m.add_argument("--cae-variant", dest="cae_variant", help="plain | separable | skips | both")
-    m.add_argument("--cae-width", dest="cae_width", type=int, help="CAE channels, first block")
-    m.add_argument("--cae-epochs", dest="cae_epochs", type=int, help="staged: CAE epochs")
-    m.add_argument("--cae-freeze", dest="cae_freeze", action=argparse.BooleanOptionalAction,
-                   help="staged: keep the pre-trained CAE frozen")  # fmt: skip
-    m.add_argument("--at-beta", dest="at_beta", type=float, help="at: weight of the AT term")
-    m.add_argument("--e2kd-weight", dest="e2kd_weight", type=float,
-                   help="e2kd: weight of 1 - cos(GradCAM_T, GradCAM_S)")  # fmt: skip
+    _common(sub.add_parser("train-teacher", help="train (or load from the run cache) a teacher"))
+    _common(sub.add_parser("distill", help="train (or load) a student with a method"))
     a = sub.add_parser("data", help="make a dataset available offline and print its sizes")
     a.add_argument("--dataset", default="fashion_mnist", help="dataset name")
     a.add_argument("--data-root", dest="data_root", help="data folder (default: ./data)")
@@ -81,8 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar=("NAME", "VALUE"), help="as papermill's -p")  # fmt: skip
     n.add_argument("-r", "--parameters_raw", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="as papermill's -r (a string)")  # fmt: skip
-    for p in (t, d):
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -165,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return _experiment(args)
     try:
         cfg = config_from_args(args)
-        from . import experiments
+        from . import session
         from .cache import check_writable, runs_dir
         from .data import check_data_root
         from .train import resolve_device
@@ -174,11 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         resolve_device(cfg.device)
         check_data_root(cfg.dataset, cfg.data_root, cfg.download)
         check_writable(runs_dir())
-        data = experiments.load_data(cfg)
+        data = session.load_data(cfg)
         if args.command == "train-teacher":
-            run = experiments.train_teacher(cfg, data, progress=args.progress)
+            run = session.train_teacher(cfg, data, progress=args.progress)
         else:
-            run = experiments.train_student(cfg, data, progress=args.progress)
+            run = session.train_student(cfg, data, progress=args.progress)
     except _errors() as e:
         return _fail(e)
     except RuntimeError as e:

@@ -17,13 +17,14 @@ ways of doing so, each a switch of :class:`CAE` so that the book can ablate them
   hand each decoder stage the encoder's features of the same resolution, so that detail
   lost in the bottleneck can be recovered.
 
-``CAE_VARIANTS`` names the four combinations; ``"both"`` is the paper's modified CAE and
-the one XDistillation deploys. This module holds the architecture and batched inference
-(:func:`predict_maps`) only: the CAE's loss is with the other losses
-(:func:`xdx_lib.losses.explanation_loss`), and its stand-alone training on cached teacher
-maps, the ``staged`` schedule's first stage, is beside the method that uses it
-(:func:`xdx_lib.xdistill.pretrain_cae`). Imports: :mod:`xdx_lib.models` and
-``xdx_lib._utils``.
+``CAE_VARIANTS`` names the four combinations; ``"both"`` is our reading of the paper's
+modified CAE. Which one XDistillation deploys is a config option (``cae_variant``,
+default ``skips``, chosen by measurement in the book's XDistillation chapter). This module
+holds the architecture and batched inference (:func:`predict_maps`) only: the CAE's loss
+is with the other losses (:func:`xdx_lib.losses.explanation_loss`), and its stand-alone
+training on cached teacher maps, the ``staged`` schedule's first stage, is beside the
+method that uses it (:func:`xdx_lib.xdistill.pretrain_cae`). Imports: :mod:`xdx_lib.models`,
+:mod:`xdx_lib.registry` and ``xdx_lib._utils``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 
 from ._utils import channels_last, model_device
 from .models import count_parameters
+from .registry import declare_choices
 
 __all__ = [
     "CAE",
@@ -312,21 +314,25 @@ CAE_VARIANTS: dict[str, dict[str, bool]] = {
     "skips": dict(separable=False, skips=True),
     "both": dict(separable=True, skips=True),
 }
+declare_choices("cae variant", tuple(CAE_VARIANTS))
 
 
 #: The decoders a CAE may have, ``full`` (:class:`CAE`, up to the input's resolution) or
 #: ``grid`` (:class:`GridCAE`, the explainer's grid, then bilinear upsampling).
-CAE_OUTPUTS = ("full", "grid")
+CAE_OUTPUTS = declare_choices("cae output", ("full", "grid"))
 
 
 def create_cae(
-    variant: str = "both", in_channels: int = 1, width: int = 16, depth: int = 2,
+    variant: str, in_channels: int = 1, width: int = 16, depth: int = 2,
     output: str = "full", **kwargs,
 ) -> CAE | GridCAE:  # fmt: skip
-    """Build the CAE ``variant`` of :data:`CAE_VARIANTS` (default: the paper's, ``"both"``).
+    """Build the CAE ``variant`` of :data:`CAE_VARIANTS`.
 
-    ``output`` picks the decoder (:data:`CAE_OUTPUTS`). Extra keyword arguments go to the
-    class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for :class:`GridCAE`).
+    ``output`` picks the decoder (:data:`CAE_OUTPUTS`; ``full`` builds the autoencoder as the
+    paper draws it). XDistillation builds its CAE from the config instead
+    (:func:`xdx_lib.xdistill.build_cae`, whose defaults are the config's). Extra keyword
+    arguments go to the class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for
+    :class:`GridCAE`).
 
     Examples::
 

@@ -1,21 +1,20 @@
 """Typed run configuration and the run profiles (smoke, book, paper).
 
 A :class:`RunConfig` names everything one training run needs: data, models, schedule,
-method and its options. It loads from YAML or a dict and is validated on load: each bad
-field gives one clear line naming the field, the value and what is allowed. Fields left
+device, method and its options. It loads from YAML or a dict and is validated on load: each
+bad field gives one clear line naming the field, the value and what is allowed. Fields left
 as ``None`` are filled from the chosen :data:`PROFILES` entry, so ``profile: smoke``
 alone is a complete config.
 
-Every :class:`RunConfig` is validated where it is made (``__post_init__``), so a config
-built in Python, by ``dataclasses.replace``, from YAML or from the command line passes the
-same checks: types, finite numbers, ranges, choices (:data:`CHOICES`) and the rules that
-tie fields together (:func:`validate`).
+Every field is declared once, with :func:`option`: its type, default, a help line, and the
+*kind* of name it takes (``"method"``, ``"fusion"``, ...). Validation looks those names up
+in :mod:`xdx_lib.registry` at run time, and the command line (:mod:`xdx_lib.__main__`)
+builds its flags, help, choices and defaults from the same fields, so a new option appears
+everywhere at once. Each method reads its own options as a small typed dataclass made from
+this config (``Method.Options``, e.g. :class:`xdx_lib.methods.KDOptions`).
 
-The allowed names come from where each thing is defined, never from a second list here:
-the registries of datasets, models, explainers, explanation losses and methods, the CAE
-variants, XDistillation's fusions and schedules. Layer: the config sits above everything it
-names (data, models, explainers, losses, methods) and below the runner, the notebooks and
-the command line; nothing below it imports it.
+Layer: the bottom, beside the registry: it imports only :mod:`xdx_lib.registry`, so every
+module may name :class:`RunConfig` as a type.
 """
 
 from __future__ import annotations
@@ -26,20 +25,13 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .cae import CAE_OUTPUTS, CAE_VARIANTS
-from .data import DATASETS
-from .explain import EXPLAINERS
-from .losses import EXPLANATION_LOSSES
-from .methods import MAP_TARGETS, METHODS
-from .models import MODELS
-from .xdistill import CAE_GRADS, FUSIONS, SCHEDULES
+from .registry import choices, lookup
 
 
 class ConfigError(ValueError):
@@ -77,64 +69,91 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def option(default: Any, help: str, group: str, kind: str | None = None) -> Any:
+    """A :class:`RunConfig` field: its default, a one-line ``help``, the ``group`` it belongs
+    to (data, models, schedule, device, kd, explanations, xdistill, at, e2kd) and the
+    ``kind`` of name it takes (validated against :func:`xdx_lib.registry.choices`)."""
+    return field(default=default, metadata={"help": help, "group": group, "kind": kind})
+
+
 @dataclass
 class RunConfig:
     """Everything that determines one teacher or student run.
 
-    Fields left ``None`` take the profile's value (see :data:`PROFILES`).
+    Fields left ``None`` take the profile's value (see :data:`PROFILES`). Each field's help
+    line is the command line's (``python -m xdx_lib distill --help``).
     """
 
-    # data
-    dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | imagefolder | shapes
-    profile: str = "book"  # smoke | book | paper
-    data_root: str | None = None  # default: the project's data/ folder
-    download: bool = False  # allow torchvision to download missing data
-    train_subset: int | None = None  # images of the training split (None: profile)
-    test_subset: int | None = None  # images of the test split (None: profile)
-    subset_seed: int = 0  # which subset; the same for every method and seed
-    image_size: int = 32  # imagefolder only: images are resized to this square
-    grayscale: bool = False  # imagefolder only
-    augment: bool = False  # students: per-image flips/crops (RGB) or shifts (grey); needs online
-    teacher_augment: bool = True  # standard augmentation of the teacher's training images
-    # (logits and maps are computed on un-augmented images)
-    # models
-    teacher: str | None = None  # model name (None: profile)
-    student: str | None = None  # model name (None: profile)
-    teacher_seed: int = 0  # one teacher is shared by every student seed
-    # schedule
-    teacher_epochs: int | None = None
-    student_epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float = 5e-4
-    seed: int = 0  # the student's seed: initialisation and data order
-    device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = True  # mixed precision (bfloat16) on CUDA; ignored elsewhere
-    compile: bool = False  # torch.compile the trained network (CUDA only; ignored elsewhere)
-    # method
-    method: str = "kd"  # scratch | kd | at | e2kd | xdistill
-    alpha: float = 0.9  # weight of the KD term; (1 - alpha) weighs cross-entropy
-    temperature: float = 4.0  # softmax temperature of KD
-    # XDistillation and the explanation baselines (at, e2kd)
-    explainer: str = "gradcam"  # the teacher explanation the CAE learns and e2KD matches
-    map_target: str = "pred"  # pred | label: the class the teacher's maps explain
-    beta: float = 1.0  # weight b of the explanation loss L_exp (xdistill)
-    exp_loss: str = "pearson"  # pearson | mse | bce | ssim: L_exp, CAE map vs teacher's map
-    fusion: str = "channel"  # channel | gate | feature: how the student sees the CAE's map
-    schedule: str = "staged"  # staged: the CAE is trained first, alone; joint: with the student
-    cae_grad: str = "exp"  # exp: the CAE learns from L_exp alone, the student sees its map
-    # detached; all: CE and KD gradients reach the CAE through the fusion too
-    cae_variant: str = "skips"  # plain | separable | skips | both (the paper's two changes)
-    cae_output: str = "grid"  # grid: decoder stops at the explainer's grid, then upsamples;
-    # full: decoder up to the input's resolution
-    cae_depth: int = 2  # stride-2 blocks of the CAE (2: a 7x7 grid for 28x28 images)
-    cae_width: int = 16  # channels of the CAE's first block
-    cae_epochs: int = 6  # staged: epochs of CAE pre-training on the cached teacher maps
-    cae_freeze: bool = True  # staged: keep the pre-trained CAE frozen while the student learns
-    at_beta: float = 1000.0  # weight of attention transfer's term (Zagoruyko & Komodakis)
-    e2kd_weight: float = 1.0  # weight of e2KD's 1 - cos(GradCAM_T, GradCAM_S) term
-    # cached | online: teacher logits/maps from the cache, or computed on each (augmented) batch
-    teacher_signal: str = "cached"
+    dataset: str = option("fashion_mnist", "the dataset", "data", kind="dataset")
+    profile: str = option("book", "sizes and schedules (smoke: CI; book: 2 CPU cores; "
+                          "paper: a GPU)", "data", kind="profile")  # fmt: skip
+    data_root: str | None = option(None, "data folder (None: the project's data/)", "data")
+    download: bool | None = option(None, "allow torchvision to download missing data "
+                                   "(None: XDX_DOWNLOAD=1 decides)", "data")  # fmt: skip
+    train_subset: int | None = option(None, "images kept of the training split "
+                                      "(None: the profile's)", "data")  # fmt: skip
+    test_subset: int | None = option(None, "images kept of the test split (None: the "
+                                     "profile's)", "data")  # fmt: skip
+    subset_seed: int = option(0, "which subset; the same for every method and seed", "data")
+    image_size: int = option(32, "imagefolder only: images are resized to this square", "data")
+    grayscale: bool = option(False, "imagefolder only: read images as grey", "data")
+    augment: bool = option(False, "augment the students' batches (flips/crops for RGB, "
+                           "shifts for grey); needs teacher_signal online", "data")  # fmt: skip
+    teacher_augment: bool = option(True, "augment the teacher's training batches (its logits "
+                                   "and maps are of un-augmented images)", "data")  # fmt: skip
+    teacher: str | None = option(None, "teacher model (None: the profile's)", "models",
+                                 kind="model")  # fmt: skip
+    student: str | None = option(None, "student model (None: the profile's)", "models",
+                                 kind="model")  # fmt: skip
+    teacher_seed: int = option(0, "the teacher's seed; one teacher serves every student",
+                               "models")  # fmt: skip
+    teacher_epochs: int | None = option(None, "the teacher's passes over the training "
+                                        "subset (None: the profile's)", "schedule")  # fmt: skip
+    student_epochs: int | None = option(None, "a student's passes over the training subset "
+                                        "(None: the profile's)", "schedule")  # fmt: skip
+    batch_size: int | None = option(None, "images per step (None: the profile's)", "schedule")
+    lr: float | None = option(None, "peak learning rate of AdamW, cosine decay (None: the "
+                              "profile's)", "schedule")  # fmt: skip
+    weight_decay: float = option(5e-4, "AdamW's weight decay", "schedule")
+    seed: int = option(0, "the student's seed: initialisation and data order", "schedule")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N | mps", "device")
+    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs with bf16 tensor cores, "
+                      "fp16 below, none on a CPU), bf16, fp16 or off", "device",
+                      kind="precision")  # fmt: skip
+    compile: bool = option(False, "torch.compile the trained network (CUDA only)", "device")
+    teacher_signal: str = option("cached", "the teacher's logits and maps: cached (computed "
+                                 "once) or online (on each augmented batch)", "device",
+                                 kind="teacher signal")  # fmt: skip
+    method: str = option("kd", "the training method", "method", kind="method")
+    alpha: float = option(0.9, "weight of the KD term; 1 - alpha weighs cross-entropy", "kd")
+    temperature: float = option(4.0, "softmax temperature of KD", "kd")
+    explainer: str = option("gradcam", "the teacher explanation the CAE learns",
+                            "explanations", kind="explainer")  # fmt: skip
+    map_target: str = option("pred", "the class the teacher's maps explain: its prediction "
+                             "or the label", "explanations", kind="map target")  # fmt: skip
+    beta: float = option(1.0, "weight b of the explanation loss L_exp", "xdistill")
+    exp_loss: str = option("pearson", "L_exp, the CAE's map against the teacher's",
+                           "xdistill", kind="explanation loss")  # fmt: skip
+    fusion: str = option("channel", "how the student sees the CAE's map", "xdistill",
+                         kind="fusion")  # fmt: skip
+    schedule: str = option("staged", "staged: the CAE is trained first, alone; joint: with "
+                           "the student", "xdistill", kind="schedule")  # fmt: skip
+    cae_grad: str = option("exp", "exp: only L_exp trains the CAE (the student sees its map "
+                           "detached); all: CE and KD reach it too", "xdistill",
+                           kind="cae grad")  # fmt: skip
+    cae_variant: str = option("skips", "the CAE's convolutions and skips (both: the "
+                              "paper's two changes)", "xdistill", kind="cae variant")  # fmt: skip
+    cae_output: str = option("grid", "grid: the decoder stops at the explainer's grid, then "
+                             "upsamples; full: up to the input's size", "xdistill",
+                             kind="cae output")  # fmt: skip
+    cae_depth: int = option(2, "stride-2 blocks of the CAE", "xdistill")
+    cae_width: int = option(16, "channels of the CAE's first block", "xdistill")
+    cae_epochs: int = option(6, "staged: epochs of the CAE's pre-training on the teacher's "
+                             "maps", "xdistill")  # fmt: skip
+    cae_freeze: bool = option(True, "staged: keep the pre-trained CAE frozen", "xdistill")
+    at_beta: float = option(1000.0, "weight of attention transfer's term", "at")
+    e2kd_weight: float = option(1.0, "weight of e2KD's 1 - cos(GradCAM_T, GradCAM_S) term",
+                                "e2kd")  # fmt: skip
 
     def __post_init__(self) -> None:
         validate(self)
@@ -170,27 +189,15 @@ def fits_type(value: Any, annotation: Any) -> bool:
     return isinstance(value, origin or annotation)
 
 
-#: The sources of a teacher's logits and maps, ``cached`` (computed once on the
-#: un-augmented images) or ``online`` (the teacher run on each, augmented, batch).
-TEACHER_SIGNALS = ("cached", "online")
+#: The field that names a profile takes its choices from :data:`PROFILES`.
+_LOCAL_KINDS = {"profile": lambda: tuple(PROFILES)}
 
-#: The allowed values of every field that names one thing, each from where it is defined
-#: (a registry's ``names`` is called at validation time, so late registrations count). A new
-#: field with a list of choices needs one entry here and nothing else.
-CHOICES: dict[str, Iterable[str] | Callable[[], Iterable[str]]] = {
-    "dataset": DATASETS.names,
-    "profile": lambda: tuple(PROFILES),
-    "method": METHODS.names,
-    "map_target": MAP_TARGETS,
-    "explainer": EXPLAINERS.names,
-    "exp_loss": EXPLANATION_LOSSES.names,
-    "fusion": FUSIONS,
-    "schedule": SCHEDULES,
-    "cae_variant": lambda: tuple(CAE_VARIANTS),
-    "cae_output": CAE_OUTPUTS,
-    "cae_grad": CAE_GRADS,
-    "teacher_signal": TEACHER_SIGNALS,
-}
+
+def kind_choices(kind: str) -> tuple[str, ...]:
+    """The allowed names of a field's ``kind`` (registries, declared lists, profiles)."""
+    local = _LOCAL_KINDS.get(kind)
+    return local() if local else choices(kind)
+
 
 #: Numeric fields that must be at least 1 (None, where allowed, means "the profile's").
 AT_LEAST_ONE = ("train_subset", "test_subset", "teacher_epochs", "student_epochs", "batch_size",
@@ -213,7 +220,7 @@ def validate(cfg: RunConfig) -> None:
 
     Runs from ``RunConfig.__post_init__``, so no config escapes it: types (bool is not an
     int), finite numbers (NaN passes every range check, so it is refused first), ranges,
-    :data:`CHOICES`, devices and models, and the cross-field rules.
+    the named choices of each field's kind, devices, and the cross-field rules.
     """
 
     def bad(name, msg):
@@ -225,16 +232,14 @@ def validate(cfg: RunConfig) -> None:
             bad(name, f"has the wrong type; expected {_type_name(annotation)}")
         if isinstance(value, float) and not math.isfinite(value):
             bad(name, "is not a finite number; give a finite value")
-    for name, allowed in CHOICES.items():
-        allowed = tuple(allowed() if callable(allowed) else allowed)
-        if getattr(cfg, name) not in allowed:
-            bad(name, f"is unknown; choose one of: {', '.join(allowed)}")
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        kind = f.metadata.get("kind")
+        if kind is not None and value is not None and value not in kind_choices(kind):
+            bad(f.name, f"is unknown; choose one of: {', '.join(kind_choices(kind))}")
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:\d+",
                                                                            cfg.device):
         bad("device", "is unknown; choose auto, cpu, cuda, cuda:N or mps")
-    for name in ("teacher", "student"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) not in MODELS:
-            bad(name, f"is not a model; choose one of: {', '.join(MODELS.names())}")
     for name in AT_LEAST_ONE:
         v = getattr(cfg, name)
         if v is not None and v < 1:
@@ -249,9 +254,8 @@ def validate(cfg: RunConfig) -> None:
     if not cfg.temperature > 0:
         bad("temperature", "must be positive")
     # cross-field rules
-    method = METHODS.get(cfg.method)
-    uses_teacher = method.needs_teacher_logits or method.needs_teacher_maps
-    if cfg.augment and cfg.teacher_signal == "cached" and uses_teacher:
+    method = lookup("method", cfg.method)(cfg)
+    if cfg.augment and cfg.teacher_signal == "cached" and method.signals():
         raise ConfigError(
             f"config: augment=True with teacher_signal='cached' would train method "
             f"{cfg.method!r} on teacher logits and maps of un-augmented images; "

@@ -306,7 +306,7 @@ def check_data_root(name: str, root: str | os.PathLike | None,
     Nothing is created by mistake: a mistyped ``--data-root`` fails here instead of being
     filled with a dataset. Only when downloads are allowed (and the dataset can be
     downloaded) is a missing root created, deliberately. The default folder
-    (:func:`default_data_dir`) may be created as before; ``shapes`` reads nothing.
+    (:func:`default_data_dir`) is always accepted; ``shapes`` reads nothing.
     """
     if root is None:
         return default_data_dir()

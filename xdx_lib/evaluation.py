@@ -3,27 +3,23 @@
 :func:`evaluate_model` gives one model's accuracy, agreement, explanation similarity under
 each explainer, faithfulness and cost; :func:`localisation_scores` its pointing game and
 relevance mass on generated shapes; :func:`reference_scores` what the image-blind
-reference maps score. The runner (:mod:`xdx_lib.runner`) stores these; the chapters call
-them directly. Layer: above the trained models, metrics and explainers; below the runner.
+reference maps score. It only scores: models come trained (:mod:`xdx_lib.session`), and
+the runner (:mod:`xdx_lib.runner`) stores the scores; the chapters call them directly.
+Layer: above the trained models, metrics and explainers; below the runner.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 
-import pandas as pd
 import torch
 
-from .cae import predict_maps
 from .data import Dataset
-from .experiments import train_student
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from .metrics import (
     accuracy,
     agreement,
-    flip_spread,
     pearson,
     reference_maps,
     similarity_table,
@@ -61,11 +57,11 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     ``latency_ms``; for the first explainer ``<explainer>/<similarity>`` (Pearson,
     Spearman, SSIM, cosine, top-k IoU of the model's map with the teacher's), for the others
     ``<explainer>/pearson`` (explainers outside :data:`FAST_EXPLAINERS` on the first
-    ``n_slow`` test images); for XDistillation
-    ``cae/<similarity>`` for its own map; ``deployed/<similarity>`` for the explanation the
-    deployed model returns (XDistillation: its CAE map, from the same forward pass as its
-    logits; every other method: its own Grad-CAM), against the teacher's Grad-CAM (or the
-    XDistillation explainer's maps); with ``n_faithful > 0``, faithfulness of the
+    ``n_slow`` test images); for a model that returns its own maps
+    (:meth:`~xdx_lib.methods.Method.deployed_maps`: XDistillation's CAE) ``cae/<similarity>``
+    of those maps; ``deployed/<similarity>`` for the explanation the deployed model gives
+    (its own maps where it has them, else its Grad-CAM), against the teacher's maps of the
+    explainer they imitate; with ``n_faithful > 0``, faithfulness of the
     model's Grad-CAM on itself (``faith/deletion``, ``faith/insertion``) and judged by the
     teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
     ``similarities`` narrows every ``<maps>/<similarity>`` to those named (default: all of
@@ -92,7 +88,8 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
             table = {"pearson": pearson(s_maps, t_maps)}
         for k, v in summarize(table).items():
             out[f"{e}/{k}"] = v
-    if getattr(run.model, "cae", None) is None:  # the deployed explanation: its Grad-CAM
+    own = run.method.deployed_maps(run.model, x)
+    if own is None:  # the deployed explanation is its Grad-CAM
         if "gradcam" in explainers:
             deployed = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("gradcam/")}
         else:
@@ -104,37 +101,25 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     xf = x[:nf]
     judged = {}
     if nf > 0:
-        own = model_maps(run, xf, "gradcam")
-        judged = {"faith": (run.model, own), "faith_teacher": (teacher.model, own)}
-    cae = getattr(run.model, "cae", None)
-    if cae is not None:
-        cae_maps = predict_maps(cae, x)
-        target_maps = model_maps(teacher, x, run.method.cfg.explainer)
-        for k, v in summarize(similarity_table(cae_maps, target_maps, similarities)).items():
+        gradcam = model_maps(run, xf, "gradcam")
+        judged = {"faith": (run.model, gradcam), "faith_teacher": (teacher.model, gradcam)}
+    if own is not None:
+        target_maps = model_maps(teacher, x, run.method.imitated_explainer)
+        for k, v in summarize(similarity_table(own, target_maps, similarities)).items():
             out[f"cae/{k}"] = v
             out[f"deployed/{k}"] = v
         if nf > 0:
-            judged["cae_faith"] = (run.model, cae_maps[:nf])
-            judged["cae_faith_teacher"] = (teacher.model, cae_maps[:nf])
+            judged["cae_faith"] = (run.model, own[:nf])
+            judged["cae_faith_teacher"] = (teacher.model, own[:nf])
     for prefix, (model, maps) in judged.items():
         out[f"{prefix}/deletion"] = deletion_auc(model, xf, maps).mean().item()
         out[f"{prefix}/insertion"] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
     return out
 
 
-def seed_spread(runs: Sequence[TrainedModel], teacher: TrainedModel,
-                data: Dataset) -> dict[str, dict[str, float]]:  # fmt: skip
-    """Where the spread of accuracy and agreement between the seeds of ``runs`` comes from.
-
-    ``runs`` are one method's students on two or more seeds. Returns
-    ``{"accuracy": ..., "agreement": ...}``, each :func:`~xdx_lib.metrics.flip_spread` of
-    the per-image right/wrong (or same-as-the-teacher) matrix on the test split.
-    """
-    x = data.test.x
-    preds = torch.stack([r.logits(x).argmax(1).cpu() for r in runs])
-    t_pred = teacher_logits(teacher, data)["test"].argmax(1).cpu()
-    return {"accuracy": flip_spread((preds == data.test.y.cpu()).float()),
-            "agreement": flip_spread((preds == t_pred).float())}  # fmt: skip
+def predicted_classes(run: TrainedModel, data: Dataset) -> torch.Tensor:
+    """The model's predicted class of every test image, on the CPU."""
+    return run.logits(data.test.x).argmax(1).cpu()
 
 
 def localisation_scores(run: TrainedModel, data: Dataset) -> dict[str, float]:
@@ -142,8 +127,9 @@ def localisation_scores(run: TrainedModel, data: Dataset) -> dict[str, float]:
     x, masks = data.test.x, data.test.masks
     out = {"accuracy": accuracy(run.logits(x), data.test.y)}
     maps = {"gradcam": model_maps(run, x, "gradcam")}
-    if getattr(run.model, "cae", None) is not None:
-        maps["cae"] = predict_maps(run.model.cae, x)
+    own = run.method.deployed_maps(run.model, x)
+    if own is not None:
+        maps["cae"] = own
     for name, m in maps.items():
         out[f"{name}/pointing_game"] = pointing_game(m, masks).float().mean().item()
         out[f"{name}/relevance_mass"] = relevance_mass(m, masks).mean().item()
@@ -163,27 +149,3 @@ def reference_scores(teacher: TrainedModel, data: Dataset,
         name: {f"{explainer}/{k}": v for k, v in summarize(similarity_table(m, test)).items()}
         for name, m in reference_maps(train, test).items()
     }
-
-
-def variant_table(cfg, variants: dict[str, dict], seeds, data: Dataset,
-                  teacher: TrainedModel) -> pd.DataFrame:  # fmt: skip
-    """Train (or load) one student per variant and seed, and score each against the teacher.
-
-    ``variants`` maps a row name to config overrides of ``cfg`` (a resolved
-    :class:`~xdx_lib.config.RunConfig`); every variant runs on every seed, so differences
-    can be paired. Each row: ``variant``, ``seed``, ``accuracy``, ``agreement``, the
-    whole student's ``gradcam/pearson``, ``cae/pearson`` (XDistillation's own map) and
-    ``epoch_seconds``; ``history`` holds the run's per-epoch records for curves. This is
-    how the XDistillation chapter chooses its defaults.
-    """
-    rows = []
-    for name, overrides in variants.items():
-        for seed in seeds:
-            run = train_student(dataclasses.replace(cfg, seed=seed, **overrides), data, teacher,
-                                verbose=False)  # fmt: skip
-            scores = evaluate_model(run, teacher, data, explainers=("gradcam",), n_faithful=0,
-                                    similarities=LIGHT)  # fmt: skip
-            rows.append({"variant": name, "seed": seed, **{k: scores.get(k, float("nan")) for k in (
-                "accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")},
-                "history": run.history})  # fmt: skip
-    return pd.DataFrame(rows)

@@ -250,8 +250,8 @@ def ssim(maps_a: Tensor, maps_b: Tensor, data_range: float = 1.0) -> Tensor:
     Uses ``torchmetrics.functional.structural_similarity_index_measure`` (Gaussian window,
     sigma 1.5, ``reduction="none"``) when torchmetrics is importable, else
     :func:`ssim_torch`, which computes the same quantity. Computed in float32: in float64
-    the 11x11 window's convolutions are 15x slower on a CPU (9 s for 2,000 maps on 2 cores,
-    more than the rest of a student's evaluation), for differences below 1e-6.
+    the 11x11 window's convolutions cost many times more on a CPU (more than the rest of a
+    student's evaluation), for differences below 1e-6.
 
     Returns:
         ``[N]``, at most 1 (1 for identical maps).

@@ -1,11 +1,12 @@
 """The experiment runner: one YAML names methods, seeds, explainers and sweeps; every run is
 trained (or read from the cache), evaluated, and written as one result file.
 
-:func:`load_experiment` validates an :class:`ExperimentConfig`; :func:`run_experiment`
-trains what is missing through :mod:`xdx_lib.experiments`, scores it with
-:mod:`xdx_lib.evaluation` and writes ``runs/<name>/results/<label>.json`` atomically, with
-:func:`provenance`. The chapters and ``python -m xdx_lib experiment`` read those results;
-:mod:`xdx_lib.report` turns them into tables and verdicts. Layer: the top of the library
+:func:`load_experiment` validates an :class:`ExperimentConfig`; :func:`run_specs` lists
+every run it names (:class:`RunSpec`); :func:`run_experiment` trains what is missing through
+a :class:`~xdx_lib.session.Session`, scores it with :mod:`xdx_lib.evaluation` and writes
+``runs/<name>/results/<label>.json`` atomically, with :func:`provenance`. The chapters and
+``python -m xdx_lib experiment`` read those results; :mod:`xdx_lib.report` turns them into
+tables and verdicts. Layer: the top of the library
 (only the report, plots, notebooks and command line sit above it).
 """
 
@@ -15,8 +16,12 @@ import dataclasses
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
+import torch
 
 from .cache import atomic_write_json, check_writable, hash_dict, runs_dir
 from .config import ConfigError, RunConfig, config_from_dict, read_yaml_mapping
@@ -25,13 +30,15 @@ from .evaluation import (
     LIGHT,
     evaluate_model,
     localisation_scores,
+    predicted_classes,
     reference_scores,
-    seed_spread,
 )
-from .experiments import load_data, train_student, train_teacher
 from .explain import EXPLAINERS
 from .methods import METHODS
+from .metrics import flip_spread
+from .session import Session
 from .train import resolve_device
+from .trained import TrainedModel
 
 # ----------------------------------------------------------------------------- experiments
 
@@ -96,7 +103,7 @@ class ExperimentConfig:
     @property
     def sweepable(self) -> tuple[str, ...]:
         """XDistillation's own config fields, the options a sweep may vary."""
-        return tuple(METHODS.get("xdistill").config_fields)
+        return METHODS.get("xdistill").option_names()
 
 
 #: The type of each experiment field (bool is never an int).
@@ -115,9 +122,20 @@ def _unique(what: str, values: list) -> None:
 def validate_experiment(exp: ExperimentConfig) -> None:
     """Every check the real run relies on, as one ConfigError line (no data, no training).
 
-    Builds each RunConfig :func:`run_experiment` will build (every method and seed, every
+    First the experiment's own fields (:func:`_check_fields`), then each RunConfig
+    :func:`run_experiment` will build (:func:`_check_runs`: every method and seed, every
     sweep value, the shapes runs), so a config that passes cannot fail later on its values.
     """
+    _check_fields(exp)
+    try:
+        base = config_from_dict(exp.run).resolved()
+    except ConfigError as e:
+        raise ConfigError(f"run: {e}") from None
+    _check_runs(exp, base)
+
+
+def _check_fields(exp: ExperimentConfig) -> None:
+    """Types, the name, empty and repeated lists, known methods, seeds and explainers."""
     for key, kind in _KINDS.items():
         value = getattr(exp, key)
         if not isinstance(value, kind) or isinstance(value, bool):
@@ -127,16 +145,11 @@ def validate_experiment(exp: ExperimentConfig) -> None:
             f"name={exp.name!r} is not a plain file name (its results go to runs/<name>/); "
             "use letters, digits, '-', '_' and '.', starting with a letter or digit"
         )
-    try:
-        base = config_from_dict(exp.run).resolved()
-    except ConfigError as e:
-        raise ConfigError(f"run: {e}") from None
     for key in ("methods", "seeds", "explainers"):
         if not getattr(exp, key):
             raise ConfigError(f"{key} is empty; name at least one")
     for key in ("methods", "seeds", "explainers", "sweep_seeds", "localisation_methods",
-                "localisation_seeds",
-                "claim_methods"):  # fmt: skip
+                "localisation_seeds", "claim_methods"):  # fmt: skip
         _unique(key, getattr(exp, key))
     _unique("seeds + claim_seeds", exp.seeds + exp.claim_seeds)
     if exp.claim_seeds and not exp.claim_methods:
@@ -154,6 +167,12 @@ def validate_experiment(exp: ExperimentConfig) -> None:
                               f"{', '.join(EXPLAINERS.names())}")  # fmt: skip
     if exp.n_slow < 1 or exp.n_faithful < 1:
         raise ConfigError("n_slow and n_faithful must be at least 1")
+    if exp.sweeps and not exp.sweep_seeds:
+        raise ConfigError("sweep_seeds is empty; name at least one seed for the sweeps")
+
+
+def _check_runs(exp: ExperimentConfig, base: RunConfig) -> None:
+    """Build every RunConfig the experiment will run; the first bad one is the error."""
 
     def build(where: str, **changes) -> None:
         try:
@@ -167,8 +186,6 @@ def validate_experiment(exp: ExperimentConfig) -> None:
     for method in exp.claim_methods:
         for seed in exp.claim_seeds:
             build(f"claims: method {method}, seed {seed}", method=method, seed=seed)
-    if exp.sweeps and not exp.sweep_seeds:
-        raise ConfigError("sweep_seeds is empty; name at least one seed for the sweeps")
     for option, values in exp.sweeps.items():
         if option not in exp.sweepable:
             raise ConfigError(f"sweeps.{option} cannot be swept (sweeps vary XDistillation's "
@@ -271,6 +288,129 @@ def _cached_result(path: Path, key: str) -> dict | None:
     return result if result.get("key") == key else None
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of an experiment: what to train, how to score it, and where it is stored.
+
+    Attributes:
+        label: the result file's name (``kd-s0``, ``claims-kd-s3``, ``shapes-teacher``, ...).
+        group: ``teacher``, ``main``, ``claims``, ``sweep`` or ``shapes``.
+        method: the method (``teacher`` for a teacher).
+        seed: the student's seed (the teacher's for a teacher).
+        scoring: ``full`` (every metric), ``light`` (what the claims and sweeps read) or
+            ``shapes`` (localisation on generated shapes).
+        changes: config changes from the experiment's base (method, seed, sweep value,
+            dataset).
+        extra: more fields of the result (a sweep's option and value).
+    """
+
+    label: str
+    group: str
+    method: str
+    seed: int
+    scoring: str
+    changes: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_teacher(self) -> bool:
+        return self.method == "teacher"
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset this run is on, when it is not the experiment's own."""
+        return self.changes.get("dataset")
+
+
+def run_specs(exp: ExperimentConfig) -> list[RunSpec]:
+    """Every run ``exp`` names, in the order they are trained: the teacher, T1's methods on
+    every seed, the claims' methods on every seed, the sweeps, the localisation runs."""
+    base = exp.base
+    specs = [RunSpec("teacher", "teacher", "teacher", base.teacher_seed, "full")]
+    for seed in exp.seeds:
+        for m in exp.methods:
+            specs.append(RunSpec(f"{m}-s{seed}", "main", m, seed, "full",
+                                 {"method": m, "seed": seed}))  # fmt: skip
+    for seed in exp.seeds + exp.claim_seeds:
+        for m in exp.claim_methods:
+            specs.append(RunSpec(f"claims-{m}-s{seed}", "claims", m, seed, "light",
+                                 {"method": m, "seed": seed}))  # fmt: skip
+    for option, values in exp.sweeps.items():
+        for value in values:
+            for seed in exp.sweep_seeds:
+                specs.append(RunSpec(f"sweep-{option}={value}-s{seed}", "sweep", "xdistill",
+                                     seed, "light",
+                                     {"method": "xdistill", "seed": seed, option: value},
+                                     {"option": option, "value": value}))  # fmt: skip
+    if exp.localisation_methods:
+        shapes = {"dataset": "shapes"}
+        specs.append(RunSpec("shapes-teacher", "shapes", "teacher", 0, "shapes", shapes))
+        for seed in exp.shapes_seeds:
+            for m in exp.localisation_methods:
+                specs.append(RunSpec(f"shapes-{m}-s{seed}", "shapes", m, seed, "shapes",
+                                     {**shapes, "method": m, "seed": seed}))  # fmt: skip
+    return specs
+
+
+def _scorers(exp: ExperimentConfig) -> dict[str, tuple[Callable, dict]]:
+    """For each kind of scoring: ``(score(run, session), what its result key holds)``."""
+
+    def full(run: TrainedModel, s: Session) -> dict:
+        return evaluate_model(run, s.teacher, s.data, exp.explainers, exp.n_slow, exp.n_faithful)
+
+    def light(run: TrainedModel, s: Session) -> dict:  # what the claims and T4 read
+        return evaluate_model(run, s.teacher, s.data, ("gradcam",), exp.n_slow, n_faithful=0,
+                              similarities=LIGHT)  # fmt: skip
+
+    def shapes(run: TrainedModel, s: Session) -> dict:
+        return localisation_scores(run, s.data)
+
+    full_key = {"explainers": exp.explainers, "n_slow": exp.n_slow,
+                "n_faithful": exp.n_faithful, "format": 1}  # fmt: skip
+    light_key = {"explainers": ["gradcam"], "n_faithful": 0, "similarities": LIGHT,
+                 "format": 1}  # fmt: skip
+    return {"full": (full, full_key), "light": (light, light_key), "shapes": (shapes, full_key)}
+
+
+def _reference_results(exp: ExperimentConfig, session: Session) -> list[dict]:
+    """What the image-blind reference maps score (stored once in ``references.json``)."""
+    path = _result_path(exp, "references")
+    key = hash_dict({"teacher": session.teacher.key, "kind": "references", "format": 1})
+    refs = _cached_result(path, key)
+    if refs is None:
+        refs = {"label": "references", "key": key, "group": "reference",
+                "references": reference_scores(session.teacher, session.data),
+                "provenance": provenance(session.cfg.device)}  # fmt: skip
+        atomic_write_json(refs, path)
+    return [{"label": f"reference: {name}", "group": "reference", "method": name,
+             "seed": None, "metrics": metrics} for name, metrics in refs["references"].items()]
+
+
+def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: dict,
+             verbose: bool) -> dict:  # fmt: skip
+    """Train or load ``spec``'s model, then read its result file or score it and write one."""
+    t0 = time.perf_counter()
+    run = session.teacher if spec.is_teacher else session.student(**spec.changes)
+    cfg = session.cfg if spec.is_teacher else session.config(**spec.changes)
+    score, settings = scorers[spec.scoring]
+    key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings})
+    path = _result_path(exp, spec.label)
+    cached = _cached_result(path, key)
+    if cached is not None:
+        return cached
+    metrics = score(run, session)
+    result = {"label": spec.label, "key": key, "method": spec.method, "seed": spec.seed,
+              "group": spec.group, **spec.extra, "metrics": metrics, "config": cfg.to_dict(),
+              "history": run.history, "checkpoint": str(run.path.relative_to(runs_dir())),
+              "seconds": time.perf_counter() - t0,
+              "provenance": provenance(cfg.device)}  # fmt: skip
+    atomic_write_json(result, path)
+    if verbose:
+        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in list(metrics)[:3])
+        print(f"{spec.label}: {shown}")
+    return result
+
+
 def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     """Train what is missing, evaluate it, and return one result dict per run.
 
@@ -279,119 +419,67 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     key plus the evaluation settings) matches is read back instead of recomputed, so a
     killed experiment resumes where it stopped and a finished one costs only reading.
 
-    Labels: ``teacher``, ``<method>-s<seed>`` (T1, T2), ``claims-<method>-s<seed>`` (the
-    claims' methods on every seed), ``sweep-<option>=<value>-s<seed>`` (T4,
-    XDistillation; these two groups with a light evaluation: accuracy, agreement and
-    Grad-CAM and CAE similarity, no T2 and no faithfulness), ``shapes-teacher`` and
-    ``shapes-<method>-s<seed>`` (localisation),
-    and one ``reference: <name>`` per image-blind reference map (group ``reference``,
-    stored together in ``references.json``).
+    The runs are those of :func:`run_specs`; the claims' and the sweeps' are scored lightly
+    (accuracy, agreement, Grad-CAM and CAE similarity; no T2, no faithfulness). After the
+    teacher come one ``reference: <name>`` result per image-blind reference map (group
+    ``reference``, stored together in ``references.json``).
     """
     preflight(exp)
-    base = exp.base
-    data = load_data(base)
-    teacher = train_teacher(base, data, verbose=verbose)
-    eval_key = {"explainers": exp.explainers, "n_slow": exp.n_slow,
-                "n_faithful": exp.n_faithful, "format": 1}  # fmt: skip
+    sessions = {None: Session(exp.base, verbose=verbose)}
+    sessions[None].teacher  # noqa: B018  (trained first, with its progress shown)
+    scorers = _scorers(exp)
     results: list[dict] = []
-
-    def one(label: str, cfg: RunConfig, evaluate, extra: dict, settings: dict = eval_key) -> None:
-        t0 = time.perf_counter()
-        run = (train_teacher(cfg, data_of[cfg.dataset], verbose=False) if label.endswith("teacher")
-               else train_student(cfg, data_of[cfg.dataset], teachers[cfg.dataset], verbose=False))
-        key = hash_dict({"run": run.key, "teacher": teachers[cfg.dataset].key, **settings})
-        path = _result_path(exp, label)
-        cached = _cached_result(path, key)
-        if cached is not None:
-            results.append(cached)
-            return
-        metrics = evaluate(run)
-        result = {"label": label, "key": key, **extra, "metrics": metrics,
-                  "config": cfg.to_dict(), "history": run.history,
-                  "checkpoint": str(run.path.relative_to(runs_dir())),
-                  "seconds": time.perf_counter() - t0,
-                  "provenance": provenance(cfg.device)}  # fmt: skip
-        atomic_write_json(result, path)
-        results.append(result)
-        if verbose:
-            shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in list(metrics)[:3])
-            print(f"{label}: {shown}")
-
-    data_of, teachers = {base.dataset: data}, {base.dataset: teacher}
-
-    def evaluate_against_teacher(r):
-        return evaluate_model(r, teacher, data, exp.explainers, exp.n_slow, exp.n_faithful)
-
-    one("teacher", base, evaluate_against_teacher,
-        {"method": "teacher", "seed": base.teacher_seed, "group": "teacher"})  # fmt: skip
-    ref_path = _result_path(exp, "references")
-    ref_key = hash_dict({"teacher": teacher.key, "kind": "references", "format": 1})
-    refs = _cached_result(ref_path, ref_key)
-    if refs is None:
-        refs = {"label": "references", "key": ref_key, "group": "reference",
-                "references": reference_scores(teacher, data),
-                "provenance": provenance(base.device)}  # fmt: skip
-        atomic_write_json(refs, ref_path)
-    for name, metrics in refs["references"].items():
-        results.append({"label": f"reference: {name}", "group": "reference", "method": name,
-                        "seed": None, "metrics": metrics})  # fmt: skip
-    for seed in exp.seeds:
-        for method in exp.methods:
-            cfg = dataclasses.replace(base, method=method, seed=seed)
-            one(f"{method}-s{seed}", cfg, evaluate_against_teacher,
-                {"method": method, "seed": seed, "group": "main"})  # fmt: skip
-    light_key = {"explainers": ["gradcam"], "n_faithful": 0, "similarities": LIGHT,
-                 "format": 1}  # fmt: skip
-
-    def evaluate_light(r):  # what the claims and T4 read: r and top-k IoU, no T2, no faithfulness
-        return evaluate_model(r, teacher, data, ("gradcam",), exp.n_slow, n_faithful=0,
-                              similarities=LIGHT)  # fmt: skip
-
-    for seed in exp.seeds + exp.claim_seeds:
-        for method in exp.claim_methods:
-            cfg = dataclasses.replace(base, method=method, seed=seed)
-            one(f"claims-{method}-s{seed}", cfg, evaluate_light,
-                {"method": method, "seed": seed, "group": "claims"}, light_key)  # fmt: skip
-    for option, values in exp.sweeps.items():
-        for value in values:
-            for seed in exp.sweep_seeds:
-                cfg = dataclasses.replace(base, method="xdistill", seed=seed, **{option: value})
-                one(f"sweep-{option}={value}-s{seed}", cfg, evaluate_light,
-                    {"method": "xdistill", "seed": seed, "group": "sweep",
-                     "option": option, "value": value}, light_key)  # fmt: skip
-    if exp.localisation_methods:
-        shapes_cfg = dataclasses.replace(base, dataset="shapes")
-        data_of["shapes"] = load_data(shapes_cfg)
-        teachers["shapes"] = train_teacher(shapes_cfg, data_of["shapes"], verbose=False)
-
-        def loc(r):
-            return localisation_scores(r, data_of["shapes"])
-
-        one("shapes-teacher", shapes_cfg, loc, {"method": "teacher", "seed": 0,
-                                                 "group": "shapes"})  # fmt: skip
-        for seed in exp.shapes_seeds:
-            for method in exp.localisation_methods:
-                cfg = dataclasses.replace(shapes_cfg, method=method, seed=seed)
-                one(f"shapes-{method}-s{seed}", cfg, loc,
-                    {"method": method, "seed": seed, "group": "shapes"})  # fmt: skip
+    for spec in run_specs(exp):
+        if spec.dataset not in sessions:
+            shifted = dataclasses.replace(exp.base, dataset=spec.dataset)
+            sessions[spec.dataset] = Session(shifted, verbose=False)
+        session = sessions[spec.dataset]
+        session.verbose = False
+        results.append(_run_one(exp, spec, session, scorers, verbose))
+        if spec.label == "teacher":
+            results.extend(_reference_results(exp, session))
     return results
 
 
 def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     """For each method the claims compare, on all its seeds: how far independent per-image
     flips explain the spread of its accuracy and agreement between seeds
-    (:func:`~xdx_lib.evaluation.seed_spread`). One row per method and quantity; the
+    (:func:`~xdx_lib.metrics.flip_spread` of the per-image right/wrong, or
+    same-as-the-teacher, matrix on the test split). One row per method and quantity; the
     students come from the run cache (run :func:`run_experiment` first, or they train)."""
-    base = exp.base
-    data = load_data(base)
-    teacher = train_teacher(base, data, verbose=False)
+    session = Session(exp.base)
+    y = session.data.test.y.cpu()
+    t_pred = predicted_classes(session.teacher, session.data)
     rows = []
     for method in exp.claim_methods or exp.methods:
         seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
         if len(seeds) < 2:
             continue
-        runs = [train_student(dataclasses.replace(base, method=method, seed=s), data, teacher,
-                              verbose=False) for s in seeds]  # fmt: skip
-        for quantity, spread in seed_spread(runs, teacher, data).items():
-            rows.append({"method": method, "quantity": quantity, "seeds": len(seeds), **spread})
+        preds = torch.stack([predicted_classes(session.student(method=method, seed=s),
+                                               session.data) for s in seeds])  # fmt: skip
+        for quantity, right in (("accuracy", preds == y), ("agreement", preds == t_pred)):
+            rows.append({"method": method, "quantity": quantity, "seeds": len(seeds),
+                         **flip_spread(right.float())})  # fmt: skip
     return rows
+
+
+def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.DataFrame:
+    """Train (or load) one student per variant and seed, and score each against the teacher.
+
+    ``variants`` maps a row name to config changes of the session's config; every variant
+    runs on every seed, so differences can be paired. Each row: ``variant``, ``seed``,
+    ``accuracy``, ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson``
+    (XDistillation's own map) and ``epoch_seconds``; ``history`` holds the run's per-epoch
+    records for curves. This is how the XDistillation chapter chooses its defaults.
+    """
+    rows = []
+    for name, changes in variants.items():
+        for seed in seeds:
+            run = session.student(**{"seed": seed, **changes})
+            scores = evaluate_model(run, session.teacher, session.data, explainers=("gradcam",),
+                                    n_faithful=0, similarities=LIGHT)  # fmt: skip
+            wanted = ("accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")
+            rows.append({"variant": name, "seed": seed,
+                         **{k: scores.get(k, float("nan")) for k in wanted},
+                         "history": run.history})  # fmt: skip
+    return pd.DataFrame(rows)

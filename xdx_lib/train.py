@@ -1,20 +1,21 @@
-"""The training loop, with evaluation, atomic checkpoints, resume, AMP and DDP.
+"""The training loop, with evaluation, atomic checkpoints, resume, mixed precision and DDP.
 
 :func:`fit` trains any model with any :class:`~xdx_lib.methods.Method`: the method
 supplies the forward pass, the loss terms and its per-epoch metrics, the loop supplies
-everything else. The CAE's stand-alone pre-training (:func:`xdx_lib.xdistill.fit_cae`)
-shares the loop's parts: :func:`epoch_batches`, :func:`autocast` and
-:func:`optimizer_step`.
+everything else. It reads top-down: :func:`fit` sets up (optimiser, schedule,
+:func:`resume`), runs :func:`train_one_epoch` (each step :func:`training_step`),
+evaluates (:func:`evaluate_epoch`) and saves (:func:`save_checkpoint`). The CAE's
+stand-alone pre-training (:func:`xdx_lib.xdistill.fit_cae`) shares its parts:
+:func:`epoch_batches`, :func:`autocast` and :func:`optimizer_step`.
+
 Checkpoints are written atomically after every epoch; a run that is killed resumes from
 the last finished epoch and, on a CPU, ends with the same weights as a run that never
 stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
 state travels in the checkpoint).
 
-It is the longest module (about 430 lines) for a reason: the loop's CPU and CUDA paths,
-resume, DDP, augmentation and the device checks it starts with belong to one job.
-
-Layer: imports the data, the metrics, the cache and ``xdx_lib._utils``; never a method,
-a config or the runner (a method is passed in, and used only through its hooks).
+Layer: imports the data, the metrics, the cache, the registry and ``xdx_lib._utils``;
+never a method, a config or the runner (a method is passed in, and used only through its
+hooks).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ from ._utils import channels_last as to_channels_last
 from .cache import atomic_torch_save, check_writable, load_tensors
 from .data import Split
 from .metrics import accuracy
+from .registry import declare_choices
+
+#: Mixed precision: ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores, float16 with a
+#: gradient scaler on older GPUs, none on a CPU), or one forced: ``bf16``, ``fp16``, ``off``.
+PRECISIONS = declare_choices("precision", ("auto", "bf16", "fp16", "off"))
 
 
 class DeviceUnavailable(RuntimeError):
@@ -142,26 +149,88 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> 
     return padded[images, rows, cols].permute(0, 3, 1, 2).contiguous()  # [N, C, H, W]
 
 
-def autocast(device: torch.device, amp: bool = True):
-    """bfloat16 autocast on CUDA when ``amp``; a no-op context elsewhere."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+def resolve_precision(amp: str | bool, device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` (:data:`PRECISIONS`) on ``device``, or None for none.
+
+    ``auto`` picks bfloat16 on a CUDA GPU of compute capability 8.0 or more (A100, H100,
+    RTX 30xx and later have bfloat16 tensor cores), float16 below (T4, V100: cuDNN has no
+    bfloat16 convolutions there) and nothing on a CPU or MPS. ``bf16`` and ``fp16`` force
+    that dtype on any device (CPU autocast included), ``off`` none. ``True``/``False``
+    read as ``auto``/``off``.
+    """
+    amp = {True: "auto", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
+    if amp not in PRECISIONS:
+        raise ValueError(f"amp={amp!r}; choose one of: {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if amp == "off":
+        return None
+    if amp in ("bf16", "fp16"):
+        return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str,
-                   remedy: str = "check the inputs") -> None:  # fmt: skip
+def autocast(device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` on ``device`` (see :func:`resolve_precision`); None: a no-op."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def grad_scaler(device, dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for float16 only (whose small gradients underflow
+    without it); disabled, it passes the loss and the step through unchanged."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str | None,
+                   remedy: str = "check the inputs",
+                   scaler: torch.amp.GradScaler | None = None) -> None:  # fmt: skip
     """One step on ``loss``: refuse a NaN or inf loss (naming ``where``), then backward, step.
 
-    Shared by the student loop (:func:`fit`) and the CAE's pre-training.
+    ``where=None`` skips the check, which waits for the device (on CUDA the loop checks
+    the epoch's sum instead). With an enabled ``scaler`` (float16) the loss is scaled
+    before backward and a step whose gradients overflowed is skipped. Shared by the student
+    loop (:func:`fit`) and the CAE's pre-training.
     """
-    if not torch.isfinite(loss):
+    if where is not None and not torch.isfinite(loss):
         raise FloatingPointError(
             f"{where} became {loss.item()}; lower the learning rate or {remedy}"
         )
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if scaler is None or not scaler.is_enabled():
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
+@dataclass
+class Extras:
+    """What a batch holds beside ``x`` and ``y``: the teacher's signals.
+
+    Attributes:
+        train, test: per-image tensors (or lists of them, one per stage) aligned with the
+            splits, sliced into every batch (train) or read by the per-epoch metrics (test)
+            under their names.
+        per_batch: ``batch -> dict`` of more batch entries, called on every training batch
+            after augmentation (the online teacher's signals of the augmented images).
+    """
+
+    train: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    per_batch: Callable[[dict], dict] | None = None
+
+
+def _rows(v, idx: torch.Tensor, device):
+    """``v[idx]`` on ``device``, for a tensor or a list of tensors."""
+    if isinstance(v, (list, tuple)):
+        return [t[idx].to(device) for t in v]
+    return v[idx].to(device)
 
 
 def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device,
@@ -175,7 +244,7 @@ def make_batch(split: Split, idx: torch.Tensor, extras: dict | None, device,
     batch = {"x": split.x[idx].to(device), "y": split.y[idx].to(device),
              "index": idx if index is None else index}  # fmt: skip
     for k, v in (extras or {}).items():
-        batch[k] = v[idx].to(device)
+        batch[k] = _rows(v, idx, device)
     return batch
 
 
@@ -194,7 +263,8 @@ def predict_logits(logits_fn: Callable, x: torch.Tensor, device, batch_size: int
 
 
 @torch.no_grad()
-def evaluate(model, method, split: Split, device, extras: dict | None = None, batch_size=512):
+def evaluate_epoch(model, method, split: Split, device, extras: dict | None = None,
+                   batch_size: int = 512) -> dict[str, float]:  # fmt: skip
     """Test accuracy and loss, then the method's own per-epoch metrics.
 
     Agreement with the teacher, the Grad-CAM tracking of students and the CAE's map
@@ -272,6 +342,167 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     return ckpt
 
 
+def save_checkpoint(path, model: nn.Module, opt, sched, history: list[dict], meta) -> None:
+    """Write the run's state after an epoch, atomically: weights, optimiser, schedule, the
+    global RNG state (so that a resumed CPU run ends bit-identical), history and ``meta``."""
+    atomic_torch_save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": len(history),
+            "history": history,
+            "meta": meta,
+        },
+        path,
+    )
+
+
+def resume(path, model: nn.Module, opt, sched, meta) -> list[dict]:
+    """Load a checkpoint of this run into ``model``, ``opt`` and ``sched`` when there is one;
+    returns its history (empty for a fresh run). Restores the global RNG state too."""
+    if path is None or not Path(path).is_file():
+        return []
+    ckpt = load_checkpoint(path, model, meta)
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"])
+    return list(ckpt["history"])
+
+
+def cosine_optimizer(model: nn.Module, lr: float, weight_decay: float, total_steps: int):
+    """AdamW with a per-step cosine decay of the learning rate to zero over ``total_steps``."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total = max(1, total_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    )
+    return opt, sched
+
+
+@dataclass
+class Loop:
+    """The fixed parts of one training run that every epoch and step read.
+
+    Attributes:
+        net: what the forward pass goes through (the model, or its DDP/compiled wrapper).
+        model: the bare model (its mode is set per epoch).
+        method: the :class:`~xdx_lib.methods.Method` giving forward and loss terms.
+        train: the training split (on the device when that is CUDA).
+        extras: the teacher's signals (:class:`Extras`; ``train`` on the device with CUDA).
+        opt, sched, scaler: optimiser, learning-rate schedule, gradient scaler.
+        device, dtype: where to train and the autocast dtype (None: full precision).
+        batch_size, seed, augment, channels_last: as in :func:`fit`.
+        rank, world: this process's rank and the number of processes (DDP).
+        progress: show a tqdm bar (rank 0 only).
+        callback: ``callback(epoch, step)`` after every step.
+    """
+
+    net: nn.Module
+    model: nn.Module
+    method: object
+    train: Split
+    extras: Extras
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    dtype: torch.dtype | None
+    batch_size: int
+    seed: int
+    augment: bool
+    channels_last: bool
+    rank: int = 0
+    world: int = 1
+    progress: bool = False
+    callback: Callable[[int, int], None] | None = None
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def training_step(loop: Loop, batch: dict, where: str) -> tuple[torch.Tensor, dict]:
+    """One optimiser step on ``batch``; returns the loss and its named terms (not detached).
+
+    On CUDA nothing here waits for the device: a non-finite loss is caught from the epoch's
+    sum (:func:`train_one_epoch`); elsewhere each step checks its loss, as it costs nothing.
+    """
+    with autocast(loop.device, loop.dtype):
+        out = loop.method.forward(loop.net, batch)
+        terms = loop.method.loss_terms(out, batch)
+    loss = sum(terms.values())
+    optimizer_step(loop.opt, loss, None if loop.on_cuda else where, scaler=loop.scaler)
+    loop.sched.step()
+    return loss, terms
+
+
+def _epoch_indices(loop: Loop, epoch: int):
+    """This epoch's batches of indices, with a copy of them on the device (one transfer per
+    epoch, not one per step, on CUDA)."""
+    batches = list(epoch_batches(len(loop.train), loop.batch_size, loop.seed, epoch,
+                                 loop.rank, loop.world))  # fmt: skip
+    on_device = batches
+    if loop.on_cuda and batches:
+        on_device = torch.cat(batches).to(loop.device).split([len(b) for b in batches])
+    return batches, on_device
+
+
+def train_one_epoch(loop: Loop, epoch: int, epochs: int) -> dict[str, float]:
+    """One pass over the training split; returns the mean loss and each term's mean.
+
+    Each batch is gathered, augmented (a generator seeded by ``(seed, epoch)``), put in
+    ``channels_last`` and given the online teacher's signals before the step. Loss sums are
+    kept on the device in float64 (float32 on MPS), which gives the same numbers as summing
+    Python floats, and read once at the end of the epoch.
+    """
+    loop.model.train()
+    gen_device = loop.device if loop.on_cuda else "cpu"
+    aug_gen = torch.Generator(gen_device).manual_seed(loop.seed * 7919 + epoch)
+    sum_dtype = torch.float32 if loop.device.type == "mps" else torch.float64
+    sums: dict[str, torch.Tensor] = {}
+    n_seen = 0
+    batches, on_device = _epoch_indices(loop, epoch)
+    bar = tqdm(zip(batches, on_device), total=len(batches), leave=False,
+               desc=f"epoch {epoch + 1}/{epochs}", disable=not (loop.progress and loop.rank == 0))
+    for step, (idx, idx_on_device) in enumerate(bar):
+        batch = make_batch(loop.train, idx_on_device, loop.extras.train, loop.device, index=idx)
+        if loop.augment:
+            batch["x"] = augment_batch(batch["x"], aug_gen)
+        if loop.channels_last:
+            batch["x"] = to_channels_last(batch["x"])
+        if loop.extras.per_batch is not None:
+            batch.update(loop.extras.per_batch(batch))
+        loss, terms = training_step(loop, batch, f"loss at epoch {epoch + 1} step {step}")
+        n_seen += len(idx)
+        for name, v in (("train_loss", loss), *terms.items()):
+            v = v.detach().to(sum_dtype) * len(idx)
+            sums[name] = sums[name] + v if name in sums else v
+        if step % 10 == 0 and not bar.disable:  # each update waits for the device
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        if loop.callback is not None:
+            loop.callback(epoch, step)
+    totals = dict(zip(sums, torch.stack(list(sums.values())).tolist())) if sums else {}
+    if not math.isfinite(totals.get("train_loss", 0.0)):
+        raise FloatingPointError(
+            f"loss at epoch {epoch + 1} became {totals['train_loss']}; "
+            "lower the learning rate or check the inputs"
+        )
+    return {k: v / max(n_seen, 1) for k, v in totals.items()}
+
+
+def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
+    """The module the forward pass goes through: DDP across processes, compiled on CUDA."""
+    net = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile and device.type == "cuda":
+        net = torch.compile(net)
+    return net
+
+
 def fit(
     model: nn.Module,
     method,
@@ -286,160 +517,76 @@ def fit(
     device: torch.device | str = "cpu",
     ckpt_path: str | os.PathLike | None = None,
     meta: dict | None = None,
-    train_extras: dict | None = None,
-    test_extras: dict | None = None,
-    amp: bool = True,
+    extras: Extras | None = None,
+    amp: str = "auto",
     augment: bool = False,
+    compile: bool = False,
+    channels_last: bool = True,
     progress: bool = False,
     verbose: bool = True,
     callback: Callable[[int, int], None] | None = None,
-    signals: Callable[[dict], dict] | None = None,
-    channels_last: bool = False,
-    compile: bool = False,
 ) -> list[dict]:
     """Train ``model`` with ``method`` for ``epochs`` epochs and return the history.
 
-    Optimiser: AdamW with a per-step cosine decay of the learning rate to zero. After each
-    epoch the model is evaluated on ``test`` (:func:`evaluate`) and, if ``ckpt_path`` is given,
-    a checkpoint is written atomically. An existing checkpoint with the same ``meta`` is
-    resumed; one that is complete returns its history without training.
+    AdamW with a cosine decay (:func:`cosine_optimizer`); after each epoch the model is
+    evaluated on ``test`` (:func:`evaluate_epoch`) and, given ``ckpt_path``, a checkpoint is
+    written atomically (:func:`save_checkpoint`). An existing checkpoint with the same
+    ``meta`` is resumed (:func:`resume`); a complete one returns its history untrained.
 
     Args:
         model: the network to train (moved to ``device``).
         method: a :class:`~xdx_lib.methods.Method` giving forward and loss terms.
         train, test: data splits held in memory.
-        train_extras, test_extras: per-image tensors aligned with the splits (cached
-            teacher logits or maps), sliced into every batch under their names.
-        augment: augment each training batch (:func:`augment_batch`, seeded by
-            ``(seed, epoch)``).
-        callback: called as ``callback(epoch, step)`` after every step (tests use it to
-            interrupt a run).
-        signals: ``batch -> dict`` of more batch tensors, called on every batch after
-            augmentation (the online teacher's logits and maps of the augmented images,
-            built by :mod:`xdx_lib.experiments` for ``teacher_signal: online``).
-        channels_last: train in the ``channels_last`` memory format (images only; why: the
-            docstring of ``xdx_lib._utils.channels_last``).
+        extras: the teacher's signals (:class:`Extras`), cached per image or per batch.
+        amp: mixed precision (:data:`PRECISIONS`, :func:`resolve_precision`).
+        augment: augment each training batch (:func:`augment_batch`).
         compile: on CUDA only, train through ``torch.compile``; ignored elsewhere.
+        channels_last: train in the ``channels_last`` memory format, as the library does
+            (why: ``xdx_lib._utils.channels_last``).
+        callback: ``callback(epoch, step)`` after every step (tests use it to interrupt).
 
-    On CUDA the loop keeps the GPU busy: the training split and its extras are copied to
-    the device once, each epoch's indices once, augmentation draws on a CUDA generator,
-    and no step waits for the host (loss sums stay on the device, and a NaN or inf loss is
-    caught from the epoch's sum, before the checkpoint is written). Elsewhere every step
-    checks its loss, as it costs nothing there; the numbers are the same either way.
+    On CUDA the training split and its extras are copied to the device once and no step
+    waits for the host; the numbers are the same as elsewhere.
 
     Returns:
         list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
         ``epoch_time`` (seconds of training, evaluation excluded), ``test_acc``,
-        ``test_loss``, the method's :meth:`~xdx_lib.methods.Method.epoch_metrics`
-        (``agreement`` and ``gradcam_pearson`` for students) and ``lr``.
+        ``test_loss``, the method's :meth:`~xdx_lib.methods.Method.epoch_metrics` and ``lr``.
     """
     device = torch.device(device)
     if ckpt_path is not None:
         check_writable(Path(ckpt_path).parent)  # fail now, not after the first epoch
-    on_cuda = device.type == "cuda"
     rank, world = distributed()
-    model.to(device)
+    extras = extras or Extras()
     channels_last = channels_last and train.x.dim() == 4
+    model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    )
-    history: list[dict] = []
-    start_epoch = 0
-    if ckpt_path is not None and Path(ckpt_path).is_file():
-        ckpt = load_checkpoint(ckpt_path, model, meta)
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"])
-        history, start_epoch = list(ckpt["history"]), int(ckpt["epoch"])
-        if verbose and rank == 0 and start_epoch < epochs:
-            print(f"resuming {Path(ckpt_path).name} after epoch {start_epoch}")
-    net = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if compile and on_cuda:
-        net = torch.compile(net)
-    if on_cuda:  # data resident on the device: batches are gathered there
+    opt, sched = cosine_optimizer(model, lr, weight_decay,
+                                  epochs * math.ceil(len(train) / batch_size))  # fmt: skip
+    history = resume(ckpt_path, model, opt, sched, meta)
+    if history and verbose and rank == 0 and len(history) < epochs:
+        print(f"resuming {Path(ckpt_path).name} after epoch {len(history)}")
+    if device.type == "cuda":  # data resident on the device: batches are gathered there
         train = Split(train.x.to(device), train.y.to(device))
-        train_extras = {k: v.to(device) for k, v in (train_extras or {}).items()}
-    # float64 sums give the same numbers as summing Python floats (MPS has no float64)
-    sum_dtype = torch.float32 if device.type == "mps" else torch.float64
-    show_every = 10  # steps between progress-bar updates (each one waits for the device)
-
-    for epoch in range(start_epoch, epochs):
-        model.train()
+        extras = Extras({k: _rows(v, slice(None), device) for k, v in extras.train.items()},
+                        extras.test, extras.per_batch)  # fmt: skip
+    dtype = resolve_precision(amp, device)
+    loop = Loop(_wrap(model, device, world, compile), model, method, train, extras, opt, sched,
+                grad_scaler(device, dtype), device, dtype, batch_size, seed, augment,
+                channels_last, rank, world, progress, callback)  # fmt: skip
+    for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
-        sums: dict[str, torch.Tensor] = {}
-        n_seen = 0
-        aug_gen = torch.Generator(device if on_cuda else "cpu").manual_seed(seed * 7919 + epoch)
-        batches = list(epoch_batches(len(train), batch_size, seed, epoch, rank, world))
-        on_device = batches
-        if on_cuda and batches:  # one copy of the epoch's indices, not one per step
-            on_device = torch.cat(batches).to(device).split([len(b) for b in batches])
-        show = progress and rank == 0
-        bar = tqdm(zip(batches, on_device), total=steps_per_epoch, leave=False,
-                   desc=f"epoch {epoch + 1}/{epochs}", disable=not show)  # fmt: skip
-        for step, (idx, idx_on_device) in enumerate(bar):
-            batch = make_batch(train, idx_on_device, train_extras, device, index=idx)
-            if augment:
-                batch["x"] = augment_batch(batch["x"], aug_gen)
-            if channels_last:
-                batch["x"] = to_channels_last(batch["x"])
-            if signals is not None:
-                batch.update(signals(batch))
-            with autocast(device, amp):
-                out = method.forward(net, batch)
-                terms = method.loss_terms(out, batch)
-            loss = sum(terms.values())
-            if on_cuda:  # no host synchronisation: a non-finite sum is caught below
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            else:
-                optimizer_step(opt, loss, f"loss at epoch {epoch + 1} step {step}")
-            sched.step()
-            k = len(idx)
-            n_seen += k
-            for name, v in (("train_loss", loss), *terms.items()):
-                v = v.detach().to(sum_dtype) * k
-                sums[name] = sums[name] + v if name in sums else v
-            if show and step % show_every == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            if callback is not None:
-                callback(epoch, step)
-        # one synchronisation per epoch: the sums, then the finite-loss check
-        totals = dict(zip(sums, torch.stack(list(sums.values())).tolist())) if sums else {}
-        if not math.isfinite(totals.get("train_loss", 0.0)):
-            raise FloatingPointError(
-                f"loss at epoch {epoch + 1} became {totals['train_loss']}; "
-                "lower the learning rate or check the inputs"
-            )
-        record = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in totals.items()}}
+        record = {"epoch": epoch + 1, **train_one_epoch(loop, epoch, epochs)}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
-        record.update(evaluate(model, method, test, device, test_extras))
+        record.update(evaluate_epoch(model, method, test, device, extras.test))
         record["lr"] = opt.param_groups[0]["lr"]
         history.append(record)
         if verbose and rank == 0:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
             print(f"epoch {epoch + 1}/{epochs}: {shown}")
         if ckpt_path is not None and rank == 0:
-            atomic_torch_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "meta": meta,
-                },
-                ckpt_path,
-            )
+            save_checkpoint(ckpt_path, model, opt, sched, history, meta)
         if world > 1:
             dist.barrier()
     return history

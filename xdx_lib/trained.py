@@ -13,13 +13,14 @@ the loop (:mod:`xdx_lib.train`), the explainers and the cache. It imports no met
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -44,7 +45,7 @@ DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_se
 TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
                                 "lr", "weight_decay", "teacher_augment")  # fmt: skip
 #: Config fields that determine any student, beside its teacher's checkpoint and the
-#: fields its method names in ``Method.config_fields``.
+#: fields of its method's options (``Method.option_names``).
 STUDENT_FIELDS = DATA_FIELDS + ("student", "seed", "student_epochs", "batch_size", "lr",
                                 "weight_decay", "augment", "teacher_signal", "method")  # fmt: skip
 
@@ -54,26 +55,41 @@ def pick(cfg, names) -> dict:
     return {k: getattr(cfg, k) for k in names}
 
 
+class ScoresImages(Protocol):
+    """What a trained model needs of the method that trained it (any
+    :class:`~xdx_lib.methods.Method`): its class logits, and the explanation the deployed
+    model gives itself, if any."""
+
+    imitated_explainer: str
+
+    def logits(self, model: nn.Module, x: Tensor) -> Tensor: ...
+
+    def deployed_maps(self, model: nn.Module, x: Tensor) -> Tensor | None: ...
+
+
 @dataclass
 class TrainedModel:
     """A trained network with where it lives and how it got there.
 
     Attributes:
         model: the network, in eval mode, on the run's device.
-        method: the method that trained it (its ``logits`` gives class scores).
+        method: the :class:`~xdx_lib.methods.Method` that trained it (its ``logits`` gives
+            class scores, its ``deployed_maps`` the model's own explanation, if any).
         path: the checkpoint file.
         history: one dict per epoch (see :func:`xdx_lib.train.fit`).
         key: the cache key (a short hash).
     """
 
     model: nn.Module
-    method: Any
+    method: ScoresImages
     path: Path
     history: list[dict]
     key: str
 
-    @property
+    @functools.cached_property
     def checkpoint_hash(self) -> str:
+        """The hash of the checkpoint file, read once (the file is final once a
+        TrainedModel exists)."""
         return file_hash(self.path)
 
     @property
@@ -198,7 +214,7 @@ def _stale_reason(blob: Any, key: dict[str, Any], shape: tuple[int, ...]) -> str
 def cached_maps(
     model: nn.Module,
     x: Tensor,
-    method: str,
+    explainer: str,
     settings: dict[str, Any] | None = None,
     *,
     checkpoint_hash: str,
@@ -211,7 +227,7 @@ def cached_maps(
 ) -> Tensor:
     """:func:`~xdx_lib.explain.explain` once, then load the maps from the run cache.
 
-    The file ``<cache_dir>/<method>-<split>-<hash>.pt`` holds ``{"key": ..., "maps": ...}``
+    The file ``<cache_dir>/<explainer>-<split>-<hash>.pt`` holds ``{"key": ..., "maps": ...}``
     (written atomically); the hash is of :func:`maps_cache_key`. On load, a file whose stored
     key or maps shape does not match, or that cannot be read, is recomputed and overwritten
     with a warning: a stale or corrupt file is never used.
@@ -220,7 +236,7 @@ def cached_maps(
         model: the model explained; ``checkpoint_hash`` must identify its weights
             (:func:`xdx_lib.cache.file_hash` of the checkpoint).
         x: images ``[N, C, H, W]``.
-        method: a name in :data:`~xdx_lib.explain.EXPLAINERS`.
+        explainer: a name in :data:`~xdx_lib.explain.EXPLAINERS`.
         settings: the explainer's settings (resolved against its defaults for the key).
         checkpoint_hash: identity of the model's weights.
         split: the data split (``"train"``, ``"test"``).
@@ -235,9 +251,8 @@ def cached_maps(
         float32 maps ``[N, 1, H, W]`` on the CPU.
     """
     settings = dict(settings or {})
-    explainer = make_explainer(method, model, **settings)
     key = maps_cache_key(
-        explainer,
+        make_explainer(explainer, model, **settings),
         x,
         checkpoint_hash=checkpoint_hash,
         split=split,
@@ -247,7 +262,7 @@ def cached_maps(
     )
     folder = Path(cache_dir) if cache_dir is not None else runs_dir() / "maps"
     safe_split = re.sub(r"[^A-Za-z0-9_.-]", "_", str(split))
-    path = folder / f"{method}-{safe_split}-{hash_dict(key)}.pt"
+    path = folder / f"{explainer}-{safe_split}-{hash_dict(key)}.pt"
     shape = (int(x.shape[0]), 1, *(int(s) for s in x.shape[-2:]))
     if path.exists():
         try:
@@ -260,7 +275,7 @@ def cached_maps(
                 return blob["maps"].float()
             warnings.warn(f"recomputing maps: {path} is stale: {reason}", stacklevel=2)
     maps = explain(
-        model, x, method, target=target, batch_size=batch_size, progress=progress, **settings
+        model, x, explainer, target=target, batch_size=batch_size, progress=progress, **settings
     )
     atomic_torch_save({"key": key, "maps": maps}, path)
     return maps

@@ -10,8 +10,7 @@ forward pass returns the logits and an explanation. Training minimises
     L = (1 - a)\\,\\mathrm{CE}(S, y) + a\\,t^2\\,\\mathrm{KL}(p_T^t \\| p_S^t)
         + b\\,L_{exp}\\big(g(x), e_T(x)\\big)
 
-where ``e_T(x)`` is the teacher's cached explanation
-(:meth:`~xdx_lib.methods.Method.teacher_maps`) and
+where ``e_T(x)`` is the teacher's explanation (a :class:`~xdx_lib.signals.Signal`) and
 ``L_exp`` is ``1 - Pearson r`` per image by default (:func:`xdx_lib.losses.explanation_loss`;
 MSE, BCE and SSIM are options). By default (``schedule: staged``) ``g`` is trained first,
 alone, on the teacher's maps (:func:`pretrain_cae`), then frozen while ``S`` learns from the
@@ -39,6 +38,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,28 +48,33 @@ from tqdm import tqdm
 from ._utils import channels_last, model_device
 from .cache import atomic_torch_save, hash_dict, runs_dir
 from .cae import create_cae, predict_maps
+from .config import RunConfig
 from .losses import EXPLANATION_LOSSES, explanation_loss
-from .methods import KD, METHODS, TRACKED_TEST_IMAGES
+from .methods import KD, METHODS, TRACKED_TEST_IMAGES, KDOptions
 from .metrics import pearson
 from .models import create_model
+from .registry import declare_choices
+from .signals import Signal
 from .train import (
     autocast,
     epoch_batches,
+    grad_scaler,
     load_checkpoint,
     optimizer_step,
     resolve_device,
+    resolve_precision,
     seed_everything,
 )
 from .trained import DATA_FIELDS, TrainedModel, model_maps, pick, tensor_hash
 
 #: The ways the student sees the CAE's map (see :class:`XDistillStudent`).
-FUSIONS = ("channel", "gate", "feature")
+FUSIONS = declare_choices("fusion", ("channel", "gate", "feature"))
 #: The schedules, ``joint`` (the CAE trains with the student) or ``staged`` (first, alone;
 #: see :class:`XDistill`).
-SCHEDULES = ("joint", "staged")
+SCHEDULES = declare_choices("schedule", ("joint", "staged"))
 #: The gradient routings, ``exp`` (``L_exp`` alone trains the CAE; the student sees its
 #: output detached) or ``all`` (the task and KD gradients reach it through the fusion too).
-CAE_GRADS = ("exp", "all")
+CAE_GRADS = declare_choices("cae grad", ("exp", "all"))
 
 
 def _out_channels(module: nn.Module) -> int:
@@ -149,10 +154,6 @@ class XDistillStudent(nn.Module):
     def fusion_layer(self) -> nn.Module:
         return self.student.fusion_layer
 
-    def explain(self, x: Tensor) -> Tensor:
-        """The student's own explanation of ``x``: the CAE's map ``[N, 1, H, W]``."""
-        return self.cae(x)
-
     def forward(self, x: Tensor, return_map: bool = False):
         if self.fusion == "feature":
             m, z = self.cae.forward_with_features(x)
@@ -170,6 +171,34 @@ class XDistillStudent(nn.Module):
         return (logits, m) if return_map else logits
 
 
+@dataclass(frozen=True)
+class XDistillOptions(KDOptions):
+    """XDistillation's options: KD's, then the explanation it learns, how, and its CAE.
+
+    Attributes:
+        explainer, map_target: the teacher explanation ``e_T`` (explainer, class explained).
+        beta, exp_loss: the weight ``b`` and the loss ``L_exp``.
+        fusion, schedule, cae_grad, cae_freeze: how the student sees the map, when and from
+            what the CAE learns (see :class:`XDistill`).
+        cae_variant, cae_output, cae_depth, cae_width, cae_epochs: the CAE and its
+            pre-training (:func:`build_cae`, :func:`pretrain_cae`).
+    """
+
+    explainer: str
+    map_target: str
+    beta: float
+    exp_loss: str
+    fusion: str
+    schedule: str
+    cae_grad: str
+    cae_freeze: bool
+    cae_variant: str
+    cae_output: str
+    cae_depth: int
+    cae_width: int
+    cae_epochs: int
+
+
 @METHODS.register("xdistill")
 class XDistill(KD):
     r"""XDistillation: KD plus ``b * L_exp(g(x), e_T(x))``, with ``S`` fed by ``g``.
@@ -180,50 +209,64 @@ class XDistill(KD):
     Schedules: ``staged`` (default) first trains ``g`` alone on the cached teacher maps
     (:func:`pretrain_cae`, cached), then trains ``S`` with ``g`` frozen (``cae_freeze``,
     default) or fine-tuned with the same loss; ``joint`` trains ``g`` and ``S`` together
-    from the start.
+    from the start. Only a CAE that still learns reads the teacher's maps per batch, so the
+    default asks for the teacher's logits alone (:meth:`signals`).
     """
 
     name = "xdistill"
-    needs_teacher_logits = True
-    needs_teacher_maps = True
-    config_fields = ("alpha", "temperature", "beta", "exp_loss", "fusion", "schedule",
-                     "cae_variant", "cae_width", "cae_epochs", "cae_freeze", "explainer",
-                     "map_target", "cae_grad", "cae_output", "cae_depth")  # fmt: skip
+    Options: ClassVar[type] = XDistillOptions
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self._pretrained: dict | None = None
+        self.tracked_cae_target: Tensor | None = None
 
     @property
     def frozen(self) -> bool:
-        return self.cfg.schedule == "staged" and self.cfg.cae_freeze
+        return self.opts.schedule == "staged" and self.opts.cae_freeze
 
-    def prepare(self, teacher, data, extras: dict) -> dict:
-        """Cache the teacher's maps (train and test); for ``staged``, pre-train ``g``."""
-        extras = super().prepare(teacher, data, extras)
-        extras["train"]["teacher_maps"] = self.teacher_maps(teacher, data, "train")
-        extras["test"]["teacher_maps"] = self.teacher_maps(teacher, data, "test")
-        if self.cfg.schedule == "staged":
+    @property
+    def learns_maps(self) -> bool:
+        """Whether ``L_exp`` trains the CAE while the student learns (it then reads the
+        teacher's maps in every batch)."""
+        return not self.frozen and self.opts.beta > 0
+
+    @property
+    def imitated_explainer(self) -> str:
+        return self.opts.explainer
+
+    def signals(self) -> list[Signal]:
+        maps = Signal("maps", self.opts.explainer, target=self.opts.map_target)
+        return [Signal("logits")] + ([maps] if self.learns_maps else [])
+
+    def prepare(self, teacher, data) -> None:
+        """Fetch the teacher's test maps the CAE is tracked on; for ``staged``, pre-train
+        ``g`` (:func:`pretrain_cae`, cached)."""
+        super().prepare(teacher, data)
+        target = data.test.y if self.opts.map_target == "label" else None
+        test_maps = model_maps(teacher, data.test.x, self.opts.explainer, target=target)
+        self.tracked_cae_target = test_maps[:TRACKED_TEST_IMAGES]
+        if self.opts.schedule == "staged":
             cae_run = pretrain_cae(self.cfg, data, teacher, verbose=False)
             self._pretrained = cae_run.model.state_dict()
-        return extras
 
     def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
-        cfg = self.cfg
-        cae = build_cae(cfg, in_channels)
+        cae = build_cae(self.cfg, in_channels)
         if self._pretrained is not None:
             cae.load_state_dict(self._pretrained)
-        s_in = in_channels + 1 if cfg.fusion == "channel" else in_channels
-        student = create_model(cfg.student, s_in, num_classes)
-        return XDistillStudent(cae, student, cfg.fusion, freeze_cae=self.frozen,
-                               detach=cfg.cae_grad == "exp")  # fmt: skip
+        fusion = self.opts.fusion
+        s_in = in_channels + 1 if fusion == "channel" else in_channels
+        student = create_model(self.cfg.student, s_in, num_classes)
+        return XDistillStudent(cae, student, fusion, freeze_cae=self.frozen,
+                               detach=self.opts.cae_grad == "exp")  # fmt: skip
 
     def forward(self, model: nn.Module, batch: dict) -> dict:
         logits, m = model(batch["x"], return_map=True)
         return {"logits": logits, "map": m}
 
-    def logits(self, model: nn.Module, x: Tensor) -> Tensor:
-        return model(x)
+    def deployed_maps(self, model: nn.Module, x: Tensor) -> Tensor:
+        """The CAE's maps: the explanation the deployed student returns with its logits."""
+        return predict_maps(model.cae, x)
 
     def epoch_metrics(self, model: nn.Module, split, extras: dict,
                       logits: Tensor) -> dict[str, float]:  # fmt: skip
@@ -231,17 +274,17 @@ class XDistill(KD):
         the :data:`~xdx_lib.methods.TRACKED_TEST_IMAGES` test images that Grad-CAM is
         tracked on (the final number, on the whole split, is the evaluation's)."""
         out = super().epoch_metrics(model, split, extras, logits)
-        if "teacher_maps" in extras:
-            n = TRACKED_TEST_IMAGES
-            maps = predict_maps(model.cae, split.x[:n])
-            out["cae_pearson"] = pearson(maps, extras["teacher_maps"][:n]).mean().item()
+        if self.tracked_cae_target is not None:
+            target = self.tracked_cae_target
+            maps = predict_maps(model.cae, split.x[: len(target)])
+            out["cae_pearson"] = pearson(maps, target).mean().item()
         return out
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, Tensor]:
         terms = super().loss_terms(out, batch)
-        if not self.frozen and self.cfg.beta > 0:
-            exp = explanation_loss(out["map"].float(), batch["teacher_maps"], self.cfg.exp_loss)
-            terms["exp"] = self.cfg.beta * exp
+        if self.learns_maps:
+            exp = explanation_loss(out["map"].float(), batch["teacher_maps"], self.opts.exp_loss)
+            terms["exp"] = self.opts.beta * exp
         return terms
 
 
@@ -259,6 +302,7 @@ def fit_cae(
     device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = False,
+    amp: str = "auto",
 ) -> list[float]:
     """Train the CAE alone to reproduce cached teacher maps: the ``staged`` schedule's stage 1.
 
@@ -267,7 +311,8 @@ def fit_cae(
     permutation seeded by ``(seed, epoch)`` (:func:`xdx_lib.train.epoch_batches`, the same
     rule as the student's loop), so a run is reproducible on a CPU given the CAE's initial
     weights; each step is the loop's :func:`~xdx_lib.train.optimizer_step`. The forward
-    pass runs under bfloat16 autocast on CUDA only; the loss is taken in float32.
+    pass runs under the precision ``amp`` picks (:func:`~xdx_lib.train.resolve_precision`:
+    none on a CPU by default); the loss is taken in float32.
 
     Args:
         cae: the autoencoder (trained in place; its train/eval mode is restored after).
@@ -280,6 +325,7 @@ def fit_cae(
         device: where to train; ``None`` keeps the device the CAE's parameters are on.
         seed: seeds the shuffling.
         progress: show a tqdm bar per epoch.
+        amp: mixed precision, as the student loop's.
 
     Returns:
         The mean training loss of each epoch (weighted by batch size), ``len == epochs``.
@@ -301,6 +347,8 @@ def fit_cae(
     was_training = cae.training
     cae.train()
     opt = torch.optim.Adam(cae.parameters(), lr=lr)
+    dtype = resolve_precision(amp, device)
+    scaler = grad_scaler(device, dtype)
     steps = math.ceil(len(x) / batch_size)
     history: list[float] = []
     try:
@@ -312,11 +360,11 @@ def fit_cae(
             for step, idx in enumerate(bar):
                 xb = channels_last(x[idx].to(device, torch.float32, non_blocking=True))
                 mb = maps[idx].to(device, torch.float32, non_blocking=True)
-                with autocast(device):
+                with autocast(device, dtype):
                     pred = cae(xb)
                 value = explanation_loss(pred, mb, loss)
                 optimizer_step(opt, value, f"CAE loss at epoch {epoch + 1} step {step}",
-                               remedy="check the maps")  # fmt: skip
+                               remedy="check the maps", scaler=scaler)  # fmt: skip
                 total += value.item() * len(idx)
                 seen += len(idx)
                 bar.set_postfix(loss=f"{value.item():.4f}")
@@ -331,7 +379,7 @@ CAE_FIELDS = DATA_FIELDS + ("explainer", "map_target", "cae_width", "cae_epochs"
                             "batch_size", "seed", "cae_output", "cae_depth")  # fmt: skip
 
 
-def build_cae(cfg, in_channels: int, variant: str | None = None) -> nn.Module:
+def build_cae(cfg: RunConfig, in_channels: int, variant: str | None = None) -> nn.Module:
     """The CAE a config names: ``variant`` (default ``cfg.cae_variant``), ``cae_output``,
     ``cae_depth`` and ``cae_width``, untrained."""
     return create_cae(variant or cfg.cae_variant, in_channels, width=cfg.cae_width,
@@ -357,7 +405,7 @@ class TrainedCAE:
     seconds: float = 0.0
 
 
-def pretrain_cae(cfg, data, teacher: TrainedModel, variant: str | None = None,
+def pretrain_cae(cfg: RunConfig, data, teacher: TrainedModel, variant: str | None = None,
                  verbose: bool = True, settings: dict | None = None) -> TrainedCAE:  # fmt: skip
     """Train (or load) the CAE ``variant`` (default ``cfg.cae_variant``) on the teacher's maps.
 
@@ -387,7 +435,7 @@ def pretrain_cae(cfg, data, teacher: TrainedModel, variant: str | None = None,
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     history = fit_cae(cae, data.train.x, maps, cfg.cae_epochs, batch_size=cfg.batch_size,
-                      loss=cfg.exp_loss, device=device, seed=cfg.seed)  # fmt: skip
+                      loss=cfg.exp_loss, device=device, seed=cfg.seed, amp=cfg.amp)  # fmt: skip
     seconds = time.perf_counter() - t0
     if verbose:
         print(f"CAE {variant}: loss per epoch {[round(v, 4) for v in history]}, {seconds:.1f} s")

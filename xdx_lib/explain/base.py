@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 EXPLAINERS = Registry("explainer")
 
 #: Ways to turn a signed, multi-channel attribution into one map (see :func:`normalize_maps`).
-SIGNS = ("positive", "absolute", "signed")
+SIGNS = ("positive", "absolute")
 
 
 def minmax_per_image(maps: Tensor, rtol: float = 1e-6) -> Tensor:
@@ -93,7 +93,6 @@ def normalize_maps(
     return minmax_per_image(m) if scale else m
 
 
-
 class Explainer:
     """A Captum attribution method with its settings, returning normalised maps.
 
@@ -109,7 +108,7 @@ class Explainer:
 
     Attributes:
         name: the registry name.
-        sign: ``"positive"``, ``"absolute"`` or ``"signed"``: how :func:`normalize_maps`
+        sign: ``"positive"`` or ``"absolute"``: how :func:`normalize_maps`
             reduces the attribution (see the module docstring for the table).
         defaults: every setting with its default; ``self.settings`` is the resolved dict and
             goes into cache keys.
@@ -168,23 +167,21 @@ def _grad_input(x: Tensor) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-
 def make_explainer(name: str, model: nn.Module, **settings: Any) -> Explainer:
     """Build the registered explainer ``name`` for ``model`` (see :data:`EXPLAINERS`)."""
     return EXPLAINERS.get(name)(model, **settings)
 
 
-
 def explain(
     model: nn.Module,
     x: Tensor,
-    method: str = "gradcam",
+    explainer: str = "gradcam",
     target: Tensor | int | None = None,
     batch_size: int = 256,
     progress: bool = False,
     **settings: Any,
 ) -> Tensor:
-    """Explain ``x`` with the registered explainer ``method``: maps ``[N, 1, H, W]`` in [0, 1].
+    """Explain ``x`` with the registered explainer ``explainer``: maps ``[N, 1, H, W]`` in [0, 1].
 
     Each batch is moved to the model's device; the model is in eval mode throughout and
     every submodule's mode is restored afterwards.
@@ -192,7 +189,7 @@ def explain(
     Args:
         model: the classifier to explain.
         x: images ``[N, C, H, W]`` in [0, 1], on any device.
-        method: a name in :data:`EXPLAINERS`.
+        explainer: a name in :data:`EXPLAINERS`.
         target: class indices ``[N]`` (e.g. the true labels) or one int; None explains the
             model's predicted class (one extra forward pass per batch).
         batch_size: images per batch (per-example methods loop inside a batch anyway).
@@ -203,7 +200,7 @@ def explain(
         float32 maps on the CPU.
 
     Raises:
-        ValueError: unknown method or setting, NaN/inf in ``x``, a badly shaped ``target``.
+        ValueError: unknown explainer or setting, NaN/inf in ``x``, a badly shaped ``target``.
 
     Examples::
 
@@ -214,7 +211,7 @@ def explain(
     """
     if x.dim() != 4:
         raise ValueError(f"x must have shape [N, C, H, W], got {tuple(x.shape)}")
-    explainer = make_explainer(method, model, **settings)
+    explainer_ = make_explainer(explainer, model, **settings)
     device = model_device(model)
     n = x.shape[0]
     if target is not None:
@@ -223,13 +220,13 @@ def explain(
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc=method, unit="batch")
+        starts = tqdm(starts, desc=explainer, unit="batch")
     out = []
     with eval_mode(model):
         for i in starts:
             xb = x[i : i + batch_size].to(device)
             tb = None if target is None else target[i : i + batch_size].to(device)
-            out.append(explainer.explain(xb, tb).float().cpu())
+            out.append(explainer_.explain(xb, tb).float().cpu())
     if not out:
         return torch.zeros((0, 1, *x.shape[-2:]))
     return torch.cat(out)

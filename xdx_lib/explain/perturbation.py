@@ -24,7 +24,6 @@ def grid_feature_mask(height: int, width: int, patch: int) -> Tensor:
     return (r[:, None] * cols + c[None, :]).view(1, 1, height, width)
 
 
-
 @EXPLAINERS.register("occlusion")
 class OcclusionExplainer(Explainer):
     """Occlusion (Zeiler & Fergus 2014) via ``captum.attr.Occlusion``.

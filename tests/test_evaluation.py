@@ -1,0 +1,69 @@
+"""Evaluation only scores: what each metric reads, and the deployed explanation by hook."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from xdx_lib import session as session_module
+from xdx_lib.config import RunConfig
+from xdx_lib.data import Dataset, make_shapes
+from xdx_lib.evaluation import LIGHT, evaluate_model, localisation_scores, predicted_classes
+from xdx_lib.session import Session
+from xdx_lib.trained import model_maps
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Dataset("shapes", make_shapes(64, seed=0), make_shapes(16, seed=1), list("abcd"))
+
+
+@pytest.fixture
+def trained_session(tiny):
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    s = Session(cfg, tiny)
+    s.student(method="kd"), s.student(method="xdistill")
+    return s
+
+
+def test_evaluation_never_trains(trained_session, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("evaluation trained a model")
+
+    monkeypatch.setattr(session_module, "fit", no_training)
+    s = trained_session
+    scores = evaluate_model(s.student(method="kd"), s.teacher, s.data, n_faithful=4)
+    assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["agreement"] <= 1
+    assert scores["accuracy"] == (predicted_classes(s.student(method="kd"), s.data)
+                                  == s.data.test.y).float().mean().item()  # fmt: skip
+
+
+def test_a_model_without_maps_deploys_its_gradcam(trained_session):
+    s = trained_session
+    scores = evaluate_model(s.student(method="kd"), s.teacher, s.data, n_faithful=0)
+    assert not any(k.startswith("cae/") for k in scores)
+    for sim in ("pearson", "topk_iou"):
+        assert scores[f"deployed/{sim}"] == scores[f"gradcam/{sim}"]
+
+
+def test_the_deployed_maps_come_from_the_methods_hook(trained_session, monkeypatch):
+    s = trained_session
+    run = s.student(method="xdistill")
+    teacher_maps = model_maps(s.teacher, s.data.test.x, "gradcam")
+    monkeypatch.setattr(run.method, "deployed_maps", lambda model, x: teacher_maps)
+    scores = evaluate_model(run, s.teacher, s.data, n_faithful=0, similarities=LIGHT)
+    assert scores["cae/pearson"] == pytest.approx(1.0) == scores["deployed/pearson"]
+    assert scores["cae/topk_iou"] == pytest.approx(1.0)
+    assert set(k.split("/")[1] for k in scores if k.startswith("cae/")) == set(LIGHT)
+
+
+def test_localisation_scores_the_deployed_maps_too(tiny):
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    s = Session(cfg, tiny)
+    kd = localisation_scores(s.student(method="kd"), tiny)
+    xd = localisation_scores(s.student(method="xdistill"), tiny)
+    assert "cae/pointing_game" not in kd and "cae/pointing_game" in xd
+    assert all(0 <= v <= 1 and not math.isnan(v) for v in xd.values())

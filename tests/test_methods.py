@@ -1,0 +1,103 @@
+"""Methods: the options each one reads, the teacher signals it declares, its loss terms, and
+the explanation its deployed model gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+import torch
+
+from xdx_lib.config import RunConfig
+from xdx_lib.methods import METHODS, create_method
+from xdx_lib.models import create_model
+from xdx_lib.signals import Signal
+from xdx_lib.trained import STUDENT_FIELDS
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_options_are_config_fields_of_the_same_type(name):
+    cls = METHODS.get(name)
+    config_types = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(cls.Options):
+        assert f.name in config_types, f"{name}: {f.name} is not a RunConfig field"
+        assert typing.get_type_hints(cls.Options)[f.name] == config_types[f.name]
+        assert f.name not in STUDENT_FIELDS  # keyed once, by the method's own options
+
+
+def test_options_come_from_the_config_and_key_only_their_method():
+    cfg = RunConfig(method="kd", alpha=0.3, temperature=2.0, at_beta=7.0)
+    kd = create_method(cfg)
+    assert (kd.opts.alpha, kd.opts.temperature) == (0.3, 2.0)
+    assert kd.option_names() == ("alpha", "temperature")
+    assert "at_beta" in create_method(dataclasses.replace(cfg, method="at")).option_names()
+    assert "fusion" not in kd.option_names()  # a sweep of XDistillation keeps KD's students
+    assert create_method(RunConfig(method="scratch")).option_names() == ()
+
+
+@pytest.mark.parametrize("name, changes, kinds", [
+    ("scratch", {}, []),
+    ("kd", {}, ["logits"]),
+    ("at", {}, ["logits", "attention"]),
+    ("e2kd", {}, ["logits", "maps", "target_class"]),
+    ("xdistill", {}, ["logits"]),  # staged and frozen: its CAE never reads a map per batch
+    ("xdistill", {"schedule": "joint"}, ["logits", "maps"]),
+    ("xdistill", {"cae_freeze": False}, ["logits", "maps"]),
+    ("xdistill", {"schedule": "joint", "beta": 0.0}, ["logits"]),
+])  # fmt: skip
+def test_each_method_declares_what_it_reads_from_the_teacher(name, changes, kinds):
+    method = create_method(RunConfig(method=name, **changes))
+    assert [s.kind for s in method.signals()] == kinds
+
+
+def test_declared_maps_follow_the_options():
+    e2kd = create_method(RunConfig(method="e2kd", map_target="label"))
+    assert Signal("maps", "gradcam", raw=True, target="label") in e2kd.signals()
+    xd = create_method(RunConfig(method="xdistill", schedule="joint", explainer="saliency"))
+    assert Signal("maps", "saliency") in xd.signals()
+
+
+def _batch(n=6):
+    torch.manual_seed(0)
+    return {"x": torch.rand(n, 1, 28, 28), "y": torch.randint(0, 4, (n,)),
+            "teacher_logits": torch.randn(n, 4)}  # fmt: skip
+
+
+def test_kd_weights_its_two_terms_by_alpha():
+    student = create_model("student_tiny", 1, 4)
+    batch = _batch()
+    terms = {a: create_method(RunConfig(method="kd", alpha=a, student="student_tiny"))
+             for a in (0.0, 1.0, 0.25)}  # fmt: skip
+    out = {a: m.loss_terms(m.forward(student, batch), batch) for a, m in terms.items()}
+    assert out[0.0]["kd"].item() == 0 and out[1.0]["ce"].item() == 0
+    ce, kd = out[0.0]["ce"], out[1.0]["kd"]
+    torch.testing.assert_close(out[0.25]["ce"], 0.75 * ce)
+    torch.testing.assert_close(out[0.25]["kd"], 0.25 * kd)
+
+
+def test_only_xdistill_deploys_maps_of_its_own():
+    x = torch.rand(3, 1, 28, 28)
+    for name in ("scratch", "kd", "at", "e2kd"):
+        method = create_method(RunConfig(method=name, student="student_tiny"))
+        assert method.deployed_maps(method.build_model(1, 4), x) is None
+        assert method.imitated_explainer == "gradcam"
+    xd = create_method(RunConfig(method="xdistill", student="student_tiny",
+                                 explainer="saliency"))  # fmt: skip
+    model = xd.build_model(1, 4).eval()
+    maps = xd.deployed_maps(model, x)
+    _, from_forward = model(x, return_map=True)
+    torch.testing.assert_close(maps, from_forward.detach().float())
+    assert xd.imitated_explainer == "saliency"
+
+
+def test_a_frozen_cae_adds_no_explanation_term():
+    student_cfg = {"method": "xdistill", "student": "student_tiny"}
+    batch = _batch()
+    batch["teacher_maps"] = torch.rand(6, 1, 28, 28)
+    frozen = create_method(RunConfig(**student_cfg))
+    joint = create_method(RunConfig(**student_cfg, schedule="joint", beta=2.0))
+    for method in (frozen, joint):
+        model = method.build_model(1, 4)
+        terms = method.loss_terms(method.forward(model, batch), batch)
+        assert ("exp" in terms) == (method is joint)

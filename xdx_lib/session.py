@@ -1,0 +1,237 @@
+"""From a config to trained, cached models: a :class:`Session` holds one config's data, its
+teacher and its students, each trained (or read from the run cache) once.
+
+Everything expensive is stored in the run cache (:func:`xdx_lib.cache.runs_dir`) under a
+key that hashes what determines it (:mod:`xdx_lib.trained` lists the fields), so a second
+call with the same config trains nothing and a killed run resumes:
+
+* ``teachers/<dataset>-<model>-<key>/model.pt`` and its ``logits_<split>.pt``;
+* ``students/<dataset>-<method>-<model>-s<seed>-<key>/model.pt``, whose key includes the
+  hash of the teacher checkpoint it learned from and the method's options.
+
+The teacher trains on augmented images (``teacher_augment``, on by default). A student
+reads the teacher's signals its method declares (:meth:`~xdx_lib.methods.Method.signals`)
+from :mod:`xdx_lib.signals`: cached (``teacher_signal: cached``, on the un-augmented
+images) or computed on each augmented batch (``online``, needed with ``augment``).
+
+A student that the cache already holds is loaded without preparing its method (no teacher
+maps fetched, no CAE pre-trained). Layer: above the methods and the loop; below the
+evaluation, the experiment runner (:mod:`xdx_lib.runner`), the notebooks and the command
+line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cache import hash_dict, runs_dir
+from .config import RunConfig
+from .data import Dataset, load_dataset
+from .methods import Method, create_method
+from .signals import provide
+from .train import (
+    Extras,
+    checkpoint_epochs,
+    fit,
+    load_checkpoint,
+    resolve_device,
+    seed_everything,
+)
+from .trained import (
+    RUN_FORMAT,
+    STUDENT_FIELDS,
+    TEACHER_FIELDS,
+    TrainedModel,
+    pick,
+    teacher_logits,
+)
+
+
+def load_data(cfg: RunConfig) -> Dataset:
+    """The config's dataset, as the profile's deterministic subsets."""
+    cfg = cfg.resolved()
+    options = {}
+    if cfg.dataset == "imagefolder":
+        options = {"image_size": cfg.image_size, "grayscale": cfg.grayscale}
+    return load_dataset(
+        cfg.dataset, root=cfg.data_root, download=cfg.download,
+        train_subset=cfg.train_subset, test_subset=cfg.test_subset,
+        subset_seed=cfg.subset_seed, **options,
+    )  # fmt: skip
+
+
+@dataclass
+class Job:
+    """One model to train or load: what the loop needs beside the method's hooks.
+
+    Attributes:
+        cfg: the resolved config (schedule, device, precision, signal source).
+        method: the method that trains the model.
+        path: the checkpoint file; ``meta`` must match the one stored there.
+        epochs, seed, augment: the run's length, seed and whether batches are augmented.
+    """
+
+    cfg: RunConfig
+    method: Method
+    path: Path
+    meta: dict
+    epochs: int
+    seed: int
+    augment: bool
+
+
+def _extras(job: Job, data: Dataset, teacher: TrainedModel | None) -> Extras:
+    """Prepare the method and gather the teacher's signals it declares (none without a
+    teacher); the test split always carries the teacher's logits, for agreement."""
+    if teacher is None:
+        return Extras()
+    job.method.prepare(teacher, data)
+    extras = provide(job.cfg.teacher_signal, teacher, data, job.method.signals(),
+                     resolve_device(job.cfg.device), job.cfg.amp)  # fmt: skip
+    extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
+    return extras
+
+
+def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
+                  progress: bool = False, verbose: bool = True) -> TrainedModel:  # fmt: skip
+    """Load a finished checkpoint, or prepare the job's method (given a teacher) and train.
+
+    Seeding happens after :meth:`~xdx_lib.methods.Method.prepare` and right before the
+    model is built, so a run's initial weights depend on its seed alone.
+    """
+    cfg, method = job.cfg, job.method
+    device = resolve_device(cfg.device)
+    key = job.meta["key"]
+    if checkpoint_epochs(job.path) >= job.epochs:
+        seed_everything(job.seed)
+        model = method.build_model(data.in_channels, data.num_classes)
+        model.to(device, memory_format=torch.channels_last)  # as it trained (fit)
+        ckpt = load_checkpoint(job.path, model, job.meta)
+        return TrainedModel(model.eval(), method, job.path, list(ckpt["history"]), key)
+    extras = _extras(job, data, teacher)
+    seed_everything(job.seed)
+    model = method.build_model(data.in_channels, data.num_classes)
+    history = fit(
+        model, method, data.train, data.test,
+        epochs=job.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, seed=job.seed, device=device,
+        ckpt_path=job.path, meta=job.meta, extras=extras, amp=cfg.amp,
+        augment=job.augment, compile=cfg.compile, progress=progress, verbose=verbose,
+    )  # fmt: skip
+    return TrainedModel(model.eval(), method, job.path, history, key)
+
+
+def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
+    """The teacher's job: trained from scratch on the labels, keyed by :data:`TEACHER_FIELDS`."""
+    key = hash_dict({**pick(cfg, TEACHER_FIELDS), "format": RUN_FORMAT})
+    path = runs_dir() / "teachers" / f"{cfg.dataset}-{cfg.teacher}-{key}" / "model.pt"
+    meta = {"model": cfg.teacher, "in_channels": data.in_channels,
+            "num_classes": data.num_classes, "key": key}  # fmt: skip
+    method = create_method(dataclasses.replace(cfg, method="scratch", student=cfg.teacher))
+    return Job(cfg, method, path, meta, cfg.teacher_epochs, cfg.teacher_seed,
+               cfg.teacher_augment)  # fmt: skip
+
+
+def student_job(cfg: RunConfig, teacher: TrainedModel) -> Job:
+    """A student's job, keyed by :data:`STUDENT_FIELDS`, its method's options and the hash of
+    the teacher checkpoint it learns from."""
+    method = create_method(cfg)
+    fields = pick(cfg, STUDENT_FIELDS + method.option_names())
+    key = hash_dict({**fields, "teacher": teacher.checkpoint_hash, "format": RUN_FORMAT})
+    name = f"{cfg.dataset}-{cfg.method}-{cfg.student}-s{cfg.seed}-{key}"
+    meta = {"method": cfg.method, "model": cfg.student, "key": key}
+    return Job(cfg, method, runs_dir() / "students" / name / "model.pt", meta,
+               cfg.student_epochs, cfg.seed, cfg.augment)  # fmt: skip
+
+
+def train_teacher(
+    cfg: RunConfig, data: Dataset | None = None, progress: bool = False, verbose: bool = True
+) -> TrainedModel:
+    """Train the config's teacher, or load it from the run cache when it is there.
+
+    Trained with standard augmentation when ``teacher_augment`` (the default); its logits
+    and maps are computed afterwards, on the un-augmented images.
+    """
+    cfg = cfg.resolved()
+    data = data or load_data(cfg)
+    return train_or_load(teacher_job(cfg, data), data, None, progress, verbose)
+
+
+def train_student(
+    cfg: RunConfig,
+    data: Dataset | None = None,
+    teacher: TrainedModel | None = None,
+    progress: bool = False,
+    verbose: bool = True,
+) -> TrainedModel:
+    """Train (or load) the student of ``cfg.method`` and ``cfg.seed`` for ``cfg``'s teacher.
+
+    The teacher is trained or loaded first when not given; the signals the method declares
+    are cached (or, with ``teacher_signal: online``, computed on each batch). Every
+    student's history records its agreement with the teacher and the Grad-CAM tracking of
+    :meth:`~xdx_lib.methods.Method.epoch_metrics`.
+    """
+    cfg = cfg.resolved()
+    data = data or load_data(cfg)
+    teacher = teacher or train_teacher(cfg, data, progress=progress, verbose=verbose)
+    return train_or_load(student_job(cfg, teacher), data, teacher, progress, verbose)
+
+
+class Session:
+    """One config's data, teacher and students, each made once and then reused.
+
+    ``Session(cfg).student(method="kd", seed=3)`` trains (or loads) that student with the
+    session's data and teacher; asking again returns the same object. Variants of the
+    config (another method, seed or option) share the data and the teacher, so a chapter or
+    the runner loads each once. A variant that changes the data or the teacher is refused:
+    make another session.
+
+    Args:
+        cfg: the base config (resolved against its profile here).
+        data: the dataset, when already loaded (else loaded on first use).
+        teacher: the config's teacher, when already trained or loaded (else on first use).
+        verbose, progress: print per-epoch lines / show progress bars while training.
+    """
+
+    def __init__(self, cfg: RunConfig, data: Dataset | None = None,
+                 teacher: TrainedModel | None = None, verbose: bool = False,
+                 progress: bool = False):  # fmt: skip
+        self.cfg = cfg.resolved()
+        self.verbose, self.progress = verbose, progress
+        self._data = data
+        self._teacher = teacher
+        self._students: dict[str, TrainedModel] = {}
+
+    @property
+    def data(self) -> Dataset:
+        if self._data is None:
+            self._data = load_data(self.cfg)
+        return self._data
+
+    @property
+    def teacher(self) -> TrainedModel:
+        if self._teacher is None:
+            self._teacher = train_teacher(self.cfg, self.data, self.progress, self.verbose)
+        return self._teacher
+
+    def config(self, **changes) -> RunConfig:
+        """The session's config with ``changes`` (validated); the data and teacher must stay."""
+        cfg = dataclasses.replace(self.cfg, **changes).resolved()
+        moved = [k for k in TEACHER_FIELDS if getattr(cfg, k) != getattr(self.cfg, k)]
+        if moved:
+            raise ValueError(f"{', '.join(moved)} change the data or the teacher; "
+                             "make another Session for them")  # fmt: skip
+        return cfg
+
+    def student(self, **changes) -> TrainedModel:
+        """The student of the session's config with ``changes`` (method, seed, options)."""
+        job = student_job(self.config(**changes), self.teacher)
+        key = job.meta["key"]
+        if key not in self._students:
+            self._students[key] = train_or_load(job, self.data, self.teacher, self.progress,
+                                                self.verbose)  # fmt: skip
+        return self._students[key]
