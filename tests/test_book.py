@@ -20,8 +20,74 @@ def _code_cells(path):
     return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
-def test_there_are_notebooks():
+def _toc_files(node) -> list[str]:
+    """Every ``root`` and ``file`` entry of a parsed ``_toc.yml``, in order."""
+    if isinstance(node, list):
+        return [f for item in node for f in _toc_files(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [node[k] for k in ("root", "file") if k in node]
+    return own + [f for k, v in node.items() if k not in ("root", "file") for f in _toc_files(v)]
+
+
+def test_toc_and_book_folder_list_the_same_pages():
     assert NOTEBOOKS, "book/ holds no notebooks"
+    entries = _toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+    assert len(entries) == len(set(entries)), f"_toc.yml lists a page twice: {entries}"
+    for entry in entries:
+        found = [p for p in (ROOT / f"{entry}.ipynb", ROOT / f"{entry}.md") if p.is_file()]
+        assert len(found) == 1, f"_toc.yml entry {entry!r} should be one .ipynb or .md file"
+    pages = sorted(p for p in (ROOT / "book").iterdir() if p.suffix in (".ipynb", ".md"))
+    listed = {f"{p.parent.name}/{p.stem}" for p in pages}
+    assert listed == set(entries), (
+        f"in book/ but not in _toc.yml: {sorted(listed - set(entries))}; "
+        f"in _toc.yml but not in book/: {sorted(set(entries) - listed)}")
+
+
+def _bound_names(tree: ast.AST) -> set[str]:
+    """Names a piece of code binds: assignments, imports, definitions, loop variables."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
+
+
+def _checks_parameters(node: ast.AST) -> bool:
+    """Whether ``node`` holds a call ``check_parameters(globals())`` (maybe as an attribute)."""
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            name = getattr(call.func, "attr", getattr(call.func, "id", None))
+            arg = call.args[0] if len(call.args) == 1 else None
+            if (name == "check_parameters" and isinstance(arg, ast.Call)
+                    and getattr(arg.func, "id", None) == "globals"):  # fmt: skip
+                return True
+    return False
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_are_checked_before_the_notebook_defines_a_name(path):
+    """papermill injects its cell right after the parameters cell; ``check_parameters``
+    takes any public value it finds there for an injected, unknown parameter, so it must
+    run before the notebook binds a public name of its own."""
+    cells = _code_cells(path)
+    assert "parameters" in cells[0].metadata.get("tags", []), f"{path.name}: first cell untagged"
+    checks = [i for i, c in enumerate(cells) if _checks_parameters(ast.parse(c.source))]
+    assert checks, f"{path.name}: no cell calls check_parameters(globals())"
+    first = checks[0]
+    for cell in cells[1:first]:
+        public = sorted(n for n in _bound_names(ast.parse(cell.source)) if not n.startswith("_"))
+        assert not public, f"{path.name}: {public} bound before check_parameters"
+    for stmt in ast.parse(cells[first].source).body:
+        if _checks_parameters(stmt):
+            break
+        assert isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("xdx_lib"), (
+            f"{path.name}: only the import of check_parameters may precede it, not line "
+            f"{stmt.lineno}")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -160,10 +160,44 @@ def test_augment_with_cached_teacher_signals():
     assert RunConfig(augment=True, method="e2kd", teacher_signal="online").augment
 
 
-def test_train_teacher_replace_of_a_student_config_stays_valid():
-    cfg = RunConfig(profile="smoke", method="xdistill").resolved()
-    teacher_cfg = dataclasses.replace(cfg, method="scratch", student=cfg.teacher)
-    assert teacher_cfg.method == "scratch"
+@pytest.mark.parametrize("fields", [
+    {"method": "xdistill"},
+    {"method": "kd", "seed": 3, "student": "student_tiny", "alpha": 0.5},
+    {"method": "e2kd", "augment": True, "teacher_signal": "online"},
+    {"method": "at", "augment": True, "teacher_signal": "online", "teacher_augment": False},
+])  # fmt: skip
+def test_train_teacher_turns_any_valid_student_config_into_its_teacher(monkeypatch, fields):
+    """train_teacher re-validates a student config as the teacher's (method scratch, the
+    teacher's model): no valid student config is refused there, and the teacher is the one
+    that every student of the same data shares."""
+    from xdx_lib import experiments
+    from xdx_lib.data import Dataset, make_shapes
+
+    seen = []
+
+    def record(cfg, method, data, path, meta, epochs, seed, teacher, verbose, progress,
+               augment):  # fmt: skip
+        seen.append({"method": method, "path": path, "meta": meta, "epochs": epochs,
+                     "seed": seed, "teacher": teacher, "augment": augment})  # fmt: skip
+
+    monkeypatch.setattr(experiments, "_train_or_load", record)
+    data = Dataset("shapes", make_shapes(8), make_shapes(4, seed=1), ["a", "b", "c", "d"])
+    base = RunConfig(profile="smoke", dataset="shapes")
+    student_cfg = RunConfig(profile="smoke", dataset="shapes", **fields)
+    experiments.train_teacher(base, data, verbose=False)
+    experiments.train_teacher(student_cfg, data, verbose=False)
+    shared, got = seen
+    assert got["method"].name == "scratch" and got["teacher"] is None
+    assert got["method"].cfg.method == "scratch"
+    assert got["method"].cfg.student == got["meta"]["model"] == "cnn_teacher"
+    model = got["method"].build_model(data.in_channels, data.num_classes)
+    assert type(model).__name__ == "ConvNet" and model.classifier.in_features == 128
+    assert got["augment"] is student_cfg.teacher_augment
+    assert got["seed"] == student_cfg.teacher_seed and got["epochs"] == 1
+    if student_cfg.teacher_augment == base.teacher_augment:
+        assert got["path"] == shared["path"]  # one teacher for every method, seed, student
+    else:
+        assert got["path"] != shared["path"]
 
 
 # ----------------------------------------------------------------------------- data
