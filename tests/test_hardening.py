@@ -170,22 +170,22 @@ def test_train_teacher_turns_any_valid_student_config_into_its_teacher(monkeypat
     """train_teacher re-validates a student config as the teacher's (method scratch, the
     teacher's model): no valid student config is refused there, and the teacher is the one
     that every student of the same data shares."""
-    from xdx_lib import experiments
+    from xdx_lib import session
     from xdx_lib.data import Dataset, make_shapes
 
     seen = []
 
-    def record(cfg, method, data, path, meta, epochs, seed, teacher, verbose, progress,
-               augment):  # fmt: skip
-        seen.append({"method": method, "path": path, "meta": meta, "epochs": epochs,
-                     "seed": seed, "teacher": teacher, "augment": augment})  # fmt: skip
+    def record(job, data, teacher=None, progress=False, verbose=True):
+        seen.append({"method": job.method, "path": job.path, "meta": job.meta,
+                     "epochs": job.epochs, "seed": job.seed, "teacher": teacher,
+                     "augment": job.augment})  # fmt: skip
 
-    monkeypatch.setattr(experiments, "_train_or_load", record)
+    monkeypatch.setattr(session, "train_or_load", record)
     data = Dataset("shapes", make_shapes(8), make_shapes(4, seed=1), ["a", "b", "c", "d"])
     base = RunConfig(profile="smoke", dataset="shapes")
     student_cfg = RunConfig(profile="smoke", dataset="shapes", **fields)
-    experiments.train_teacher(base, data, verbose=False)
-    experiments.train_teacher(student_cfg, data, verbose=False)
+    session.train_teacher(base, data, verbose=False)
+    session.train_teacher(student_cfg, data, verbose=False)
     shared, got = seen
     assert got["method"].name == "scratch" and got["teacher"] is None
     assert got["method"].cfg.method == "scratch"

@@ -82,13 +82,24 @@ def test_logits_of_a_double_model_are_float32(run):
     assert got.dtype == torch.float32
 
 
-def test_checkpoint_hash_follows_the_file(run):
-    before = run.checkpoint_hash
-    assert before == run.checkpoint_hash
+def _retrained(run: TrainedModel, change) -> TrainedModel:
+    """The model after ``change`` to its weights, saved over its checkpoint, as a new
+    TrainedModel (what retraining gives: a finished checkpoint per TrainedModel)."""
     with torch.no_grad():
-        run.model.classifier.bias.add_(1.0)
+        change(run.model)
     _save_checkpoint(run.model, run.path)
-    assert run.checkpoint_hash != before
+    return TrainedModel(run.model, run.method, run.path, run.history, run.key)
+
+
+def test_checkpoint_hash_is_the_files_and_read_once(run, monkeypatch):
+    from xdx_lib import trained as trained_module
+
+    before = run.checkpoint_hash
+    monkeypatch.setattr(trained_module, "file_hash", lambda p: "re-read")
+    assert run.checkpoint_hash == before  # not hashed again
+    monkeypatch.undo()
+    after = _retrained(run, lambda m: m.classifier.bias.add_(1.0))
+    assert after.checkpoint_hash != before
 
 
 # ----------------------------------------------------------------------------- teacher_logits
@@ -122,9 +133,7 @@ def test_teacher_logits_recompute_a_corrupt_file(run, forwards):
 def test_teacher_logits_of_another_checkpoint_are_not_read(run, forwards):
     data = _data()
     old = teacher_logits(run, data)
-    with torch.no_grad():
-        run.model.classifier.bias.add_(1.0)  # retrained: new weights, new checkpoint file
-    _save_checkpoint(run.model, run.path)
+    run = _retrained(run, lambda m: m.classifier.bias.add_(1.0))  # a new checkpoint file
     forwards.clear()
     new = teacher_logits(run, data)
     assert forwards == [6, 4]
@@ -141,10 +150,6 @@ def test_teacher_logits_of_another_split_size_are_not_read(run, forwards):
     assert forwards == [5] and got["train"].shape == (5, 3)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="teacher_logits calls .get on whatever the file holds: a readable "
-                          "file that is not a dict (a bare tensor) crashes instead of being "
-                          "recomputed")  # fmt: skip
 def test_teacher_logits_recompute_a_file_that_is_not_theirs(run, forwards):
     data = _data()
     first = teacher_logits(run, data)
@@ -162,9 +167,9 @@ def explained(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = trained_mod.explain
 
-    def counting(model, x, method, **kwargs):
-        calls.append(method)
-        return real(model, x, method, **kwargs)
+    def counting(model, x, explainer, **kwargs):
+        calls.append(explainer)
+        return real(model, x, explainer, **kwargs)
 
     monkeypatch.setattr(trained_mod, "explain", counting)
     return calls
@@ -195,10 +200,7 @@ def test_model_maps_are_computed_once_per_key(run, explained):
 def test_model_maps_of_a_retrained_checkpoint_are_not_read(run, explained):
     x = _data().test.x
     model_maps(run, x)
-    with torch.no_grad():
-        run.model.classifier.weight.mul_(2.0)
-    _save_checkpoint(run.model, run.path)
-    model_maps(run, x)
+    model_maps(_retrained(run, lambda m: m.classifier.weight.mul_(2.0)), x)
     assert len(explained) == 2 and len(_maps_files()) == 2
 
 

@@ -137,7 +137,7 @@ def teacher_logits(teacher: TrainedModel, data) -> dict[str, torch.Tensor]:
         if path.is_file():
             try:
                 cached = load_tensors(path)
-                if cached.get("tag") == tag:
+                if isinstance(cached, dict) and cached.get("tag") == tag and "logits" in cached:
                     out[split] = cached["logits"]
                     continue
             except RuntimeError:
