@@ -15,7 +15,8 @@ SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
 
-.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce reproduce-usage
+.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce reproduce-usage \
+	gpu-check
 
 help:
 	@echo "make book   set up, execute the notebooks (profile $(PROFILE)), build _build/html"
@@ -82,6 +83,10 @@ reproduce: reproduce-usage $(STAMP) data
 	  else mv "$$part" "$$out/$$nb.failed.ipynb" 2>/dev/null; \
 	    echo "error: book/$$nb.ipynb failed with $(CONFIG); see $$out/$$nb.failed.ipynb"; exit 1; fi; \
 	done; echo "results: $${XDX_RUNS:-runs}/$$name/results/"
+
+# The GPU check (a few minutes on one GPU): writes results/gpu/<gpu>-<commit>.json.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf _build

@@ -108,17 +108,23 @@ def time_method(cfg: RunConfig, teacher: TrainedModel, data: Dataset, device) ->
     return len(data.train) / hist[0]["epoch_time"]
 
 
+def random_teacher(name: str, device) -> TrainedModel:
+    """An untrained teacher with a checkpoint in the run cache (``$XDX_RUNS``): its logits
+    and maps cost what a trained one's do."""
+    torch.manual_seed(0)
+    net = create_model(name, 1, 10).to(device).eval()
+    path = Path(os.environ["XDX_RUNS"]) / "teacher" / "model.pt"
+    atomic_torch_save({"model": net.state_dict()}, path)
+    return TrainedModel(net, create_method(RunConfig(method="scratch")), path, [], "random")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
     tmp = tempfile.mkdtemp(prefix="xdx-throughput-")
     os.environ["XDX_RUNS"] = tmp  # the teacher's logits and maps are cached here, not in runs/
     data, source = make_data(args.n_images, args.data)
-    torch.manual_seed(0)
-    net = create_model(args.teacher, 1, 10).to(device).eval()
-    path = Path(tmp) / "teacher" / "model.pt"
-    atomic_torch_save({"model": net.state_dict()}, path)
-    teacher = TrainedModel(net, create_method(RunConfig(method="scratch")), path, [], "random")
+    teacher = random_teacher(args.teacher, device)
     base = RunConfig(dataset="fashion_mnist", profile="smoke", student=args.student,
                      teacher=args.teacher, batch_size=args.batch_size,
                      compile=args.compile)  # fmt: skip
