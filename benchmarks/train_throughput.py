@@ -12,7 +12,8 @@ first runs a short warm-up epoch (not timed) on two batches.
 
 Prints one table from one run, on whatever device ``--device`` resolves to: method, signal,
 images/s (training only: ``epoch_time`` excludes the per-epoch evaluation) and the ratio
-to KD with the same signal.
+to KD with the same signal. With ``--compile`` a method that cannot train compiled (e2KD:
+``Method.cannot_compile``) is timed uncompiled and marked ``(eager)``.
 
 Usage::
 
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xdx_lib.cache import atomic_torch_save  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Dataset, Split, load_dataset  # noqa: E402
+from xdx_lib.methods import METHODS as REGISTERED  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.signals import provide  # noqa: E402
@@ -126,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     data, source = make_data(args.n_images, args.data)
     teacher = random_teacher(args.teacher, device)
     base = RunConfig(dataset="fashion_mnist", profile="smoke", student=args.student,
-                     teacher=args.teacher, batch_size=args.batch_size,
-                     compile=args.compile)  # fmt: skip
+                     teacher=args.teacher, batch_size=args.batch_size)  # fmt: skip
     signals = ["cached"] + (["online"] if args.online else [])
     methods = args.methods.split(",")
     print(f"device {device}, {len(data.train)} images ({source}), batch {args.batch_size}, "
@@ -138,14 +139,16 @@ def main(argv: list[str] | None = None) -> None:
         for m in methods:
             if signal == "online" and m == "scratch":
                 continue  # no teacher: nothing to compute online
-            cfg = dataclasses.replace(base, method=m, teacher_signal=signal,
+            compiled = args.compile and not REGISTERED.get(m).cannot_compile
+            cfg = dataclasses.replace(base, method=m, teacher_signal=signal, compile=compiled,
                                       augment=signal == "online")  # fmt: skip
-            rows.append((m, signal, time_method(cfg, teacher, data, device)))
+            label = m if compiled or not args.compile else f"{m} (eager)"
+            rows.append((label, signal, time_method(cfg, teacher, data, device)))
     kd = {s: r for m, s, r in rows if m == "kd"}
-    print(f"{'method':<10} {'signal':<7} {'images/s':>10} {'vs kd':>7}")
+    print(f"{'method':<14} {'signal':<7} {'images/s':>10} {'vs kd':>7}")
     for m, s, r in rows:
         ratio = f"{r / kd[s]:.2f}" if s in kd else "-"
-        print(f"{m:<10} {s:<7} {r:>10.0f} {ratio:>7}")
+        print(f"{m:<14} {s:<7} {r:>10.0f} {ratio:>7}")
 
 
 if __name__ == "__main__":

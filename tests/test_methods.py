@@ -1,5 +1,5 @@
-"""Methods: the options each one reads, the teacher signals it declares, its loss terms, and
-the explanation its deployed model gives."""
+"""Methods: the options each one reads, the teacher signals it declares, its loss terms, the
+explanation its deployed model gives, and which methods train through torch.compile."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import typing
 import pytest
 import torch
 
-from xdx_lib.config import RunConfig
+from xdx_lib import losses
+from xdx_lib.config import ConfigError, RunConfig
 from xdx_lib.methods import METHODS, create_method
 from xdx_lib.models import create_model
-from xdx_lib.signals import Signal
+from xdx_lib.signals import Signal, teacher_attention
 from xdx_lib.trained import STUDENT_FIELDS
 
 
@@ -101,3 +102,84 @@ def test_a_frozen_cae_adds_no_explanation_term():
         model = method.build_model(1, 4)
         terms = method.loss_terms(method.forward(model, batch), batch)
         assert ("exp" in terms) == (method is joint)
+
+
+def _feature_batch(n=6):
+    batch = _batch(n)
+    teacher = create_model("student_small", 1, 4).eval()
+    batch["teacher_attention"] = teacher_attention(teacher, batch["x"])
+    batch["teacher_maps"] = torch.rand(n, 1, 28, 28)
+    batch["target_class"] = torch.tensor([0, 1, 2, 3, 0, 1])[:n]
+    return batch
+
+
+def _per_step_hooks_terms(name, model, batch):
+    """The loss terms as AT and e2KD computed them with hooks added for each step."""
+    method = create_method(RunConfig(method=name, student="student_tiny"))
+    if name == "at":
+        with losses.capture_outputs(model.stages) as feats:
+            logits = model(batch["x"])
+        t_feats = losses.match_stages(list(feats), list(batch["teacher_attention"]))
+        out = {"logits": logits, "student_feats": list(feats), "teacher_feats": t_feats}
+    else:
+        with losses.capture_outputs([model.gradcam_layer]) as acts:
+            logits = model(batch["x"])
+        cam = losses.gradcam_in_graph(logits, acts[0], batch["target_class"], (28, 28))
+        out = {"logits": logits, "cam": cam}
+    return method.loss_terms(out, batch)
+
+
+@pytest.mark.parametrize("name, part", [("at", "stages"), ("e2kd", "gradcam_layer")])
+def test_hooks_registered_once_give_the_per_step_hooks_losses(name, part):
+    torch.manual_seed(0)
+    model = create_model("student_tiny", 1, 4)
+    method = create_method(RunConfig(method=name, student="student_tiny"))
+    batch = _feature_batch()
+    for _ in range(3):  # the same numbers on every step, from the same two hooks
+        new = method.loss_terms(method.forward(model, batch), batch)
+        old = _per_step_hooks_terms(name, model, batch)
+        assert new.keys() == old.keys()
+        for k in new:
+            assert torch.equal(new[k], old[k]), k
+            new[k].backward(retain_graph=True)  # differentiable, as in training
+    hooked = model.stages if part == "stages" else [model.gradcam_layer]
+    assert all(len(m._forward_hooks) == 1 for m in hooked)  # registered once, kept
+    # a wrapper (torch.compile, DDP) finds the same capture on the network inside
+    assert losses.captured(torch.compile(model), part) is losses.captured(model, part)
+
+
+def test_captured_outputs_are_kept_only_during_the_methods_pass():
+    model = create_model("student_tiny", 1, 4)
+    stages = losses.captured(model, "stages")
+    _, feats = stages.run(model, torch.rand(2, 1, 28, 28))
+    assert [f.shape[-1] for f in feats] == [28, 14, 7]
+    model(torch.rand(2, 1, 28, 28))  # evaluation or an explainer: nothing recorded
+    assert stages.outputs == [None, None, None]
+    with pytest.raises(RuntimeError, match="did not run in the forward pass"):
+        stages.run(lambda x: x, torch.rand(2))
+
+
+def test_compile_is_refused_for_e2kd_with_one_line_that_says_what_to_set():
+    with pytest.raises(ConfigError, match=r"double backward.*set compile: false"):
+        RunConfig(method="e2kd", compile=True)
+    for name in ("scratch", "kd", "at", "xdistill"):
+        assert RunConfig(method=name, compile=True).compile
+
+
+@pytest.mark.parametrize("name, changes", [("at", {}), ("xdistill", {"schedule": "joint"})])
+def test_compiled_graphs_train_with_the_eager_losses(name, changes):
+    """torch.compile traced on the CPU (``aot_eager``: the graphs run by eager kernels): the
+    hooks registered once are seen by the graph, and a step gives the eager loss terms."""
+    batch = _feature_batch()
+    method = create_method(RunConfig(method=name, student="student_tiny", **changes))
+    torch.manual_seed(0)
+    model = method.build_model(1, 4)
+    eager = method.loss_terms(method.forward(model, batch), batch)
+    compiled = torch.compile(model, backend="aot_eager")
+    for _ in range(2):  # the second call runs the cached graph
+        terms = method.loss_terms(method.forward(compiled, batch), batch)
+        assert terms.keys() == eager.keys()
+        for k in terms:
+            torch.testing.assert_close(terms[k], eager[k], rtol=1e-5, atol=1e-6)
+    sum(terms.values()).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -131,3 +131,62 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
     a = df[cols].sort_values(key).reset_index(drop=True)
     b = again[cols].sort_values(key).reset_index(drop=True)
     assert a.equals(b)
+
+
+@pytest.fixture
+def pretend_rank(monkeypatch):
+    """Set this process's pretended torchrun rank (of 2); returns the log of barriers and
+    of what the code under test records in it."""
+    from xdx_lib import train
+
+    log: list = []
+    rank = {"r": 0}
+    monkeypatch.setattr(train, "distributed", lambda: (rank["r"], 2))
+    monkeypatch.setattr(train.dist, "barrier", lambda *a, **k: log.append("barrier"))
+
+    def set_rank(r):
+        rank["r"] = r
+        log.clear()
+        return log
+
+    return set_rank
+
+
+def test_rank_zero_goes_first_and_nested_blocks_add_no_barrier(pretend_rank):
+    from xdx_lib.train import rank_zero_first
+
+    for r, expected in ((0, ["work", "barrier"]), (1, ["barrier", "work"])):
+        log = pretend_rank(r)
+        with rank_zero_first():
+            with rank_zero_first():  # inside: the ranks are already ordered
+                log.append("work")
+        assert log == expected
+    log = pretend_rank(0)
+    with pytest.raises(KeyError), rank_zero_first():
+        raise KeyError  # rank 0 failed: the others are never told to go on and load
+    assert log == []
+
+
+def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypatch):
+    from types import SimpleNamespace
+
+    from xdx_lib.config import RunConfig
+
+    exp = runner.ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"})
+    cfg = RunConfig(dataset="shapes", profile="smoke")
+    model = SimpleNamespace(key="k", history=[], path=runs / "students" / "s" / "model.pt")
+    session = SimpleNamespace(teacher=model, cfg=cfg, student=lambda **c: model,
+                              config=lambda **c: cfg)  # fmt: skip
+    spec = runner.RunSpec("kd-s0", "main", "kd", 0, "full", {"method": "kd"})
+
+    def score(run, s):
+        log.append("score")
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(runner, "provenance", lambda device: {})
+    log = pretend_rank(0)
+    first = runner._run_one(exp, spec, session, {"full": (score, {})}, verbose=False)
+    assert log == ["score", "barrier"]  # written before the others are let through
+    log = pretend_rank(1)
+    again = runner._run_one(exp, spec, session, {"full": (score, {})}, verbose=False)
+    assert log == ["barrier"] and again["metrics"] == first["metrics"]  # read, not scored

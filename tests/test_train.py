@@ -1,5 +1,6 @@
 """The training loop: it learns, it resumes to the same weights after a kill, checkpoints
-are checked against the model, every method trains, and DDP runs with 2 CPU processes."""
+are checked against the model, every method trains, and DDP runs with 2 CPU processes
+(one model, one history, one writer, each rank its own augmentation)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,27 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 
+from xdx_lib import session as session_module
+from xdx_lib.cache import load_tensors
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
 from xdx_lib.session import train_student, train_teacher
-from xdx_lib.train import CheckpointMismatch, epoch_batches, fit, load_checkpoint, resolve_device
+from xdx_lib.train import (
+    RANK_ZERO_WAIT,
+    CheckpointMismatch,
+    DeviceUnavailable,
+    augmentation_seed,
+    distributed,
+    epoch_batches,
+    fit,
+    load_checkpoint,
+    resolve_device,
+    steps_per_epoch,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,6 +122,67 @@ def test_epoch_batches_cover_every_image_once_and_split_across_ranks():
     assert not torch.equal(batches[0], next(epoch_batches(10, 4, seed=0, epoch=1)))
 
 
+def test_ranks_never_get_an_empty_batch_and_the_schedule_counts_the_steps():
+    for n, batch_size, world in [(10, 4, 1), (9, 4, 2), (8, 4, 2), (65, 32, 2), (64, 32, 4)]:
+        per_rank = [list(epoch_batches(n, batch_size, 0, 0, r, world)) for r in range(world)]
+        assert all(len(b) >= 1 for batches in per_rank for b in batches)
+        assert {len(batches) for batches in per_rank} == {steps_per_epoch(n, batch_size, world)}
+    assert steps_per_epoch(10, 4) == 3 and steps_per_epoch(9, 4, world=2) == 2
+
+
+def test_each_rank_augments_with_its_own_seed_and_rank_zero_keeps_the_old_one():
+    assert augmentation_seed(3, 2) == augmentation_seed(3, 2, rank=0) == 3 * 7919 + 2
+    seeds = {augmentation_seed(0, e, r) for e in range(200) for r in range(8)}
+    assert len(seeds) == 200 * 8  # no two (epoch, rank) pairs share their draws
+
+
+@pytest.fixture
+def two_gpu_torchrun(monkeypatch):
+    """This process as rank 1 of 2 under torchrun on a machine with two (pretended) GPUs;
+    returns the log of the CUDA and process-group calls."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: any(c[0] == "init" for c in calls))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(
+        ("init", backend, kw["device_id"], kw["timeout"])))  # fmt: skip
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    return calls
+
+
+def test_each_rank_sets_its_gpu_before_the_process_group(two_gpu_torchrun):
+    assert distributed() == (1, 2)
+    wait = RANK_ZERO_WAIT  # the others wait while rank 0 makes the cache
+    assert two_gpu_torchrun == [("set_device", 1), ("init", "nccl", torch.device("cuda", 1), wait)]
+    assert distributed() == (1, 2) and len(two_gpu_torchrun) == 3  # started once
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda:1")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceUnavailable, match="cuda:1 for this one; set device: cuda or auto"):
+        resolve_device("cuda:0")
+
+
+def test_training_or_loading_starts_by_choosing_the_ranks_gpu(monkeypatch, tiny_data):
+    class Started(Exception):
+        pass
+
+    def start():
+        raise Started
+
+    def touched(*args, **kwargs):
+        raise AssertionError("a device or a model was used before the rank's GPU was set")
+
+    monkeypatch.setattr(session_module, "distributed", start)
+    monkeypatch.setattr(session_module, "resolve_device", touched)
+    monkeypatch.setattr(session_module, "checkpoint_epochs", touched)
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny")
+    with pytest.raises(Started):
+        train_teacher(cfg, tiny_data)
+
+
 def test_nan_loss_stops_with_a_clear_error(shapes):
     train, test = shapes
     bad = type(train)(train.x.clone(), train.y)
@@ -146,20 +222,68 @@ def test_every_method_trains_a_student_and_is_cached(method, tiny_data):
 
 DDP_SCRIPT = textwrap.dedent(
     """
-    import sys, torch
+    # One torchrun worker: a teacher, then kd (cached signals), xdistill (staged: a CAE
+    # pre-trained first), e2kd (a double backward through DDP) and at (online signals on
+    # augmented batches), each through session.train_student, with spies that log what
+    # this rank computed and wrote.
+    import os, sys
+    from pathlib import Path
+    import torch
+    from xdx_lib import session, train, trained, xdistill
+    from xdx_lib.cache import runs_dir
     from xdx_lib.config import RunConfig
-    from xdx_lib.data import make_shapes
-    from xdx_lib.methods import create_method
-    from xdx_lib.models import create_model
-    from xdx_lib.train import fit
-    torch.manual_seed(0)
-    model = create_model("student_tiny", 1, 4)
-    method = create_method(RunConfig(method="scratch", student="student_tiny"))
-    hist = fit(model, method, make_shapes(128, seed=0), make_shapes(32, seed=1), epochs=2,
-               batch_size=32, device="cpu", ckpt_path=sys.argv[1], verbose=False)
-    rank = torch.distributed.get_rank()
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
-    torch.save(flat, sys.argv[1] + f".rank{rank}")
+    from xdx_lib.data import Dataset, Split, make_shapes
+
+    log = {"writes": [], "computed": [], "fits": [], "steps": [], "augmented": []}
+
+    def spy(owner, name, before=None, after=None):
+        real = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            if before:
+                before(*args, **kwargs)
+            out = real(*args, **kwargs)
+            if after:
+                after(out, *args, **kwargs)
+            return out
+
+        setattr(owner, name, wrapper)
+
+    def wrote(obj, path):
+        log["writes"].append(Path(path).relative_to(runs_dir()).as_posix())
+
+    for module in (train, trained, xdistill):
+        spy(module, "atomic_torch_save", before=wrote)
+    spy(trained, "explain", before=lambda *a, **k: log["computed"].append("maps"))
+    spy(xdistill, "fit_cae", before=lambda *a, **k: log["computed"].append("cae"))
+    spy(trained.TrainedModel, "logits", before=lambda *a: log["computed"].append("logits"))
+    spy(train, "training_step",
+        after=lambda out, loop, batch, where: log["steps"].append(
+            (out[0].item(), len(batch["y"]))))
+    spy(train, "augment_batch", after=lambda out, *a: log["augmented"].append(out.clone()))
+
+    def fitted(history, model, *args, **kwargs):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        log["fits"].append({"path": str(kwargs["ckpt_path"]), "history": history,
+                            "steps": log["steps"], "augmented": log["augmented"],
+                            "state": state})
+        log["steps"], log["augmented"] = [], []
+
+    spy(session, "fit", after=fitted)
+
+    base = dict(dataset="shapes", profile="smoke", teacher="student_tiny", device="cpu",
+                student="student_tiny", batch_size=32, cae_epochs=1)
+    data = Dataset("shapes", make_shapes(96, seed=0), make_shapes(32, seed=1), list("abcd"))
+    teacher = session.train_teacher(RunConfig(**base), data, verbose=False)
+    for method in ("kd", "xdistill", "e2kd"):
+        session.train_student(RunConfig(**base, method=method), data, teacher, verbose=False)
+    # every training image the same: any difference between the ranks' augmented batches
+    # comes from their augmentation draws
+    same = Split(data.train.x[:1].expand_as(data.train.x).clone(), data.train.y)
+    online = RunConfig(**base, method="at", augment=True, teacher_signal="online")
+    session.train_student(online, Dataset("shapes", same, data.test, data.classes),
+                          teacher, verbose=False)
+    torch.save(log, sys.argv[1] + f".rank{torch.distributed.get_rank()}")
     """
 )
 
@@ -170,22 +294,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_with_two_cpu_processes(tmp_path):
-    script = tmp_path / "ddp.py"
+@pytest.fixture(scope="module")
+def ddp_logs(tmp_path_factory):
+    """What each of two gloo ranks did in :data:`DDP_SCRIPT`, run once by ``torchrun``."""
+    folder = tmp_path_factory.mktemp("ddp")
+    script = folder / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    ckpt = tmp_path / "ddp.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "XDX_RUNS": str(folder / "runs")}  # fmt: skip
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         f"--master_port={_free_port()}", str(script), str(ckpt)],
+         f"--master_port={_free_port()}", str(script), str(folder / "log")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    w0 = torch.load(f"{ckpt}.rank0")
-    w1 = torch.load(f"{ckpt}.rank1")
-    assert torch.equal(w0, w1)  # gradients were all-reduced: the replicas stayed equal
-    model = create_model("student_tiny", 1, 4)
-    assert load_checkpoint(ckpt, model)["epoch"] == 2  # rank 0 wrote the checkpoint
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [torch.load(folder / f"log.rank{r}", weights_only=False) for r in (0, 1)]
+
+
+def test_ddp_ranks_train_one_model_and_share_its_history(ddp_logs):
+    rank0, rank1 = ddp_logs
+    assert len(rank0["fits"]) == len(rank1["fits"]) == 5  # teacher, kd, xdistill, e2kd, at
+    for fit0, fit1 in zip(rank0["fits"], rank1["fits"]):
+        assert fit0["history"] == fit1["history"]  # rank 0's evaluation, sent to rank 1
+        for k, v in fit0["state"].items():  # weights all-reduced, buffers sent by rank 0
+            assert torch.equal(v, fit1["state"][k]), k
+        ckpt = load_tensors(fit0["path"])
+        for k, v in ckpt["model"].items():  # what every rank holds is the checkpoint
+            assert torch.equal(v, fit1["state"][k]), k
+
+
+def test_ddp_train_loss_is_the_mean_over_both_ranks_batches(ddp_logs):
+    rank0, rank1 = ddp_logs
+    for fit0, fit1 in zip(rank0["fits"], rank1["fits"]):
+        steps = fit0["steps"] + fit1["steps"]
+        assert [n for _, n in fit0["steps"]] == [16, 16, 16]  # 96 images, 32 per batch
+        mean = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
+        assert fit0["history"][0]["train_loss"] == pytest.approx(mean, rel=1e-9)
+        own = sum(loss * n for loss, n in fit0["steps"]) / 48
+        assert own != pytest.approx(mean, rel=1e-9)  # so rank 0's own mean would differ
+
+
+def test_ddp_rank_zero_alone_computes_and_writes_the_cache(ddp_logs):
+    rank0, rank1 = ddp_logs
+    assert rank1["writes"] == [] and rank1["computed"] == []  # rank 1 loaded everything
+    assert sorted(rank0["computed"]) == ["cae", "logits", "logits"] + ["maps"] * 3
+    assert len(rank0["writes"]) == len(set(rank0["writes"]))  # each file written once
+    kinds = sorted(w.split("/")[0] + "/" + w.split("/")[-1].split("-")[0]
+                   for w in rank0["writes"])  # fmt: skip
+    assert kinds == ["cae/model.pt", *["maps/gradcam"] * 3, *["students/model.pt"] * 4,
+                     "teachers/logits_test.pt", "teachers/logits_train.pt",
+                     "teachers/model.pt"]  # fmt: skip
+
+
+def test_ddp_ranks_draw_their_own_augmentation(ddp_logs):
+    rank0, rank1 = ddp_logs
+    at0, at1 = rank0["fits"][-1]["augmented"], rank1["fits"][-1]["augmented"]
+    assert len(at0) == len(at1) == 3
+    for a, b in zip(at0, at1):  # the same image everywhere, shifted differently
+        assert a.shape == b.shape and not torch.equal(a, b)
 
 
 @pytest.mark.parametrize("amp, capability, expected", [

@@ -131,6 +131,7 @@ def _experiment(args: argparse.Namespace) -> int:
     folder (:func:`~xdx_lib.runner.preflight`).
     """
     from .runner import load_experiment, preflight, run_experiment
+    from .train import is_rank_zero
 
     try:
         exp = load_experiment(args.config)
@@ -141,7 +142,8 @@ def _experiment(args: argparse.Namespace) -> int:
         results = run_experiment(exp)
     except _errors() as e:
         return _fail(e)
-    print(f"{exp.name}: {len(results)} results in runs/{exp.name}/results/")
+    if is_rank_zero():  # under torchrun, one summary, not one per process
+        print(f"{exp.name}: {len(results)} results in runs/{exp.name}/results/")
     return 0
 
 
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import session
         from .cache import check_writable, runs_dir
         from .data import check_data_root
-        from .train import resolve_device
+        from .train import is_rank_zero, resolve_device
 
         # what would otherwise fail late: the device, the data root, the runs folder
         resolve_device(cfg.device)
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if "cannot read" in str(e) or "CUDA" in str(e):
             return _fail(e)
         raise
+    if not is_rank_zero():  # under torchrun, one summary, not one per process
+        return 0
     last = run.history[-1] if run.history else {}
     result = {"checkpoint": str(run.path), "parameters": run.num_parameters, **last}
     if args.json:

@@ -1,9 +1,9 @@
 """Small helpers shared by the explainers, the metrics and the training loop.
 
-One home for the jobs several modules need: which device a model is on, eval mode that
-restores each submodule's own mode, seeded RNGs, the finite-input check, and which class a
-map explains (:func:`resolve_target`). This module imports only torch and NumPy; every
-other module of the library may import it.
+One home for the jobs several modules need: which device a model is on, the network inside
+a DDP or compiled wrapper, eval mode that restores each submodule's own mode, seeded RNGs,
+the finite-input check, and which class a map explains (:func:`resolve_target`). This
+module imports only torch and NumPy; every other module of the library may import it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,21 @@ def channels_last(x: Tensor) -> Tensor:
     (``benchmarks/train_throughput.py`` measures it). The values are the same either way.
     """
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside any DistributedDataParallel and ``torch.compile`` wrappers.
+
+    The wrappers run the network's own modules, so hooks and attributes (``stages``,
+    ``gradcam_layer``) belong on the network they wrap, in whatever order they were stacked.
+    """
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
 
 
 def model_device(model: nn.Module) -> torch.device:

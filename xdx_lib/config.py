@@ -261,6 +261,9 @@ def validate(cfg: RunConfig) -> None:
             f"{cfg.method!r} on teacher logits and maps of un-augmented images; "
             "set teacher_signal: online or augment: false"
         )
+    if cfg.compile and method.cannot_compile:
+        raise ConfigError(f"config: compile=True with method {cfg.method!r}: "
+                          f"{method.cannot_compile}; set compile: false")  # fmt: skip
 
 
 def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:

@@ -3,7 +3,8 @@
 The prediction terms (cross-entropy, Hinton's KD), the feature and explanation terms of
 the baselines (attention transfer, e2KD's Grad-CAM match) and XDistillation's explanation
 loss ``L_exp`` between the CAE's map and the teacher's (:func:`explanation_loss`) all live
-here. Imports: torch, torchmetrics and :mod:`xdx_lib.registry` only.
+here, with the hooks that read a network's stage outputs for them (:func:`captured`).
+Imports: torch, torchmetrics, :mod:`xdx_lib.registry` and ``xdx_lib._utils`` only.
 
 Notation: ``s`` and ``t`` are student and teacher logits ``[N, K]``, ``y`` labels,
 ``tau`` the softmax temperature.
@@ -11,6 +12,7 @@ Notation: ``s`` and ``t`` are student and teacher logits ``[N, K]``, ``y`` label
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._utils import unwrap
 from .registry import Registry
 
 
@@ -59,7 +62,8 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list]:
 
     Yields a list that fills with one output per module, in order of the modules; the hooks
     are removed on exit, also when the block raises (as pytorch-grad-cam's
-    ``ActivationsAndGradients.release``).
+    ``ActivationsAndGradients.release``). A training step uses :func:`captured` instead,
+    whose hooks a compiled network also runs.
     """
     outputs: list = [None] * len(modules)
 
@@ -75,6 +79,81 @@ def capture_outputs(modules: Sequence[nn.Module]) -> Iterator[list]:
     finally:
         for h in handles:
             h.remove()
+
+
+class OutputCapture:
+    """The outputs of some modules during one forward pass, from hooks registered once.
+
+    ``torch.compile`` traces a network with the hooks its modules have at the first call
+    and does not see hooks added later, so a training step cannot hook a stage for its own
+    pass (as :func:`capture_outputs` does). A method asks :func:`captured` for the one
+    capture of a network and runs each forward pass through :meth:`run`. Outside
+    :meth:`run` the hooks record nothing, so evaluation and explainers keep no activations
+    alive through them.
+    """
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        self.outputs: list = [None] * len(modules)
+        self.recording = False
+        self.handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(modules)]
+
+    def _hook(self, i: int):
+        def hook(module, inputs, output):
+            if self.recording:
+                self.outputs[i] = output
+
+        return hook
+
+    def run(self, fn: Callable, *args, **kwargs) -> tuple[object, list]:
+        """``fn(*args, **kwargs)`` while recording; returns its result and the outputs.
+
+        The list is filled in place (a compiled graph writes into the list it was traced
+        with) and emptied after each pass, so no pass reads another's outputs.
+
+        Raises:
+            RuntimeError: a captured module did not run in the pass.
+        """
+        self.recording = True
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            self.recording = False
+        outputs = list(self.outputs)
+        self.outputs[:] = [None] * len(outputs)
+        if any(o is None for o in outputs):
+            raise RuntimeError(
+                f"{outputs.count(None)} of {len(outputs)} captured modules did not run in the "
+                "forward pass; a network compiled before its capture was made never calls "
+                "the hooks: make the capture (losses.captured) before the first call"
+            )
+        return result, outputs
+
+    def remove(self) -> None:
+        """Remove the hooks."""
+        for h in self.handles:
+            h.remove()
+
+
+#: The captures of each network, by the part captured (``stages``, ``gradcam_layer``).
+_CAPTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def captured(model: nn.Module, part: str) -> OutputCapture:
+    """The capture of the network's ``part`` (an attribute naming one module or a list of
+    them: ``stages``, ``gradcam_layer``), made the first time the network is asked for.
+
+    ``model`` may be wrapped by DDP or ``torch.compile``: the hooks go on the network inside
+    (:func:`xdx_lib._utils.unwrap`), and are found again whichever wrapper asks. The
+    registry holds the network weakly, so a capture lives as long as its network.
+    """
+    net = unwrap(model)
+    per_part = _CAPTURES.setdefault(net, {})
+    if part not in per_part:
+        modules = getattr(net, part)
+        modules = [modules] if isinstance(modules, nn.Module) and not isinstance(
+            modules, nn.ModuleList) else list(modules)  # fmt: skip
+        per_part[part] = OutputCapture(modules)
+    return per_part[part]
 
 
 def attention_map(activations: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,9 @@ class Method:
 
     name = "scratch"
     Options: ClassVar[type] = NoOptions
+    #: Why the method cannot train through ``torch.compile`` (the config refuses
+    #: ``compile: true`` with this reason), or empty when it can.
+    cannot_compile: ClassVar[str] = ""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -182,12 +185,6 @@ class KD(Method):
         }
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel or compiled wrapper (hooks go on it)."""
-    model = getattr(model, "_orig_mod", model)
-    return getattr(model, "module", model)
-
-
 @dataclass(frozen=True)
 class ATOptions(KDOptions):
     """Attention transfer's options: KD's, and ``at_beta``, the weight of its term."""
@@ -212,11 +209,12 @@ class AttentionTransfer(KD):
         return [Signal("logits"), Signal("attention")]
 
     def forward(self, model: nn.Module, batch: dict) -> dict:
-        with losses.capture_outputs(_unwrap(model).stages) as s_feats:
-            logits = model(batch["x"])
+        """The logits and the student's stage outputs, read by hooks registered once per
+        network (:func:`xdx_lib.losses.captured`), which a compiled graph also runs."""
+        logits, s_feats = losses.captured(model, "stages").run(model, batch["x"])
         # different stage counts: pair by resolution, explicitly (never a silent zip)
-        t_feats = losses.match_stages(list(s_feats), list(batch["teacher_attention"]))
-        return {"logits": logits, "student_feats": list(s_feats), "teacher_feats": t_feats}
+        t_feats = losses.match_stages(s_feats, list(batch["teacher_attention"]))
+        return {"logits": logits, "student_feats": s_feats, "teacher_feats": t_feats}
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         terms = super().loss_terms(out, batch)
@@ -244,10 +242,18 @@ class E2KD(KD):
     with no autoencoder. One double backward per step makes it the dearest method here.
     Both maps are raw, ``ReLU(sum_k w_k A_k)`` upsampled bilinearly and never min-max
     normalised, as in the paper's reference code (cosine ignores a scale, not a shift).
+
+    ``compile: true`` is refused with e2KD (:func:`xdx_lib.config.validate` says why): the
+    Grad-CAM needs the gradient of the logits with respect to a layer inside the network,
+    and a compiled graph neither exposes that layer's output as a node the logits depend on
+    nor differentiates its own backward a second time.
     """
 
     name = "e2kd"
     Options = E2KDOptions
+    cannot_compile = ("its loss backpropagates through the student's Grad-CAM, a gradient "
+                      "taken inside the network (a double backward), which torch.compile's "
+                      "graphs do not support")  # fmt: skip
 
     def signals(self) -> list[Signal]:
         target = self.opts.map_target
@@ -255,10 +261,11 @@ class E2KD(KD):
                 Signal("target_class", target=target)]  # fmt: skip
 
     def forward(self, model: nn.Module, batch: dict) -> dict:
+        """The logits and the student's Grad-CAM of the target class, differentiable
+        (its layer's output is read by a hook registered once per network)."""
         x = batch["x"]
-        with losses.capture_outputs([_unwrap(model).gradcam_layer]) as acts:
-            logits = model(x)
-        cam = losses.gradcam_in_graph(logits, acts[0], batch["target_class"], x.shape[-2:])
+        logits, (acts,) = losses.captured(model, "gradcam_layer").run(model, x)
+        cam = losses.gradcam_in_graph(logits, acts, batch["target_class"], x.shape[-2:])
         return {"logits": logits, "cam": cam}
 
     def loss_terms(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:

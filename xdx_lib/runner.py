@@ -37,7 +37,7 @@ from .explain import EXPLAINERS
 from .methods import METHODS
 from .metrics import flip_spread
 from .session import Session
-from .train import resolve_device
+from .train import rank_zero_first, resolve_device
 from .trained import TrainedModel
 
 # ----------------------------------------------------------------------------- experiments
@@ -376,35 +376,42 @@ def _reference_results(exp: ExperimentConfig, session: Session) -> list[dict]:
     """What the image-blind reference maps score (stored once in ``references.json``)."""
     path = _result_path(exp, "references")
     key = hash_dict({"teacher": session.teacher.key, "kind": "references", "format": 1})
-    refs = _cached_result(path, key)
-    if refs is None:
-        refs = {"label": "references", "key": key, "group": "reference",
-                "references": reference_scores(session.teacher, session.data),
-                "provenance": provenance(session.cfg.device)}  # fmt: skip
-        atomic_write_json(refs, path)
+    with rank_zero_first():  # under torchrun rank 0 scores and writes, the others read
+        refs = _cached_result(path, key)
+        if refs is None:
+            refs = {"label": "references", "key": key, "group": "reference",
+                    "references": reference_scores(session.teacher, session.data),
+                    "provenance": provenance(session.cfg.device)}  # fmt: skip
+            atomic_write_json(refs, path)
     return [{"label": f"reference: {name}", "group": "reference", "method": name,
              "seed": None, "metrics": metrics} for name, metrics in refs["references"].items()]
 
 
 def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: dict,
              verbose: bool) -> dict:  # fmt: skip
-    """Train or load ``spec``'s model, then read its result file or score it and write one."""
+    """Train or load ``spec``'s model, then read its result file or score it and write one.
+
+    Under ``torchrun`` every rank trains (DDP); rank 0 alone scores and writes the result,
+    and the other ranks read it once it is there.
+    """
     t0 = time.perf_counter()
     run = session.teacher if spec.is_teacher else session.student(**spec.changes)
     cfg = session.cfg if spec.is_teacher else session.config(**spec.changes)
     score, settings = scorers[spec.scoring]
     key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings})
     path = _result_path(exp, spec.label)
-    cached = _cached_result(path, key)
-    if cached is not None:
-        return cached
-    metrics = score(run, session)
-    result = {"label": spec.label, "key": key, "method": spec.method, "seed": spec.seed,
-              "group": spec.group, **spec.extra, "metrics": metrics, "config": cfg.to_dict(),
-              "history": run.history, "checkpoint": str(run.path.relative_to(runs_dir())),
-              "seconds": time.perf_counter() - t0,
-              "provenance": provenance(cfg.device)}  # fmt: skip
-    atomic_write_json(result, path)
+    with rank_zero_first():
+        cached = _cached_result(path, key)
+        if cached is not None:
+            return cached
+        metrics = score(run, session)
+        result = {"label": spec.label, "key": key, "method": spec.method, "seed": spec.seed,
+                  "group": spec.group, **spec.extra, "metrics": metrics,
+                  "config": cfg.to_dict(), "history": run.history,
+                  "checkpoint": str(run.path.relative_to(runs_dir())),
+                  "seconds": time.perf_counter() - t0,
+                  "provenance": provenance(cfg.device)}  # fmt: skip
+        atomic_write_json(result, path)
     if verbose:
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in list(metrics)[:3])
         print(f"{spec.label}: {shown}")

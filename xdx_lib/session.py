@@ -15,7 +15,9 @@ from :mod:`xdx_lib.signals`: cached (``teacher_signal: cached``, on the un-augme
 images) or computed on each augmented batch (``online``, needed with ``augment``).
 
 A student that the cache already holds is loaded without preparing its method (no teacher
-maps fetched, no CAE pre-trained). Layer: above the methods and the loop; below the
+maps fetched, no CAE pre-trained). Under ``torchrun`` every rank runs the same calls: the
+models train with DDP (:func:`xdx_lib.train.fit`), and what is cached is made by rank 0
+while the others wait, then load it. Layer: above the methods and the loop; below the
 evaluation, the experiment runner (:mod:`xdx_lib.runner`), the notebooks and the command
 line.
 """
@@ -36,8 +38,10 @@ from .signals import provide
 from .train import (
     Extras,
     checkpoint_epochs,
+    distributed,
     fit,
     load_checkpoint,
+    rank_zero_first,
     resolve_device,
     seed_everything,
 )
@@ -86,13 +90,19 @@ class Job:
 
 def _extras(job: Job, data: Dataset, teacher: TrainedModel | None) -> Extras:
     """Prepare the method and gather the teacher's signals it declares (none without a
-    teacher); the test split always carries the teacher's logits, for agreement."""
+    teacher); the test split always carries the teacher's logits, for agreement.
+
+    Under ``torchrun`` rank 0 does this first, computing and caching the teacher's logits
+    and maps and pre-training a CAE; the other ranks wait, then load them from the cache
+    (:func:`~xdx_lib.train.rank_zero_first`).
+    """
     if teacher is None:
         return Extras()
-    job.method.prepare(teacher, data)
-    extras = provide(job.cfg.teacher_signal, teacher, data, job.method.signals(),
-                     resolve_device(job.cfg.device), job.cfg.amp)  # fmt: skip
-    extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
+    with rank_zero_first():
+        job.method.prepare(teacher, data)
+        extras = provide(job.cfg.teacher_signal, teacher, data, job.method.signals(),
+                         resolve_device(job.cfg.device), job.cfg.amp)  # fmt: skip
+        extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
     return extras
 
 
@@ -101,8 +111,11 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
     """Load a finished checkpoint, or prepare the job's method (given a teacher) and train.
 
     Seeding happens after :meth:`~xdx_lib.methods.Method.prepare` and right before the
-    model is built, so a run's initial weights depend on its seed alone.
+    model is built, so a run's initial weights depend on its seed alone. Under ``torchrun``
+    every rank calls this alike (:func:`~xdx_lib.train.fit` says how they share the work);
+    it first sets the rank's GPU, before anything is put on one.
     """
+    distributed()
     cfg, method = job.cfg, job.method
     device = resolve_device(cfg.device)
     key = job.meta["key"]

@@ -99,12 +99,12 @@ def teacher_attention(teacher: nn.Module, x: Tensor, batch_size: int = 512) -> l
     device = next(teacher.parameters()).device
     was_training = teacher.training
     teacher.eval()
+    stages = losses.captured(teacher, "stages")  # hooked once, not once per online batch
     out: list[list[Tensor]] = []
     try:
         for start in range(0, len(x), batch_size):
             xb = channels_last(x[start : start + batch_size].to(device))
-            with losses.capture_outputs(teacher.stages) as feats:
-                teacher(xb)
+            _, feats = stages.run(teacher, xb)
             out.append([losses.attention_map(f).sqrt().view(len(xb), 1, *f.shape[-2:])
                         .to(x.device) for f in feats])  # fmt: skip
     finally:

@@ -13,6 +13,13 @@ the last finished epoch and, on a CPU, ends with the same weights as a run that 
 stopped (data order comes from a generator seeded by (seed, epoch), and the global RNG
 state travels in the checkpoint).
 
+Under ``torchrun`` (:func:`distributed`) each process trains on its share of every batch
+through DistributedDataParallel, with augmentation of its own; the epoch's loss is the
+mean over every rank's images, rank 0 evaluates and shares the record, so the history is
+the same on every rank, and only rank 0 writes. What is computed once and cached (teacher
+signals, a pre-trained CAE, results) is made by rank 0 while the others wait
+(:func:`rank_zero_first`).
+
 Layer: imports the data, the metrics, the cache, the registry and ``xdx_lib._utils``;
 never a method, a config or the runner (a method is passed in, and used only through its
 hooks).
@@ -20,12 +27,13 @@ hooks).
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import random
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,12 +69,26 @@ def available_devices() -> list[str]:
     return out
 
 
+def _local_rank() -> int:
+    """This process's rank on its machine (``torchrun`` sets ``LOCAL_RANK``; 0 otherwise)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _world_size() -> int:
+    """The number of processes ``torchrun`` started (1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU; other names must exist here.
 
+    Under ``torchrun`` each process has its own GPU: ``auto`` and ``cuda`` give
+    ``cuda:LOCAL_RANK``.
+
     Raises:
         DeviceUnavailable: ``cuda``, ``cuda:N`` or ``mps`` is not available (one line that
-            names the available devices).
+            names the available devices), or ``cuda:N`` is not this process's GPU under
+            ``torchrun``.
     """
     if name != "auto":
         available = available_devices()
@@ -76,10 +98,17 @@ def resolve_device(name: str = "auto") -> torch.device:
                 f"device {name!r} is not available here (available: {', '.join(available)}); "
                 "choose one of those, or auto"
             )
-        return torch.device(name)
+        if not name.startswith("cuda") or _world_size() == 1:
+            return torch.device(name)
+        own = f"cuda:{_local_rank()}"
+        if name not in ("cuda", own):
+            raise DeviceUnavailable(
+                f"device {name!r} under torchrun: each process trains on its own GPU, "
+                f"{own} for this one; set device: cuda or auto"
+            )
+        return torch.device(own)
     if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        return torch.device(f"cuda:{local}")
+        return torch.device(f"cuda:{_local_rank()}")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -94,27 +123,87 @@ def seed_everything(seed: int) -> None:
 
 
 def distributed() -> tuple[int, int]:
-    """``(rank, world_size)``; starts the process group when launched by ``torchrun``."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if world > 1:
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    """``(rank, world_size)``; under ``torchrun``, also this process's GPU and the group.
+
+    Called before anything goes to a GPU (:func:`xdx_lib.session.train_or_load` starts with
+    it): the process's CUDA device is set to ``cuda:LOCAL_RANK`` first, so that tensors,
+    NCCL's communicator and its barriers use this process's GPU, never GPU 0 for all.
+    """
+    world = _world_size()
+    if world == 1:
+        return 0, 1
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(_local_rank())
+    if not dist.is_initialized():
+        if cuda:
+            dist.init_process_group("nccl", timeout=RANK_ZERO_WAIT,
+                                    device_id=torch.device("cuda", _local_rank()))  # fmt: skip
+        else:
+            dist.init_process_group("gloo", timeout=RANK_ZERO_WAIT)
+    return dist.get_rank(), dist.get_world_size()
+
+
+#: The process group's timeout: how long the other ranks may wait at a barrier while rank
+#: 0 makes what is cached (teacher maps of the training split, a CAE, a run's scores),
+#: which can outlast NCCL's default 10 minutes on a large dataset. It is the group's, not
+#: the barrier's alone, as NCCL has not always honoured a barrier's own timeout; the cost
+#: is that a rank stuck in training is reported after this long.
+RANK_ZERO_WAIT = datetime.timedelta(hours=2)
+
+#: How many :func:`rank_zero_first` blocks this process is inside.
+_rank_zero_depth = 0
+
+
+@contextmanager
+def rank_zero_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on the other ranks at once.
+
+    For work whose result is written to the run cache: rank 0 computes and writes it, the
+    other ranks wait at a barrier, then run the same block and find it there. A no-op
+    without ``torchrun``, and inside another such block (the outer one already orders the
+    ranks), so a function may use it whoever calls it. Every rank must enter the block; a
+    block that raises on rank 0 leaves the others waiting until ``torchrun`` stops them.
+    """
+    global _rank_zero_depth
+    rank, world = distributed()
+    outer = world > 1 and _rank_zero_depth == 0
+    if outer and rank != 0:
+        dist.barrier()
+    _rank_zero_depth += 1
+    try:
+        yield
+    finally:
+        _rank_zero_depth -= 1
+    if outer and rank == 0:
+        dist.barrier()
+
+
+def is_rank_zero() -> bool:
+    """Whether this process writes files and prints: rank 0, or the only process."""
+    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1):
     """Index tensors of one epoch's shuffled batches, the same on every rank.
 
     The order depends only on ``(seed, epoch)``, so a resumed run sees the same batches.
-    With ``world`` processes each takes its share of every global batch.
+    With ``world`` processes each takes its share of every global batch; a last batch of
+    fewer images than processes is dropped, as a rank with no image would stall the others.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g)
     for start in range(0, n, batch_size):
         idx = perm[start : start + batch_size]
-        yield idx[rank::world]
+        if len(idx) >= world:
+            yield idx[rank::world]
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
+    """How many batches :func:`epoch_batches` yields (``ceil(n / batch_size)`` for one
+    process), which the learning-rate schedule spans."""
+    last = n % batch_size
+    return n // batch_size + (1 if last and last >= world else 0)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -449,17 +538,50 @@ def _epoch_indices(loop: Loop, epoch: int):
     return batches, on_device
 
 
+#: Spaces the augmentation seeds of the ranks apart (a prime, far above any epoch count).
+_RANK_SEED_STRIDE = 104_729
+
+
+def augmentation_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one rank's augmentation in one epoch.
+
+    Each rank draws its own flips and shifts (ranks seeded alike would augment their
+    shares in lockstep); rank 0, and so a single process, keeps the seed ``(seed, epoch)``
+    alone gives.
+    """
+    return seed * 7919 + epoch + rank * _RANK_SEED_STRIDE
+
+
+def _epoch_totals(loop: Loop, sums: dict[str, torch.Tensor],
+                  n_seen: int) -> tuple[dict[str, float], float]:  # fmt: skip
+    """The epoch's summed terms and its number of images, read from the device at once.
+
+    Under DDP the sums and the counts of all ranks are added first (one ``all_reduce``), so
+    that every rank reports the mean over the whole epoch, not over its own share.
+    """
+    if not sums:
+        return {}, n_seen
+    stacked = torch.stack(list(sums.values()))
+    if loop.world == 1:
+        return dict(zip(sums, stacked.tolist())), n_seen
+    stacked = torch.cat([stacked, stacked.new_tensor([n_seen])])
+    dist.all_reduce(stacked)
+    *totals, n_all = stacked.tolist()
+    return dict(zip(sums, totals)), n_all
+
+
 def train_one_epoch(loop: Loop, epoch: int, epochs: int) -> dict[str, float]:
     """One pass over the training split; returns the mean loss and each term's mean.
 
-    Each batch is gathered, augmented (a generator seeded by ``(seed, epoch)``), put in
-    ``channels_last`` and given the online teacher's signals before the step. Loss sums are
-    kept on the device in float64 (float32 on MPS), which gives the same numbers as summing
-    Python floats, and read once at the end of the epoch.
+    Each batch is gathered, augmented (a generator seeded by :func:`augmentation_seed`), put
+    in ``channels_last`` and given the online teacher's signals before the step. Loss sums
+    are kept on the device in float64 (float32 on MPS), which gives the same numbers as
+    summing Python floats, and read once at the end of the epoch (:func:`_epoch_totals`).
     """
     loop.model.train()
     gen_device = loop.device if loop.on_cuda else "cpu"
-    aug_gen = torch.Generator(gen_device).manual_seed(loop.seed * 7919 + epoch)
+    aug_gen = torch.Generator(gen_device).manual_seed(
+        augmentation_seed(loop.seed, epoch, loop.rank))
     sum_dtype = torch.float32 if loop.device.type == "mps" else torch.float64
     sums: dict[str, torch.Tensor] = {}
     n_seen = 0
@@ -483,13 +605,37 @@ def train_one_epoch(loop: Loop, epoch: int, epochs: int) -> dict[str, float]:
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if loop.callback is not None:
             loop.callback(epoch, step)
-    totals = dict(zip(sums, torch.stack(list(sums.values())).tolist())) if sums else {}
+    totals, n_seen = _epoch_totals(loop, sums, n_seen)
     if not math.isfinite(totals.get("train_loss", 0.0)):
         raise FloatingPointError(
             f"loss at epoch {epoch + 1} became {totals['train_loss']}; "
             "lower the learning rate or check the inputs"
         )
     return {k: v / max(n_seen, 1) for k, v in totals.items()}
+
+
+def _share_buffers(loop: Loop) -> None:
+    """Rank 0's buffers on every rank. DDP copies them from rank 0 before each forward
+    pass, but each rank's last pass then updated its own (batch-norm statistics), and every
+    rank's model must end the epoch as the checkpoint rank 0 writes."""
+    if loop.world > 1:
+        for b in loop.model.buffers():
+            dist.broadcast(b, src=0)
+
+
+def finish_epoch(loop: Loop, record: dict, test: Split, test_extras: dict) -> dict:
+    """``record`` with the test split's evaluation and the learning rate, the same on every
+    rank: under DDP rank 0 evaluates (after :func:`_share_buffers`) and sends its record,
+    so no two ranks' histories differ by a kernel's rounding."""
+    _share_buffers(loop)
+    if loop.rank == 0:
+        record.update(evaluate_epoch(loop.model, loop.method, test, loop.device, test_extras))
+        record["lr"] = loop.opt.param_groups[0]["lr"]
+    if loop.world > 1:
+        shared = [record]
+        dist.broadcast_object_list(shared, src=0)
+        record = shared[0]
+    return record
 
 
 def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
@@ -540,7 +686,9 @@ def fit(
         extras: the teacher's signals (:class:`Extras`), cached per image or per batch.
         amp: mixed precision (:data:`PRECISIONS`, :func:`resolve_precision`).
         augment: augment each training batch (:func:`augment_batch`).
-        compile: on CUDA only, train through ``torch.compile``; ignored elsewhere.
+        compile: on CUDA only, train through ``torch.compile``; ignored elsewhere. A method
+            that cannot train compiled says so (``Method.cannot_compile``) and the config
+            refuses the pair.
         channels_last: train in the ``channels_last`` memory format, as the library does
             (why: ``xdx_lib._utils.channels_last``).
         callback: ``callback(epoch, step)`` after every step (tests use it to interrupt).
@@ -548,22 +696,28 @@ def fit(
     On CUDA the training split and its extras are copied to the device once and no step
     waits for the host; the numbers are the same as elsewhere.
 
+    Under ``torchrun`` every rank calls ``fit`` alike: the model trains through
+    DistributedDataParallel, each rank on its share of every batch with its own
+    augmentation; losses are averaged over all ranks' images, rank 0 evaluates
+    (:func:`finish_epoch`) and alone writes the checkpoint, and every rank returns the same
+    history and ends with the same weights and buffers.
+
     Returns:
         list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
         ``epoch_time`` (seconds of training, evaluation excluded), ``test_acc``,
         ``test_loss``, the method's :meth:`~xdx_lib.methods.Method.epoch_metrics` and ``lr``.
     """
     device = torch.device(device)
-    if ckpt_path is not None:
-        check_writable(Path(ckpt_path).parent)  # fail now, not after the first epoch
     rank, world = distributed()
+    if ckpt_path is not None and rank == 0:
+        check_writable(Path(ckpt_path).parent)  # fail now, not after the first epoch
     extras = extras or Extras()
     channels_last = channels_last and train.x.dim() == 4
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt, sched = cosine_optimizer(model, lr, weight_decay,
-                                  epochs * math.ceil(len(train) / batch_size))  # fmt: skip
+    total_steps = epochs * steps_per_epoch(len(train), batch_size, world)
+    opt, sched = cosine_optimizer(model, lr, weight_decay, total_steps)
     history = resume(ckpt_path, model, opt, sched, meta)
     if history and verbose and rank == 0 and len(history) < epochs:
         print(f"resuming {Path(ckpt_path).name} after epoch {len(history)}")
@@ -579,11 +733,9 @@ def fit(
         t0 = time.perf_counter()
         record = {"epoch": epoch + 1, **train_one_epoch(loop, epoch, epochs)}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
-        record.update(evaluate_epoch(model, method, test, device, extras.test))
-        record["lr"] = opt.param_groups[0]["lr"]
-        history.append(record)
+        history.append(finish_epoch(loop, record, test, extras.test))
         if verbose and rank == 0:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
             print(f"epoch {epoch + 1}/{epochs}: {shown}")
         if ckpt_path is not None and rank == 0:
             save_checkpoint(ckpt_path, model, opt, sched, history, meta)
