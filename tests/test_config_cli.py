@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -118,3 +119,32 @@ def test_train_teacher_then_distill_from_a_config_file(tmp_path, capsys):
 def _json_tail(out: str) -> dict:
     """The JSON object a ``--json`` command prints after its progress lines."""
     return json.loads(out[out.index("{\n"):])
+
+
+@pytest.mark.parametrize("argv, stage", [
+    (["train-teacher", "--profile", "smoke"], "experiments.train_teacher"),
+    (["distill", "--profile", "smoke"], "experiments.train_student"),
+    (["experiment", "configs/fashion_mnist_smoke.yaml"], "runner.run_experiment"),
+])  # fmt: skip
+def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypatch, capsys):
+    import importlib
+
+    from xdx_lib import experiments
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module, name = stage.split(".")
+    monkeypatch.setattr(importlib.import_module(f"xdx_lib.{module}"), name, interrupted)
+    monkeypatch.setattr(experiments, "load_data", lambda cfg: None)
+    monkeypatch.setattr("xdx_lib.runner.preflight", lambda exp: None)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:  # caught here, or it would stop the whole test session
+        pytest.fail("Ctrl-C left main() as a KeyboardInterrupt (a traceback)")
+    assert status == 130
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("stopped: training was interrupted")
+    assert "run cache" in err and "running the same command again resumes" in err
+    assert "Traceback" not in out + err

@@ -88,7 +88,7 @@ class RunConfig:
     dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | imagefolder | shapes
     profile: str = "book"  # smoke | book | paper
     data_root: str | None = None  # default: the project's data/ folder
-    download: bool = False  # allow torchvision to download missing data
+    download: bool | None = None  # None: XDX_DOWNLOAD=1 decides
     train_subset: int | None = None  # images of the training split (None: profile)
     test_subset: int | None = None  # images of the test split (None: profile)
     subset_seed: int = 0  # which subset; the same for every method and seed
