@@ -15,12 +15,13 @@ SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
 
-.PHONY: help setup data book test unit notebooks book-smoke lint clean reproduce reproduce-usage \
-	gpu-check
+.PHONY: help setup data book test unit reader notebooks book-smoke lint clean reproduce \
+	reproduce-usage gpu-check
 
 help:
 	@echo "make book   set up, execute the notebooks (profile $(PROFILE)), build _build/html"
-	@echo "make test   set up, lint, unit tests, notebooks under nbval (smoke), strict book build"
+	@echo "make test   set up, lint, unit tests, the wheel and Colab in fresh environments,"
+	@echo "            notebooks under nbval (smoke), strict book build"
 
 setup: $(STAMP)
 
@@ -45,7 +46,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP) data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not reader" tests
+
+# The paths a reader takes, each in a fresh virtual environment (tests/test_reader.py):
+# the wheel with its base dependencies, and every chapter on a simulated Colab. After
+# `notebooks` it is faster: the chapters find the models trained there in runs/.
+reader: $(STAMP) data
+	$(PY) -m pytest -q -m reader tests
 
 notebooks: $(STAMP) data
 	XDX_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book/
@@ -53,7 +60,7 @@ notebooks: $(STAMP) data
 book-smoke: $(STAMP) data
 	XDX_PROFILE=smoke $(BIN)/jupyter-book build $(BOOK_FLAGS) .
 
-test: lint unit notebooks book-smoke
+test: lint unit notebooks reader book-smoke
 
 book: $(STAMP) data
 	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) .

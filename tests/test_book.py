@@ -44,10 +44,22 @@ def test_toc_and_book_folder_list_the_same_pages():
         f"in _toc.yml but not in book/: {sorted(set(entries) - listed)}")
 
 
+def _module_nodes(tree: ast.AST):
+    """Every node of ``tree`` outside function and class bodies (what binds a global)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                 ast.Lambda)):  # fmt: skip
+            stack.extend(ast.iter_child_nodes(node))
+
+
 def _bound_names(tree: ast.AST) -> set[str]:
-    """Names a piece of code binds: assignments, imports, definitions, loop variables."""
+    """Global names a piece of code binds: assignments, imports, definitions, loop variables
+    (a function's locals are not globals, so they are left out)."""
     names = set()
-    for node in ast.walk(tree):
+    for node in _module_nodes(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -213,3 +225,38 @@ def test_parameter_lines_fit_the_page(path):
     cell = next(c for c in nb.cells if c.cell_type == "code")
     long = [line for line in cell.source.splitlines() if len(line) > 82]
     assert not long, f"{path.name}: parameter lines wider than the page: {long}"
+
+
+def test_glue_without_myst_nb_shows_the_value_or_nothing(monkeypatch, capsys):
+    """Colab has no myst-nb (only the book extra installs it): glue must not fail there."""
+    import sys
+
+    from xdx_lib.notebook import glue
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb raises ImportError
+    assert glue("acc", "0.829") is None
+    assert capsys.readouterr().out == ""
+    glue("acc", "0.829", display=True)
+    assert capsys.readouterr().out.strip() == "0.829"
+
+
+def test_a_wrong_papermill_parameter_fails_with_the_one_line(tmp_path):
+    """papermill shows the failing cell's error: the parameter check's line, no traceback."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    nb.cells = [
+        nbformat.v4.new_code_cell("epochs: int = 2  # passes", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from xdx_lib import notebook\n\n"
+                                  "params = notebook.check_parameters(globals())"),
+    ]  # fmt: skip
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    with pytest.raises(PapermillExecutionError) as failed:
+        papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
+                                   parameters={"epocs": 3}, cwd=str(ROOT), progress_bar=False)
+    assert failed.value.traceback == [
+        "ParameterError: unknown parameter 'epocs'; this notebook takes: epochs"]
+    assert "check_parameters" not in str(failed.value)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -166,3 +167,32 @@ def test_help_lists_every_option(monkeypatch, capsys):
 def test_boolean_flags_turn_off_and_on():
     args = build_parser().parse_args(["distill", "--no-cae-freeze", "--augment"])
     assert args.cae_freeze is False and args.augment is True
+
+
+@pytest.mark.parametrize("argv, stage", [
+    (["train-teacher", "--profile", "smoke"], "session.train_teacher"),
+    (["distill", "--profile", "smoke"], "session.train_student"),
+    (["experiment", "configs/fashion_mnist_smoke.yaml"], "runner.run_experiment"),
+])  # fmt: skip
+def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypatch, capsys):
+    import importlib
+
+    from xdx_lib import session
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    module, name = stage.split(".")
+    monkeypatch.setattr(importlib.import_module(f"xdx_lib.{module}"), name, interrupted)
+    monkeypatch.setattr(session, "load_data", lambda cfg: None)
+    monkeypatch.setattr("xdx_lib.runner.preflight", lambda exp: None)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:  # caught here, or it would stop the whole test session
+        pytest.fail("Ctrl-C left main() as a KeyboardInterrupt (a traceback)")
+    assert status == 130
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("stopped: training was interrupted")
+    assert "run cache" in err and "running the same command again resumes" in err
+    assert "Traceback" not in out + err

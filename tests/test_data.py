@@ -141,3 +141,59 @@ def test_imagefolder_missing_says_the_layout(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset .imagenet.*fashion_mnist"):
         load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name, source", [("fashion_mnist", "FashionMNIST"),
+                                          ("mnist", "MNIST"), ("cifar10", "CIFAR10")])  # fmt: skip
+def test_xdx_download_lets_a_default_config_download(name, source, tmp_path, monkeypatch):
+    """A config that says nothing about downloads leaves it to XDX_DOWNLOAD (as on Colab);
+    an explicit download=False still wins."""
+    import torchvision.datasets
+
+    from xdx_lib import session
+    from xdx_lib.config import RunConfig
+
+    asked = []
+
+    class Source:  # torchvision's dataset, without the network
+        def __init__(self, root, train, download):
+            asked.append(download)
+            shape = (2, 32, 32, 3) if name == "cifar10" else (2, 28, 28)
+            self.data, self.targets = np.zeros(shape, dtype=np.uint8), [0, 1]
+
+    monkeypatch.setattr(torchvision.datasets, source, Source)
+    monkeypatch.setenv("XDX_SYSTEM_DATA", "none")
+    monkeypatch.setenv("XDX_DOWNLOAD", "1")
+    cfg = RunConfig(dataset=name, profile="smoke", data_root=str(tmp_path))
+    assert cfg.download is None
+    assert len(session.load_data(cfg).train) == 2
+    assert asked == [True, True]
+    session.load_data(RunConfig(dataset=name, data_root=str(tmp_path), download=False))
+    assert asked[2:] == [False, False]
+
+
+def test_xdx_system_data_moves_or_hides_the_debian_folder(tmp_path, monkeypatch):
+    from xdx_lib.data import system_fashion_mnist
+
+    assert system_fashion_mnist() == SYSTEM_FASHION_MNIST
+    _write_idx(tmp_path / "datasets" / "fashion-mnist")
+    monkeypatch.setenv("XDX_SYSTEM_DATA", str(tmp_path / "datasets"))
+    assert len(load_fashion_mnist(tmp_path / "data", download=False).train) == 20
+    monkeypatch.setenv("XDX_SYSTEM_DATA", "none")
+    assert system_fashion_mnist() is None
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path / "other", download=False)
+
+
+def test_a_fashion_mnist_mirror_replaces_torchvision_s(monkeypatch):
+    from torchvision.datasets import FashionMNIST
+
+    from xdx_lib.data import _fashion_mnist_class
+
+    assert _fashion_mnist_class() is FashionMNIST
+    monkeypatch.setenv("XDX_FASHION_MNIST_MIRROR", "http://127.0.0.1:8000/fashion")
+    mirrored = _fashion_mnist_class()
+    assert mirrored.__name__ == "FashionMNIST"  # torchvision's folder name
+    assert mirrored.mirrors == ["http://127.0.0.1:8000/fashion/"]
+    assert [md5 for _, md5 in mirrored.resources] == [None] * 4
+    assert FashionMNIST.mirrors != mirrored.mirrors  # torchvision's class is left alone

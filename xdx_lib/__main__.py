@@ -147,30 +147,61 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupted() -> int:
+    """Ctrl-C during training: one line instead of a traceback, and the shell's status 130.
+
+    Every finished epoch is already in the run cache, so the same command resumes there.
+    """
+    from .cache import runs_dir
+
+    print(f"stopped: training was interrupted; the finished epochs are saved in the run "
+          f"cache ({runs_dir()}), and running the same command again resumes after them",
+          file=sys.stderr)  # fmt: skip
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     if args.command == "check-params":
-        from .notebook import ParameterError, check_papermill_parameters
-
-        try:
-            params = check_papermill_parameters(args.notebook, args.parameters,
-                                                args.parameters_raw)  # fmt: skip
-        except ParameterError as e:
-            return _fail(e)
-        print(f"{args.notebook}: parameters ok ({', '.join(params) or 'none given'})")
-        return 0
+        return _check_params(args)
     if args.command == "data":
-        from .data import load_dataset
+        return _data(args)
+    try:
+        return _train(args)
+    except KeyboardInterrupt:
+        return _interrupted()
 
-        try:
-            ds = load_dataset(args.dataset, root=args.data_root, download=args.download)
-        except (*_errors(), ValueError) as e:
-            return _fail(e)
-        h, w = ds.image_size
-        print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
-              f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
-        return 0
+
+def _check_params(args: argparse.Namespace) -> int:
+    """``check-params NOTEBOOK -p ...``: papermill's parameters against the notebook's."""
+    from .notebook import ParameterError, check_papermill_parameters
+
+    try:
+        params = check_papermill_parameters(args.notebook, args.parameters,
+                                            args.parameters_raw)  # fmt: skip
+    except ParameterError as e:
+        return _fail(e)
+    print(f"{args.notebook}: parameters ok ({', '.join(params) or 'none given'})")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    """``data --dataset NAME``: make a dataset available and print its sizes."""
+    from .data import load_dataset
+
+    try:
+        ds = load_dataset(args.dataset, root=args.data_root, download=args.download)
+    except (*_errors(), ValueError) as e:
+        return _fail(e)
+    h, w = ds.image_size
+    print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
+          f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """``train-teacher``, ``distill`` and ``experiment``: train (or load) and report."""
     if getattr(args, "runs", None):
         os.environ["XDX_RUNS"] = args.runs
     if args.command == "experiment":

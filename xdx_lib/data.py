@@ -8,8 +8,14 @@ So every source is loaded once into a :class:`Dataset` of float tensors in [0, 1
 
 Where the data comes from (``fashion_mnist``): the project's ``data/`` folder, then the
 Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), then a
-torchvision download, only when downloads are allowed (``download=True`` or
-``XDX_DOWNLOAD=1``). ``mnist`` and ``cifar10`` come from ``data/`` or a download.
+torchvision download, only when downloads are allowed (``download=True``, or
+``download=None`` and ``XDX_DOWNLOAD=1``). ``mnist`` and ``cifar10`` come from ``data/`` or
+a download.
+
+Two environment variables change where Fashion-MNIST comes from, for a machine with a
+local copy and for the tests that play a machine without Debian's package:
+``XDX_SYSTEM_DATA`` replaces ``/usr/share/datasets`` (``none``: use no system data) and
+``XDX_FASHION_MNIST_MIRROR`` is a URL torchvision downloads the four ``.gz`` files from.
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ DATASETS = Registry("dataset")
 
 #: Where Debian's ``dataset-fashion-mnist`` package puts the IDX files.
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def system_fashion_mnist() -> Path | None:
+    """Debian's Fashion-MNIST folder: :data:`SYSTEM_FASHION_MNIST`, or
+    ``$XDX_SYSTEM_DATA/fashion-mnist`` when that variable is set, or None when it is
+    ``none`` (a machine without the package, as Colab is)."""
+    root = os.environ.get("XDX_SYSTEM_DATA")
+    if not root:
+        return SYSTEM_FASHION_MNIST
+    return None if root.lower() == "none" else Path(root) / SYSTEM_FASHION_MNIST.name
 
 FASHION_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -160,20 +176,41 @@ def _torchvision(cls, root: Path, train: bool, download: bool, label: str, remed
         raise DataNotFoundError(f"{label}: download failed ({e}); {remedy}") from None
 
 
-@DATASETS.register("fashion_mnist")
-def load_fashion_mnist(root: Path, download: bool, system_dir: Path = SYSTEM_FASHION_MNIST):
-    """Fashion-MNIST (Xiao et al. 2017): 60k/10k grey 28x28 images of 10 clothing classes."""
+def _fashion_mnist_class():
+    """torchvision's ``FashionMNIST``, or with ``$XDX_FASHION_MNIST_MIRROR`` set, a copy that
+    downloads from that URL instead of torchvision's mirror.
+
+    The mirror is trusted as it is: its ``.gz`` files need not be byte-identical to the
+    originals (Debian's are recompressed), so their MD5 sums are not checked. The copy keeps
+    the name ``FashionMNIST``, which torchvision uses as the data folder's name.
+    """
     from torchvision.datasets import FashionMNIST
 
+    mirror = os.environ.get("XDX_FASHION_MNIST_MIRROR")
+    if not mirror:
+        return FashionMNIST
+    resources = [(name, None) for name, _ in FashionMNIST.resources]
+    return type("FashionMNIST", (FashionMNIST,),
+                {"mirrors": [mirror.rstrip("/") + "/"], "resources": resources})  # fmt: skip
+
+
+@DATASETS.register("fashion_mnist")
+def load_fashion_mnist(root: Path, download: bool, system_dir: Path | None = None):
+    """Fashion-MNIST (Xiao et al. 2017): 60k/10k grey 28x28 images of 10 clothing classes.
+
+    ``system_dir``: Debian's files (default :func:`system_fashion_mnist`)."""
+    system_dir = system_dir or system_fashion_mnist()
     raw = root / "FashionMNIST" / "raw"
     have = all((raw / n).is_file() for n in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
-    if not have and system_dir.is_dir():
+    if not have and system_dir is not None and system_dir.is_dir():
         have = _stage_system_fashion_mnist(raw, system_dir)
     remedy = (
-        f"install it with `sudo apt-get install dataset-fashion-mnist` (files in {system_dir})"
+        "install it with `sudo apt-get install dataset-fashion-mnist` "
+        f"(files in {system_dir or SYSTEM_FASHION_MNIST})"
     )
     parts = [
-        _torchvision(FashionMNIST, root, t, download and not have, "Fashion-MNIST", remedy)
+        _torchvision(_fashion_mnist_class(), root, t, download and not have, "Fashion-MNIST",
+                     remedy)  # fmt: skip
         for t in (True, False)
     ]
     train, test = (_to_split(p.data, p.targets) for p in parts)
@@ -344,7 +381,8 @@ def load_dataset(
             ``imagefolder``, ``shapes``).
         root: data folder (default :func:`default_data_dir`; for ``imagefolder``, the
             folder holding ``train/`` and ``test/``).
-        download: allow torchvision to download (default: ``XDX_DOWNLOAD=1``).
+        download: allow torchvision to download; None (the default): whether
+            ``XDX_DOWNLOAD=1`` is set, so that the environment decides.
         train_subset, test_subset: keep this many images of each split (None: all).
         subset_seed: which subset; fixed per experiment, independent of training seeds.
         **options: source-specific options (``image_size``, ``grayscale`` for

@@ -25,6 +25,11 @@ _PAPERMILL_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
 class ParameterError(ValueError):
     """A notebook parameter is unknown or of the wrong type."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the one line. A wrong ``-p`` of
+        papermill then fails with it, not with the frames of the parameter check."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 def resolve_profile(profile: str) -> str:
     """``auto`` becomes ``$XDX_PROFILE`` (set by ``make test`` to smoke), else ``book``."""
@@ -175,13 +180,6 @@ def sizes(profile: str, **given: int) -> SimpleNamespace:
     return SimpleNamespace(**out)
 
 
-def in_colab() -> bool:
-    """Whether this kernel runs on Google Colab."""
-    import sys
-
-    return "google.colab" in sys.modules
-
-
 def experiment_config_path(config: str, profile: str = "auto"):
     """The experiment YAML a notebook runs: ``config``, or for ``auto`` the profile's default
     (``configs/fashion_mnist_<profile>.yaml``; ``configs/cifar10_paper.yaml`` on ``paper``)."""
@@ -211,7 +209,18 @@ def glue(name: str, value: Any, display: bool = False) -> None:
 
     myst-nb shows a glued object's plain-text repr, and the repr of a Python string carries
     quotes ('0.829'); the chapters glue formatted numbers and phrases, so they come here.
+    Without myst-nb (only the ``book`` extra installs it; Colab has none) there is no book
+    to glue into: the value is shown when ``display`` asks for it, and nothing else happens.
     """
-    from myst_nb import glue as myst_glue
-
-    myst_glue(name, GluedText(value) if isinstance(value, str) else value, display=display)
+    value = GluedText(value) if isinstance(value, str) else value
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        if display:
+            try:
+                from IPython.display import display as show
+            except ImportError:  # not in a kernel at all
+                show = print
+            show(value)
+        return
+    myst_glue(name, value, display=display)

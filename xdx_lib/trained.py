@@ -114,7 +114,7 @@ def model_maps(
     """Explanations of a trained model on ``x``, computed once and cached by checkpoint.
 
     Args:
-        run: a teacher or student (:func:`xdx_lib.experiments.train_teacher`, ...).
+        run: a teacher or student (:func:`xdx_lib.session.train_teacher`, ...).
         x: images ``[N, C, H, W]`` (a split of the run's data, or a prefix of one).
         explainer: a registered explainer (:data:`xdx_lib.explain.EXPLAINERS`).
         split: which split ``x`` comes from (part of the cache key).

@@ -1,0 +1,163 @@
+"""The Colab set-up cell of the chapters (``tools/colab_cell.py``), run in this process
+with a stand-in ``google.colab`` and a stand-in pip: it is the same in every chapter, does
+nothing outside Colab, completes a half-made clone, stops loudly at a failing step and can
+put the run cache on Google Drive. ``test_reader.py`` runs it for real, in a fresh
+environment."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("colab_cell", ROOT / "tools" / "colab_cell.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_chapter_has_the_one_cell_after_its_parameters():
+    tool = _tool()
+    source = tool.cell_source()
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        code = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        assert "".join(code[1]["source"]) == source, (
+            f"{path.name}: the Colab cell differs; run python tools/colab_cell.py")
+        assert "remove-cell" in code[1]["metadata"].get("tags", [])
+        assert "drive: bool = False" in "".join(code[0]["source"]), (
+            f"{path.name}: the parameters lack drive, which the Colab cell reads")
+    assert tool.main(["--check"]) == 0
+
+
+@pytest.fixture
+def environ():
+    """The process environment, restored after the test (the cell sets variables)."""
+    saved = dict(os.environ)
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def colab(tmp_path, monkeypatch, environ):
+    """Colab in this process: ``google.colab`` imported, ``/content`` in ``tmp_path``, a
+    pip that records its arguments (``pip.log``) and fails when ``pip.fail`` exists;
+    ``run(drive=False)`` executes the cell. The working directory and ``sys.path`` are
+    restored afterwards."""
+    content = tmp_path / "content"
+    content.mkdir()
+    mounted = []
+
+    def mount(path):
+        mounted.append(path)
+        os.makedirs(f"{path}/MyDrive")
+
+    drive = types.SimpleNamespace(mount=mount)
+    colab_module = types.ModuleType("google.colab")
+    colab_module.drive = drive
+    monkeypatch.setitem(sys.modules, "google.colab", colab_module)
+    monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
+    pip = tmp_path / "python"
+    pip.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/pip.log\n'
+                   f'if [ -e {tmp_path}/pip.fail ]; then echo "ERROR: no such package" >&2; '
+                   "exit 1; fi\n")  # fmt: skip
+    pip.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(pip))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    environ.update(XDX_CONTENT=str(content), XDX_REPO_URL=str(_repository(tmp_path / "repo")))
+    environ.pop("XDX_RUNS", None)
+    source = _tool().cell_source()
+
+    def run(drive: bool = False):
+        exec(compile(source, "colab-cell", "exec"), {"drive": drive})  # noqa: S102
+
+    return types.SimpleNamespace(run=run, home=content / "xdx", content=content,
+                                 mounted=mounted, tmp=tmp_path)  # fmt: skip
+
+
+def _repository(path: Path) -> Path:
+    """A small git repository shaped like the project (``book/``, ``pyproject.toml``)."""
+    (path / "book").mkdir(parents=True)
+    (path / "book" / "intro.md").write_text("# intro\n")
+    (path / "pyproject.toml").write_text("[project]\nname = 'xdx'\n")
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    return path
+
+
+def test_outside_colab_the_cell_does_nothing(tmp_path, monkeypatch, environ):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = dict(os.environ)
+    exec(compile(_tool().cell_source(), "colab-cell", "exec"), {"drive": True})  # noqa: S102
+    assert Path.cwd() == tmp_path and dict(os.environ) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cell_clones_installs_and_sets_up(colab):
+    colab.run()
+    assert (colab.home / "book" / "intro.md").is_file()
+    assert Path.cwd() == colab.home / "book"
+    assert sys.path[0] == str(colab.home)
+    assert os.environ["XDX_DOWNLOAD"] == "1"
+    assert "XDX_RUNS" not in os.environ and not colab.mounted
+    assert (colab.tmp / "pip.log").read_text().split() == ["-m", "pip", "install", "-q", "-e",
+                                                           str(colab.home)]  # fmt: skip
+    colab.run()  # a second run, e.g. after a restart: nothing is fetched or installed again
+    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 1
+
+
+def test_the_cell_completes_a_folder_without_git(colab):
+    colab.home.mkdir()
+    (colab.home / "pyproject.toml").write_text("half-written\n")
+    colab.run()
+    assert (colab.home / "book" / "intro.md").is_file()
+    assert (colab.home / "pyproject.toml").read_text().startswith("[project]")
+
+
+def test_the_cell_completes_a_failed_checkout(colab):
+    subprocess.run(["git", "clone", "-q", os.environ["XDX_REPO_URL"], str(colab.home)],
+                   check=True)  # fmt: skip
+    (colab.home / "book" / "intro.md").unlink()  # what a checkout stopped half-way leaves
+    colab.run()
+    assert (colab.home / "book" / "intro.md").is_file()
+
+
+def test_a_failing_step_stops_with_its_output_and_one_sentence(colab, capsys):
+    os.environ["XDX_REPO_URL"] = str(colab.tmp / "no-such-repository")
+    with pytest.raises(SystemExit) as stop:
+        colab.run()
+    message = str(stop.value)
+    assert message.startswith("Colab set-up failed: `git -C ") and "fetch" in message
+    assert message.endswith("exited with status 128; its output is above.")
+    assert "no-such-repository" in capsys.readouterr().out  # git's own explanation
+
+
+def test_a_failed_install_is_retried_on_the_next_run(colab, capsys):
+    (colab.tmp / "pip.fail").touch()
+    with pytest.raises(SystemExit, match=r"`.*python -m pip install -q -e .*` exited with st"):
+        colab.run()
+    assert "ERROR: no such package" in capsys.readouterr().out
+    (colab.tmp / "pip.fail").unlink()
+    colab.run()
+    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 2
+    assert (colab.home / ".git" / "xdx-ready").is_file()
+
+
+def test_drive_keeps_the_run_cache_on_google_drive(colab):
+    colab.run(drive=True)
+    assert colab.mounted == [f"{colab.content}/drive"]
+    assert os.environ["XDX_RUNS"] == f"{colab.content}/drive/MyDrive/xdx/runs"
