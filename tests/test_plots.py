@@ -32,6 +32,10 @@ def _diffs():
     return pd.DataFrame(rows)
 
 
+def _by_gid(ax, gid):
+    return [a for a in [*ax.collections, *ax.lines, *ax.texts] if a.get_gid() == gid]
+
+
 def test_forest_plot_one_panel_per_metric_one_row_per_pair_and_zero_line():
     fig = plots.forest_plot(_diffs(), labels={"gradcam/pearson": "Grad-CAM r"})
     axes = fig.axes
@@ -41,12 +45,66 @@ def test_forest_plot_one_panel_per_metric_one_row_per_pair_and_zero_line():
     ticks = [t.get_text() for t in axes[0].get_yticklabels()]
     assert ticks == ["kd - scratch", "xdistill - kd", "at - kd", "e2kd - kd"]
     # one marker per pair and metric: 4 on accuracy (one without interval), 3 on r
-    assert [len(ax.collections[-1].get_offsets()) for ax in axes] == [4, 3]
+    assert [len(_by_gid(ax, "means")[0].get_offsets()) for ax in axes] == [4, 3]
     for ax in axes:
-        zero = [ln for ln in ax.get_lines() if ln.get_gid() == "zero-line"]
+        zero = _by_gid(ax, "zero-line")
         assert len(zero) == 1 and list(zero[0].get_xdata()) == [0, 0]
-    # intervals: 3 drawn on accuracy (the n=1 row has none), 3 on r
-    assert [len(ax.collections) - 1 for ax in axes] == [3, 3]
+    # intervals: 3 drawn on accuracy (the n=1 row has none), 3 on r; the accuracy ones
+    # exclude zero and are in colour, the r ones hold it and are grey
+    assert [len(_by_gid(ax, "interval")) for ax in axes] == [3, 3]
+    acc = _by_gid(axes[0], "interval")[0]
+    assert acc.get_segments()[0][:, 0].tolist() == pytest.approx([0.01, 0.11])
+    assert _by_gid(axes[1], "means")[0].get_edgecolors()[0].tolist() == pytest.approx(
+        list(matplotlib.colors.to_rgba("grey")))
+    # no claims' parts given: no margins, bounds or verdicts
+    assert not any(_by_gid(ax, g) for ax in axes for g in ("margin", "verdict"))
+
+
+def _claims_runs():
+    rows = []
+    # kd - scratch = [0.04, 0.05, 0.03]; xdistill - kd = [0.001, 0.002, 0.003]
+    for seed, (s, k, x) in enumerate([(0.80, 0.84, 0.841), (0.81, 0.86, 0.862),
+                                      (0.82, 0.85, 0.853)]):
+        for method, acc in (("scratch", s), ("kd", k), ("xdistill", x)):
+            rows.append({"group": "claims", "method": method, "seed": seed, "accuracy": acc,
+                         "agreement": acc})
+    return pd.DataFrame(rows)
+
+
+def test_forest_plot_draws_each_parts_margin_bounds_and_verdict():
+    df = _claims_runs()
+    diffs = report.paired_differences(df, group="claims")
+    parts = report.claim_parts(df, group="claims")
+    fig = plots.forest_plot(diffs, labels=report.METRIC_LABELS, parts=parts)
+    assert [ax.get_xlabel().split("\n")[0] for ax in fig.axes] == ["accuracy", "agreement"]
+    acc_ax, agree_ax = fig.axes
+    # C2 reads accuracy xdistill - kd; C1 agreement kd - scratch and C3 agreement
+    # xdistill - kd; the Grad-CAM and deployed r are not in these runs: skipped, not drawn
+    read = parts[parts.verdict != "skipped"]
+    assert len(read) == 3
+    for ax, metric in ((acc_ax, "accuracy"), (agree_ax, "agreement")):
+        mine = read[read.metric == metric]
+        bands = _by_gid(ax, "margin")
+        assert len(bands) == len(mine)
+        for band, margin in zip(bands, mine.margin):
+            xs = band.get_paths()[0].vertices[:, 0]
+            assert (xs.min(), xs.max()) == pytest.approx((-margin, margin))
+        assert list(mine.margin) == [0.006] * len(mine)
+        bounds = _by_gid(ax, "one-sided bounds")
+        assert len(bounds) == len(mine)
+        for line, (_, p) in zip(bounds, mine.iterrows()):
+            assert line.get_segments()[0][:, 0].tolist() == pytest.approx([p.lower, p.upper])
+    # C1: kd - scratch = [0.04, 0.05, 0.03], bounds 0.04 -+ t(0.95, 2) 0.01 / sqrt(3)
+    c1 = _by_gid(agree_ax, "one-sided bounds")[0].get_segments()[0][:, 0]
+    assert c1.tolist() == pytest.approx([0.04 - 0.016859, 0.04 + 0.016859], abs=1e-6)
+    assert [t.get_text() for t in _by_gid(acc_ax, "verdict")] == [
+        "C2: no difference beyond the margin"]
+    assert [t.get_text() for t in _by_gid(agree_ax, "verdict")] == [
+        "C1: supported", "C3: no difference beyond the margin"]
+    # the verdict is written on its pair's row
+    (c2,) = _by_gid(acc_ax, "verdict")
+    ticks = [t.get_text() for t in acc_ax.get_yticklabels()]
+    assert c2.xy[1] == ticks.index("xdistill - kd")
 
 
 def test_forest_plot_takes_report_output():
@@ -55,9 +113,9 @@ def test_forest_plot_takes_report_output():
         rows += [{"group": "main", "method": "kd", "seed": seed, "accuracy": a},
                  {"group": "main", "method": "scratch", "seed": seed, "accuracy": b}]
     diffs = report.paired_differences(pd.DataFrame(rows))
-    fig = plots.forest_plot(diffs)
+    fig = plots.forest_plot(diffs, parts=[])
     assert len(fig.axes) == 1
-    assert len(fig.axes[0].collections[-1].get_offsets()) == 1
+    assert len(_by_gid(fig.axes[0], "means")[0].get_offsets()) == 1
 
 
 def _summary():

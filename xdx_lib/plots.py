@@ -127,41 +127,75 @@ def plot_speed_quality(table, speed: str = "images/s", quality: str = "Pearson",
     return fig
 
 
-def forest_plot(diffs, labels: dict[str, str] | None = None):
+def _forest_rows(diffs, parts):
+    """``diffs`` and the claims' parts that were read (not skipped) as DataFrames."""
+    import pandas as pd
+
+    def frame(x):
+        return x if isinstance(x, pd.DataFrame) else pd.DataFrame(list(x))
+
+    cols = ["claim", "a", "b", "metric", "mean", "lower", "upper", "margin", "verdict"]
+    parts = frame(parts) if parts is not None and len(parts) else pd.DataFrame(columns=cols)
+    return frame(diffs), parts[parts["verdict"] != "skipped"]
+
+
+def _draw_part(ax, y: float, p) -> None:
+    """One claim's part on row ``y``: its margin band, one-sided bounds and reading."""
+    import math
+
+    m = p["margin"]
+    band = ax.fill_betweenx([y - 0.4, y + 0.4], -m, m, color="C2", alpha=0.15, lw=0)
+    band.set_gid("margin")
+    if not math.isnan(p["lower"]):
+        ax.hlines(y, p["lower"], p["upper"], color="black", lw=5, alpha=0.35,
+                  gid="one-sided bounds")  # fmt: skip
+    x = 0.0 if math.isnan(p["mean"]) else p["mean"]
+    ax.annotate(f"{p['claim']}: {p['verdict']}", (x, y), xytext=(0, -9),
+                textcoords="offset points", ha="center", va="top", fontsize=6,
+                gid="verdict")  # fmt: skip
+
+
+def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None):
     """Every paired difference with its interval: one panel per metric, one row per pair.
 
     Args:
         diffs: a DataFrame or a list of dicts with ``a``, ``b``, ``metric``, ``mean``,
             ``low``, ``high`` (e.g. :func:`xdx_lib.report.paired_differences`).
         labels: optional metric -> axis label.
+        parts: optional parts of the claims, a DataFrame or list of dicts with ``claim``,
+            ``a``, ``b``, ``metric``, ``mean``, ``lower``, ``upper``, ``margin`` and
+            ``verdict`` (:func:`xdx_lib.report.claim_parts`, on the same runs as
+            ``diffs``); skipped parts are not drawn.
 
-    Each panel has a vertical line at zero; a difference whose interval excludes zero is
-    drawn in colour, the others in grey; one without an interval (one seed) is a hollow
-    marker. The panels' x scales differ: accuracy and correlation differences are not
-    on one scale.
+    Each panel has a dashed vertical line at zero; a difference whose interval (thin bar)
+    excludes zero is drawn in colour, the others in grey; one without an interval (one
+    seed) is a hollow marker. On the row of each claim's part, a shaded band spans
+    ``-margin`` to ``+margin``, a thick grey bar spans the one-sided 95 % bounds the
+    verdict reads, and the part's reading is written under the marker. The panels' x
+    scales differ: accuracy and correlation differences are not on one scale.
     """
     import math
 
-    import pandas as pd
-
-    rows = pd.DataFrame(list(diffs) if not isinstance(diffs, pd.DataFrame) else diffs)
-    metrics = list(dict.fromkeys(rows["metric"]))
-    pairs = list(dict.fromkeys(zip(rows["a"], rows["b"])))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 1.2,
-                                                       0.45 * len(pairs) + 1.3),
+    rows, parts = _forest_rows(diffs, parts)
+    metrics = list(dict.fromkeys([*rows["metric"], *parts["metric"]]))
+    pairs = list(dict.fromkeys([*zip(rows["a"], rows["b"]), *zip(parts["a"], parts["b"])]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics) + 1.2,
+                                                       0.6 * len(pairs) + 1.4),
                              sharey=True, squeeze=False)  # fmt: skip
     for ax, metric in zip(axes[0], metrics):
+        for _, p in parts[parts["metric"] == metric].iterrows():
+            _draw_part(ax, pairs.index((p["a"], p["b"])), p)
         part = rows[rows["metric"] == metric]
         ys = [pairs.index((a, b)) for a, b in zip(part["a"], part["b"])]
         colours = []
-        for _, r in part.iterrows():
+        for y, (_, r) in zip(ys, part.iterrows()):
             shown = not math.isnan(r["low"]) and (r["low"] > 0 or r["high"] < 0)
             colours.append("C0" if shown else "grey")
-        for y, (_, r), c in zip(ys, part.iterrows(), colours):
             if not math.isnan(r["low"]):
-                ax.hlines(y, r["low"], r["high"], color=c, lw=2)
+                ax.hlines(y, r["low"], r["high"], color=colours[-1], lw=1.5, gid="interval")
         fills = ["none" if math.isnan(lo) else c for lo, c in zip(part["low"], colours)]
-        ax.scatter(part["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
+        means = ax.scatter(part["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
+        means.set_gid("means")
         ax.axvline(0, color="black", lw=0.8, ls="--", gid="zero-line")
         ax.set_xlabel(f"{(labels or {}).get(metric, metric)}\n(A - B)")
         ax.grid(axis="x", alpha=0.3)

@@ -2,14 +2,16 @@
 
 A method is "better" only beyond the noise between seeds: every comparison here pairs two
 methods on the same seed (same initial data order and subset), takes the per-seed
-differences ``d_s = m_A(s) - m_B(s)`` and reports their mean with a 95 % Student-t
-interval, ``mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n)``. With one seed there is no
-interval (NaN) and every verdict is "inconclusive".
+differences ``d_s = m_A(s) - m_B(s)`` and reports their mean with a Student-t interval,
+``mean(d) +- t_{q, n-1} sd(d) / sqrt(n)``. The paired-difference table shows the 95 %
+interval; the claims read the 90 % interval, whose ends are the one-sided 95 % bounds of
+two one-sided tests, against margins fixed in :data:`CLAIMS` before any run is read. With
+one seed there is no interval (NaN) and every part of a claim is "inconclusive".
 
-The claims (C1-C3), the pairs compared and the verdict rule are defined in the book's
-chapter "Method, claims and metrics"; :data:`CLAIMS` and :data:`PAIRS` are that chapter in
-code, and :func:`verdicts`, :func:`paired_table` and :func:`t4_table` are what the results
-chapter shows.
+The claims (C1-C3), their parts and margins, and the verdict rule are defined in the
+book's chapter "Method, claims and metrics"; :data:`CLAIMS` and :data:`PAIRS` are that
+chapter in code, and :func:`verdicts`, :func:`verdict_table`, :func:`paired_table` and
+:func:`t4_table` are what the results chapter shows.
 """
 
 from __future__ import annotations
@@ -31,13 +33,35 @@ def results_frame(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def check_one_run_per_seed(df: pd.DataFrame, group: str) -> None:
+    """Raise when ``group`` holds two runs of one method on one seed.
+
+    Means over seeds and paired differences assume one run per ``(seed, method)``; a
+    duplicate (e.g. two result files of one run) would otherwise be averaged silently and
+    counted as a seed.
+
+    Raises:
+        ValueError: naming every duplicated ``(method, seed)``.
+    """
+    part = df[df["group"] == group]
+    dup = part[part.duplicated(["seed", "method"], keep=False)]
+    if len(dup):
+        twice = sorted(set(zip(dup["method"].astype(str), dup["seed"])))
+        names = ", ".join(f"{m} on seed {s}" for m, s in twice)
+        raise ValueError(f"group {group!r} has more than one run of {names}; "
+                         "keep one result per method and seed")  # fmt: skip
+
+
 def summary(df: pd.DataFrame, metrics: Sequence[str], group: str = "main",
             by: str = "method") -> pd.DataFrame:  # fmt: skip
     """Mean and standard deviation over seeds of each metric, one row per ``by`` value.
 
     Columns are ``(metric, "mean")``, ``(metric, "std")`` and ``n`` (seeds); the order of
-    rows follows first appearance.
+    rows follows first appearance. Grouped by method, a duplicated ``(seed, method)`` is
+    an error (:func:`check_one_run_per_seed`).
     """
+    if by == "method" and "seed" in df.columns:
+        check_one_run_per_seed(df, group)
     part = df[df["group"] == group]
     order = list(dict.fromkeys(part[by]))
     agg = part.groupby(by)[list(metrics)].agg(["mean", "std"]).reindex(order)
@@ -45,28 +69,55 @@ def summary(df: pd.DataFrame, metrics: Sequence[str], group: str = "main",
     return agg
 
 
+def _missing(df: pd.DataFrame, a: str, b: str, metric: str, group: str) -> str | None:
+    """Why ``metric(a) - metric(b)`` cannot be computed from ``df``, or None."""
+    part = df[df["group"] == group]
+    if not len(part):
+        return f"no runs in group {group}"
+    if metric not in df.columns or part[metric].isna().all():
+        return f"{metric} is not in these results"
+    methods = set(part["method"])
+    absent = [m for m in (a, b) if m not in methods]
+    if absent:
+        return f"no runs of {', '.join(absent)}"
+    for m in (a, b):
+        if part.loc[part["method"] == m, metric].isna().all():
+            return f"{metric} has no value for any run of {m}"
+    return None
+
+
 def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str, group: str = "main",
                       confidence: float = 0.95) -> dict:  # fmt: skip
     """Mean of ``metric(a) - metric(b)`` over seeds both methods ran, with a t interval.
 
-    Returns ``{"a", "b", "metric", "n", "mean", "low", "high"}``; ``low``/``high`` are NaN
-    with fewer than two seeds.
+    Returns ``{"a", "b", "metric", "n", "mean", "sd", "low", "high"}``: ``sd`` is the
+    standard deviation of the per-seed differences; ``sd``, ``low`` and ``high`` are NaN
+    with fewer than two seeds. ``confidence=0.90`` gives the one-sided 95 % bounds the
+    claims read.
+
+    Raises:
+        ValueError: a method has no run in ``group``, ``metric`` has no value for any run
+            of a method, or a ``(seed, method)`` is duplicated.
     """
     from scipy import stats
 
+    why = _missing(df, a, b, metric, group)
+    if why:
+        raise ValueError(f"paired_difference({a!r}, {b!r}, {metric!r}, group={group!r}): {why}")
+    check_one_run_per_seed(df, group)
     part = df[df["group"] == group]
-    wide = part.pivot_table(index="seed", columns="method", values=metric)
-    if a not in wide or b not in wide:
-        raise ValueError(f"paired_difference: no runs of {a!r} and {b!r} in group {group!r}")
+    wide = part.pivot(index="seed", columns="method", values=metric)
     d = (wide[a] - wide[b]).dropna()
     n = len(d)
     mean = float(d.mean()) if n else math.nan
     if n < 2:
-        low = high = math.nan
+        sd = low = high = math.nan
     else:
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
+        sd = float(d.std(ddof=1))
+        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
         low, high = mean - half, mean + half
-    return {"a": a, "b": b, "metric": metric, "n": n, "mean": mean, "low": low, "high": high}
+    return {"a": a, "b": b, "metric": metric, "n": n, "mean": mean, "sd": sd, "low": low,
+            "high": high}  # fmt: skip
 
 
 def direction(diff: dict) -> str:
@@ -78,24 +129,6 @@ def direction(diff: dict) -> str:
     if diff["high"] < 0:
         return f"{diff['a']} < {diff['b']}"
     return "no difference shown"
-
-
-def claim_verdict(needed: Sequence[dict], against: Sequence[dict] = ()) -> str:
-    """``supported`` when every ``needed`` difference is positive beyond its interval;
-    ``not supported`` when any ``needed`` difference is negative beyond its interval, or
-    any ``against`` difference is positive beyond it; ``inconclusive`` otherwise."""
-
-    def positive(d):
-        return not math.isnan(d["low"]) and d["low"] > 0
-
-    def negative(d):
-        return not math.isnan(d["high"]) and d["high"] < 0
-
-    if any(negative(d) for d in needed) or any(positive(d) for d in against):
-        return "not supported"
-    if all(positive(d) for d in needed):
-        return "supported"
-    return "inconclusive"
 
 
 def format_interval(diff: dict, digits: int = 3) -> str:
@@ -116,6 +149,61 @@ def mean_std_strings(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
                   for a, s in zip(mean, std)]  # fmt: skip
     out["seeds"] = table[("n", "")]
     return out
+
+
+# ------------------------------------------------------------------------------ power
+
+#: The level of each one-sided test of a claim's part (two of them make an equivalence test).
+ALPHA = 0.05
+#: The power at which :func:`detectable_difference` states what the seeds could detect.
+POWER = 0.80
+
+
+def smallest_significant_difference(diff: dict) -> float:
+    """The half-width of ``diff``'s interval (NaN without one).
+
+    It is the smallest *observed* ``|mean difference|`` that the interval would have
+    called significant, given the spread of the differences the seeds happened to show:
+    two-sided at 5 % for a 95 % interval, one-sided at 5 % for a 90 % one. It says nothing
+    about which *true* differences the seeds would detect; :func:`detectable_difference`
+    does.
+    """
+    if math.isnan(diff["low"]) or math.isnan(diff["high"]):
+        return math.nan
+    return (diff["high"] - diff["low"]) / 2
+
+
+def detectable_difference(n: int, sd: float, alpha: float = ALPHA,
+                          power: float = POWER) -> float:  # fmt: skip
+    """The true mean difference a one-sided paired t test at level ``alpha`` detects with
+    probability ``power``, over ``n`` seeds whose differences spread with ``sd``.
+
+    Solved exactly with the noncentral t distribution: the test rejects when
+    ``t = mean / (sd / sqrt(n))`` exceeds ``t_{1-alpha, n-1}``, and under a true
+    difference ``delta`` that statistic is noncentral t with ``n - 1`` degrees of freedom
+    and noncentrality ``delta sqrt(n) / sd``. The result is that noncentrality, found by
+    root finding, times ``sd / sqrt(n)``. At ``n = 10`` it is about 1.47 times the
+    one-sided threshold :func:`smallest_significant_difference` of the 90 % interval.
+    ``sd`` is the observed one, so this is an estimate. NaN below two seeds; 0 when the
+    differences do not spread.
+    """
+    from scipy import optimize, stats
+
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha, df)
+
+    def shortfall(ncp: float) -> float:
+        return stats.nct.sf(crit, df, ncp) - power
+
+    high = crit + 1.0
+    while shortfall(high) < 0:  # the power grows with the noncentrality: bracket the root
+        high *= 2
+    ncp = optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
+    return ncp * sd / math.sqrt(n)
 
 
 # ------------------------------------------------------------------- claims, pairs, verdicts
@@ -149,74 +237,295 @@ PAIRS: tuple[tuple[str, str], ...] = (
 PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "deployed/pearson",
                                  "gradcam/topk_iou")
 
+#: The margin of accuracy and agreement differences (fractions of the test images): 60 of
+#: 10,000 test images, about what a second test split of that size could reverse for two
+#: students of which exactly one is right on 9 % of the images, a guess made before the
+#: runs (1.96 sqrt(0.09 / 10,000) = 0.0059). The book's chapter "Method, claims and
+#: metrics" gives the reasons.
+FRACTION_MARGIN = 0.006
+#: The margin of differences in mean Pearson r of explanation maps: the tolerance within
+#: which the book already calls two CAEs' r the same.
+R_MARGIN = 0.03
+
+#: What a claim's part needs of ``A - B``: "higher" (above 0: a superiority test, read with
+#: an equivalence test against the margin) or "not higher" (below ``+margin``).
+NEEDS: tuple[str, ...] = ("higher", "not higher")
+#: The readings of one part (:func:`part_verdict`; "skipped": it could not be read).
+PART_VERDICTS: tuple[str, ...] = ("supported", "opposite", "no difference beyond the margin",
+                                  "inconclusive", "skipped")
+#: The readings of a whole claim (:func:`claim_verdict`).
+CLAIM_VERDICTS: tuple[str, ...] = ("supported", "partly supported", "not supported",
+                                   "inconclusive")
+
 
 @dataclass(frozen=True)
 class Evidence:
-    """One paired difference a claim reads: ``metric(a) - metric(b)`` on the same seeds."""
+    """One part of a claim: ``metric(a) - metric(b)`` on the same seeds, what the claim
+    needs of it (:data:`NEEDS`) and the margin below which a difference does not matter."""
 
     a: str
     b: str
     metric: str
+    margin: float
+    needs: str = "higher"
+
+    def __post_init__(self):
+        if self.needs not in NEEDS:
+            raise ValueError(f"Evidence.needs is {self.needs!r}; choose one of {NEEDS}")
+        if not self.margin > 0:
+            raise ValueError(f"Evidence.margin is {self.margin!r}; give a positive margin")
 
     @property
     def label(self) -> str:
-        """``"<metric label> a - b"``, as the evidence strings show it."""
+        """The part as the evidence strings show it, e.g. ``agreement kd - scratch``."""
         return f"{metric_label(self.metric)} {self.a} - {self.b}"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper and the differences that decide it (:func:`claim_verdict`).
+    """A claim of the paper and the parts that decide it (:func:`claim_verdict`).
 
-    ``needed``: differences that must all be positive beyond their intervals for
-    "supported"; ``against``: differences that make the claim "not supported" when
-    positive beyond their intervals. Adding a metric to a claim is one more
-    :class:`Evidence`; one whose metric or methods are absent from the results is skipped
-    with a note.
+    Adding a metric to a claim is one more :class:`Evidence` in ``parts``; one whose
+    metric or methods are absent from the results is "skipped", with the reason.
     """
 
     name: str
     statement: str
-    needed: tuple[Evidence, ...]
-    against: tuple[Evidence, ...] = ()
+    parts: tuple[Evidence, ...]
 
 
-#: The paper's claims as the results chapter decides them (the book's chapter "Method,
-#: claims and metrics" states them and the rule).
+#: The paper's claims as the results chapter decides them, each part with its margin (the
+#: book's chapter "Method, claims and metrics" states them, the margins and the rule).
 CLAIMS: tuple[Claim, ...] = (
     Claim("C1", "a KD student predicts like the teacher but does not explain like it",
-          needed=(Evidence("kd", "scratch", "agreement"),),
-          against=(Evidence("kd", "scratch", "gradcam/pearson"),)),
+          parts=(Evidence("kd", "scratch", "agreement", FRACTION_MARGIN),
+                 Evidence("kd", "scratch", "gradcam/pearson", R_MARGIN, needs="not higher"))),
     Claim("C2", "XDistillation students are more accurate than KD students",
-          needed=(Evidence("xdistill", "kd", "accuracy"),)),
+          parts=(Evidence("xdistill", "kd", "accuracy", FRACTION_MARGIN),)),
     Claim("C3", "XDistillation students are more faithful to the teacher",
-          needed=(Evidence("xdistill", "kd", "agreement"),
-                  Evidence("xdistill", "kd", "gradcam/pearson"),
-                  Evidence("xdistill", "kd", "deployed/pearson"))),
+          parts=(Evidence("xdistill", "kd", "agreement", FRACTION_MARGIN),
+                 Evidence("xdistill", "kd", "gradcam/pearson", R_MARGIN),
+                 Evidence("xdistill", "kd", "deployed/pearson", R_MARGIN))),
 )  # fmt: skip
 
 
-def minimum_detectable_difference(diff: dict) -> float:
-    """The smallest ``|difference|`` that ``diff``'s interval could have shown as nonzero:
-    its half-width, ``t_{0.975, n-1} sd(d) / sqrt(n)`` (NaN without an interval).
+def part_verdict(lower: float, upper: float, margin: float, needs: str = "higher") -> str:
+    """The reading of one part from its one-sided 95 % bounds ``lower`` and ``upper``.
 
-    A true difference smaller than this, with the same spread between seeds, would have
-    read "no difference shown"; more seeds shrink it as ``1 / sqrt(n)`` (and the t quantile).
+    ``needs="higher"`` (the claim needs ``A - B > 0``), tried in this order:
+
+    * "no difference beyond the margin": ``-margin < lower`` and ``upper < margin``. It
+      comes first: a difference shown to lie inside the margin does not matter, even when
+      it is also shown to be nonzero, so it neither supports nor opposes the claim;
+    * "supported": ``lower > 0``;
+    * "opposite": ``upper < 0``;
+    * "inconclusive": otherwise.
+
+    ``needs="not higher"`` (the claim needs ``A - B`` to be small or negative): "supported"
+    when ``upper < margin``, "opposite" when ``lower > margin``, else "inconclusive"; mere
+    non-significance of ``A - B > 0`` is not enough. Every comparison is strict, so a bound
+    touching 0 or the margin shows nothing; no bounds (one seed) read "inconclusive".
     """
-    if math.isnan(diff["low"]) or math.isnan(diff["high"]):
-        return math.nan
-    return (diff["high"] - diff["low"]) / 2
+    if needs not in NEEDS:
+        raise ValueError(f"part_verdict: needs is {needs!r}; choose one of {NEEDS}")
+    if math.isnan(lower) or math.isnan(upper):
+        return "inconclusive"
+    if needs == "not higher":
+        if upper < margin:
+            return "supported"
+        return "opposite" if lower > margin else "inconclusive"
+    if -margin < lower and upper < margin:
+        return "no difference beyond the margin"
+    if lower > 0:
+        return "supported"
+    return "opposite" if upper < 0 else "inconclusive"
 
 
-def _missing(df: pd.DataFrame, a: str, b: str, metric: str, group: str) -> str | None:
-    """Why ``metric(a) - metric(b)`` cannot be computed from ``df``, or None."""
-    if metric not in df.columns or df.loc[df["group"] == group, metric].isna().all():
-        return f"{metric} is not in these results"
-    methods = set(df.loc[df["group"] == group, "method"])
-    absent = [m for m in (a, b) if m not in methods]
-    if absent:
-        return f"no runs of {', '.join(absent)}"
-    return None
+def claim_verdict(readings: Sequence[str]) -> str:
+    """A claim's verdict from its parts' readings (:func:`part_verdict`), in this order.
+
+    * "not supported" when any part is "opposite";
+    * "supported" when every part is "supported";
+    * "partly supported" when some part is "supported" (the others inconclusive, skipped
+      or without a difference beyond the margin);
+    * "not supported" when no part is supported and some part shows no difference beyond
+      its margin: the difference the claim asserts is shown not to matter;
+    * "inconclusive" otherwise (one seed, or every part skipped or inconclusive).
+
+    A skipped part counts as inconclusive: a claim with one is never "supported".
+    """
+    readings = list(readings)
+    if "opposite" in readings:
+        return "not supported"
+    if readings and all(r == "supported" for r in readings):
+        return "supported"
+    if "supported" in readings:
+        return "partly supported"
+    if "no difference beyond the margin" in readings:
+        return "not supported"
+    return "inconclusive"
+
+
+def _part_note(part: dict) -> str:
+    """What a part's reading leaves out: a nonzero difference inside the margin."""
+    if part["needs"] == "higher" and part["verdict"] != "no difference beyond the margin":
+        return ""
+    if part["needs"] == "not higher" and part["verdict"] != "supported":
+        return ""
+    if part["lower"] > 0:
+        return f"{part['a']} > {part['b']}, but within the margin"
+    if part["upper"] < 0 and part["needs"] == "higher":
+        return f"{part['a']} < {part['b']}, but within the margin"
+    return ""
+
+
+#: The columns of :func:`claim_parts`.
+PART_COLUMNS: tuple[str, ...] = (
+    "claim", "part", "a", "b", "metric", "needs", "margin", "n", "mean", "sd", "lower",
+    "upper", "significant", "detectable", "verdict", "note")  # fmt: skip
+
+
+def judge_part(df: pd.DataFrame, claim: str, evidence: Evidence, group: str = "main") -> dict:
+    """One part of a claim, read from ``df`` (:data:`PART_COLUMNS`).
+
+    ``lower``/``upper`` are the one-sided 95 % bounds (the 90 % t interval),
+    ``significant`` their half-width (:func:`smallest_significant_difference`),
+    ``detectable`` the true difference detectable with 80 % power by the same one-sided
+    test (:func:`detectable_difference`), ``verdict`` :func:`part_verdict` and ``note``
+    what the verdict leaves out, or why the part was skipped (its metric or a method
+    absent from ``group``, or no seed with both).
+    """
+    row = {"claim": claim, "part": evidence.label, "a": evidence.a, "b": evidence.b,
+           "metric": evidence.metric, "needs": evidence.needs, "margin": evidence.margin,
+           "n": 0, "mean": math.nan, "sd": math.nan, "lower": math.nan, "upper": math.nan,
+           "significant": math.nan, "detectable": math.nan}  # fmt: skip
+    why = _missing(df, evidence.a, evidence.b, evidence.metric, group)
+    if why:
+        return {**row, "verdict": "skipped", "note": why}
+    d = paired_difference(df, evidence.a, evidence.b, evidence.metric, group=group,
+                          confidence=1 - 2 * ALPHA)  # fmt: skip
+    if d["n"] == 0:
+        return {**row, "verdict": "skipped", "note": "no seed has both"}
+    row.update(n=d["n"], mean=d["mean"], sd=d["sd"], lower=d["low"], upper=d["high"],
+               significant=smallest_significant_difference(d),
+               detectable=detectable_difference(d["n"], d["sd"]))  # fmt: skip
+    row["verdict"] = part_verdict(row["lower"], row["upper"], evidence.margin, evidence.needs)
+    row["note"] = _part_note(row)
+    return row
+
+
+def claim_parts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
+                group: str = "main") -> pd.DataFrame:  # fmt: skip
+    """Every part of every claim (:func:`judge_part`), one row each, in the claims' order.
+
+    This is what :func:`verdicts` decides from and what the forest plot marks
+    (:func:`xdx_lib.plots.forest_plot`). A duplicated ``(seed, method)`` in ``group`` is an
+    error (:func:`check_one_run_per_seed`), even when no part reads it.
+    """
+    check_one_run_per_seed(df, group)
+    rows = [judge_part(df, c.name, ev, group) for c in claims for ev in c.parts]
+    return pd.DataFrame(rows, columns=list(PART_COLUMNS))
+
+
+def format_part(part: dict, digits: int = 3) -> str:
+    """One part as the evidence shows it, e.g. ``agreement kd - scratch +0.060 [+0.043,
+    +0.077] (one-sided 95 % bounds, n=10; margin 0.006): supported``."""
+    if part["verdict"] == "skipped":
+        return f"{part['part']} skipped: {part['note']}"
+    f = f"+.{digits}f"
+    if math.isnan(part["lower"]):
+        shown = f"{part['mean']:{f}} (n={part['n']}, no bounds)"
+    else:
+        shown = (f"{part['mean']:{f}} [{part['lower']:{f}}, {part['upper']:{f}}] "
+                 f"(one-sided 95 % bounds, n={part['n']}; margin {part['margin']:g})")  # fmt: skip
+    note = f" ({part['note']})" if part["note"] else ""
+    return f"{part['part']} {shown}: {part['verdict']}{note}"
+
+
+def format_power(part: dict, digits: int = 3) -> str:
+    """What the seeds resolve for one part: the smallest observed difference they call
+    significant and the true difference they detect with 80 % power."""
+    if part["verdict"] == "skipped":
+        return f"{part['part']}: skipped"
+    if math.isnan(part["significant"]):
+        return f"{part['part']}: none (n={part['n']}, no bounds)"
+    return (f"{part['part']}: significant from {part['significant']:.{digits}f}, "
+            f"80 % power at {part['detectable']:.{digits}f}")  # fmt: skip
+
+
+def verdicts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, group: str = "main",
+             digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """One row per claim (index ``claim``): its verdict and the parts it was read from.
+
+    Columns: ``verdict`` (:func:`claim_verdict` of the parts' readings), ``evidence``
+    (each part with its one-sided bounds, margin and reading, :func:`format_part`),
+    ``power`` (what the seeds resolve per part, :func:`format_power`), ``notes`` (the
+    parts skipped and why) and ``parts`` (the parts' rows of :func:`claim_parts`, as
+    dicts). The results chapter runs it on the group ``claims`` when the experiment has
+    one.
+    """
+    parts = claim_parts(df, claims, group)
+    rows = []
+    for claim in claims:
+        mine = parts[parts["claim"] == claim.name].to_dict("records")
+        skipped = [f"{p['part']} skipped: {p['note']}" for p in mine if p["verdict"] == "skipped"]
+        rows.append({
+            "claim": claim.name,
+            "verdict": claim_verdict([p["verdict"] for p in mine]),
+            "evidence": "; ".join(format_part(p, digits) for p in mine) or "no evidence",
+            "power": "; ".join(format_power(p, digits) for p in mine) or "none",
+            "notes": "; ".join(skipped),
+            "parts": mine,
+        })
+    return pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "power", "notes",
+                                       "parts"]).set_index("claim")  # fmt: skip
+
+
+def verdict_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A :func:`verdicts` table as the results chapter shows it: one row per part.
+
+    Indexed by ``(claim, verdict, part)``; columns ``difference [one-sided 95 % bounds]``,
+    ``needs`` (``> 0`` or ``< margin``), ``margin``, ``reading`` (the part's verdict and
+    note), ``significant from`` (:func:`smallest_significant_difference`) and
+    ``80 % power at`` (:func:`detectable_difference`).
+    """
+    f = f"+.{digits}f"
+    rows = []
+    for claim, row in table.iterrows():
+        for p in row["parts"]:
+            no_bounds = math.isnan(p["lower"])
+            if p["verdict"] == "skipped":
+                shown = ""
+            elif no_bounds:
+                shown = f"{p['mean']:{f}} (n={p['n']})"
+            else:
+                shown = f"{p['mean']:{f}} [{p['lower']:{f}}, {p['upper']:{f}}] (n={p['n']})"
+            rows.append({
+                "claim": claim, "verdict": row["verdict"], "part": p["part"],
+                "difference [one-sided 95 % bounds]": shown,
+                "needs": "> 0" if p["needs"] == "higher" else f"< {p['margin']:g}",
+                "margin": f"±{p['margin']:g}",
+                "reading": p["verdict"] + (f" ({p['note']})" if p["note"] else ""),
+                "significant from": "" if no_bounds else f"{p['significant']:.{digits}f}",
+                "80 % power at": "" if no_bounds else f"{p['detectable']:.{digits}f}",
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["claim", "verdict", "part"])
+
+
+def glue_verdicts(table: pd.DataFrame) -> None:
+    """Glue each claim of a :func:`verdicts` table for the book's text.
+
+    Names: ``<claim>_verdict``, ``<claim>_evidence`` and ``<claim>_power`` (e.g.
+    ``C1_verdict``), the columns ``verdict``, ``evidence`` and ``power``.
+    """
+    from .notebook import glue
+
+    for claim, row in table.iterrows():
+        for column in ("verdict", "evidence", "power"):
+            glue(f"{claim}_{column}", row[column], display=False)
+
+
+# ------------------------------------------------------------------- the paired table
 
 
 def paired_differences(df: pd.DataFrame, methods: Iterable[str] | None = None,
@@ -226,10 +535,10 @@ def paired_differences(df: pd.DataFrame, methods: Iterable[str] | None = None,
     """Every :func:`paired_difference` of ``pairs`` x ``metrics``, as numbers.
 
     One row per pair and metric, in that order, with columns ``a``, ``b``, ``metric``,
-    ``n``, ``mean``, ``low``, ``high`` and ``detectable``
-    (:func:`minimum_detectable_difference`). Pairs with a method outside ``methods`` (all
-    methods of ``group`` by default) or absent from ``df``, and metrics absent from ``df``,
-    are left out.
+    ``n``, ``mean``, ``sd``, ``low``, ``high`` and ``half_width``
+    (:func:`smallest_significant_difference`). Pairs with a method outside ``methods`` (all
+    methods of ``group`` by default) or absent from ``df``, and metrics absent from ``df``
+    or from either method's runs, are left out.
     """
     allowed = set(df.loc[df["group"] == group, "method"])
     if methods is not None:
@@ -244,79 +553,34 @@ def paired_differences(df: pd.DataFrame, methods: Iterable[str] | None = None,
             d = paired_difference(df, a, b, m, group=group, confidence=confidence)
             if d["n"] == 0:
                 continue
-            rows.append({**d, "detectable": minimum_detectable_difference(d)})
-    columns = ["a", "b", "metric", "n", "mean", "low", "high", "detectable"]
+            rows.append({**d, "half_width": smallest_significant_difference(d)})
+    columns = ["a", "b", "metric", "n", "mean", "sd", "low", "high", "half_width"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def paired_view(diffs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A :func:`paired_differences` frame as the results chapter shows it.
+
+    Indexed by ``("A - B", "metric")``, with ``difference [95% interval]``
+    (:func:`format_interval`), ``reading`` (:func:`direction`) and ``significant from``
+    (the interval's half-width: the smallest observed difference it calls significant).
+    """
+    rows = [{"A - B": f"{d['a']} - {d['b']}", "metric": metric_label(d["metric"]),
+             "difference [95% interval]": format_interval(d, digits), "reading": direction(d),
+             "significant from": ("" if math.isnan(d["half_width"])
+                                  else f"{d['half_width']:.{digits}f}")}
+            for d in diffs.to_dict("records")]  # fmt: skip
+    columns = ["A - B", "metric", "difference [95% interval]", "reading", "significant from"]
+    return pd.DataFrame(rows, columns=columns).set_index(["A - B", "metric"])
 
 
 def paired_table(df: pd.DataFrame, methods: Iterable[str] | None = None,
                  pairs: Sequence[tuple[str, str]] = PAIRS,
                  metrics: Sequence[str] = PAIR_METRICS, group: str = "main",
                  digits: int = 3) -> pd.DataFrame:  # fmt: skip
-    """The paired-difference table as the results chapter shows it.
-
-    Indexed by ``("A - B", "metric")``, with ``difference [95% interval]``
-    (:func:`format_interval`) and ``reading`` (:func:`direction`); arguments as
-    :func:`paired_differences`.
-    """
-    diffs = paired_differences(df, methods, pairs, metrics, group=group)
-    rows = [{"A - B": f"{d['a']} - {d['b']}", "metric": metric_label(d["metric"]),
-             "difference [95% interval]": format_interval(d, digits), "reading": direction(d)}
-            for d in diffs.to_dict("records")]  # fmt: skip
-    columns = ["A - B", "metric", "difference [95% interval]", "reading"]
-    return pd.DataFrame(rows, columns=columns).set_index(["A - B", "metric"])
-
-
-def _format_detectable(label: str, diff: dict, digits: int) -> str:
-    half = minimum_detectable_difference(diff)
-    if math.isnan(half):
-        return f"{label}: none (n={diff['n']}, no interval)"
-    return f"{label}: {half:.{digits}f}"
-
-
-def verdicts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS, group: str = "main",
-             confidence: float = 0.95, digits: int = 3) -> pd.DataFrame:  # fmt: skip
-    """One row per claim (index ``claim``): its verdict and what it was read from.
-
-    Columns: ``verdict`` (:func:`claim_verdict` of the claim's ``needed`` and ``against``
-    differences), ``evidence`` (each difference with its interval, then any note),
-    ``detectable`` (the smallest difference each interval could have shown,
-    :func:`minimum_detectable_difference`), ``notes`` (evidence skipped because its metric
-    or methods are absent from ``df``), ``needed`` and ``against`` (the difference dicts).
-    A claim left with no ``needed`` difference is "inconclusive".
-    """
-    rows = []
-    for claim in claims:
-        parts, detect, notes = [], [], []
-        found: dict[str, list[dict]] = {"needed": [], "against": []}
-        for role in ("needed", "against"):
-            for ev in getattr(claim, role):
-                why = _missing(df, ev.a, ev.b, ev.metric, group)
-                if why:
-                    notes.append(f"{ev.label} skipped: {why}")
-                    continue
-                d = paired_difference(df, ev.a, ev.b, ev.metric, group=group,
-                                      confidence=confidence)  # fmt: skip
-                if d["n"] == 0:
-                    notes.append(f"{ev.label} skipped: no seed has both")
-                    continue
-                found[role].append(d)
-                parts.append(f"{ev.label} {format_interval(d, digits)}")
-                detect.append(_format_detectable(ev.label, d, digits))
-        if found["needed"]:
-            verdict = claim_verdict(found["needed"], found["against"])
-        else:
-            verdict = "inconclusive"
-        rows.append({
-            "claim": claim.name,
-            "verdict": verdict,
-            "evidence": "; ".join(parts + [f"({n})" for n in notes]) or "no evidence",
-            "detectable": "; ".join(detect) or "none",
-            "notes": "; ".join(notes),
-            "needed": found["needed"],
-            "against": found["against"],
-        })
-    return pd.DataFrame(rows).set_index("claim")
+    """The paired-difference table of one group (:func:`paired_view` of
+    :func:`paired_differences`; arguments as the latter's)."""
+    return paired_view(paired_differences(df, methods, pairs, metrics, group=group), digits)
 
 
 def t4_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
