@@ -79,15 +79,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         "epoch_seconds": sum(h["epoch_time"] for h in hist) / max(len(hist), 1),
         "latency_ms": latency_ms(run.model, x[:256].to(next(run.model.parameters()).device)),
     }
-    for i, e in enumerate(explainers):
-        n = len(x) if e in FAST_EXPLAINERS else min(n_slow, len(x))
-        t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
-        if i == 0:  # the explainer of T1: every similarity
-            table = similarity_table(s_maps, t_maps, similarities)
-        else:  # the others (T2): Pearson r
-            table = {"pearson": pearson(s_maps, t_maps)}
-        for k, v in summarize(table).items():
-            out[f"{e}/{k}"] = v
+    out.update(_explanation_scores(run, teacher, x, explainers, n_slow, similarities))
     own = run.method.deployed_maps(run.model, x)
     if own is None:  # the deployed explanation is its Grad-CAM
         if "gradcam" in explainers:
@@ -97,20 +89,46 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
                                                   model_maps(teacher, x, "gradcam"),
                                                   similarities))  # fmt: skip
         out.update({f"deployed/{k}": v for k, v in deployed.items()})
-    nf = min(n_faithful, len(x))
-    xf = x[:nf]
-    judged = {}
-    if nf > 0:
-        gradcam = model_maps(run, xf, "gradcam")
-        judged = {"faith": (run.model, gradcam), "faith_teacher": (teacher.model, gradcam)}
-    if own is not None:
+    else:  # its own maps, against the teacher's maps they imitate
         target_maps = model_maps(teacher, x, run.method.imitated_explainer)
         for k, v in summarize(similarity_table(own, target_maps, similarities)).items():
             out[f"cae/{k}"] = v
             out[f"deployed/{k}"] = v
-        if nf > 0:
-            judged["cae_faith"] = (run.model, own[:nf])
-            judged["cae_faith_teacher"] = (teacher.model, own[:nf])
+    out.update(_faithfulness_scores(run, teacher, x[: min(n_faithful, len(x))], own))
+    return out
+
+
+def _explanation_scores(run: TrainedModel, teacher: TrainedModel, x: torch.Tensor,
+                        explainers: Sequence[str], n_slow: int,
+                        similarities: Sequence[str] | None) -> dict[str, float]:  # fmt: skip
+    """``<explainer>/<similarity>`` of the model's maps against the teacher's: every
+    similarity for the first explainer (T1), Pearson r for the others (T2), the slow ones
+    on the first ``n_slow`` images."""
+    out = {}
+    for i, e in enumerate(explainers):
+        n = len(x) if e in FAST_EXPLAINERS else min(n_slow, len(x))
+        t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
+        if i == 0:
+            table = similarity_table(s_maps, t_maps, similarities)
+        else:
+            table = {"pearson": pearson(s_maps, t_maps)}
+        for k, v in summarize(table).items():
+            out[f"{e}/{k}"] = v
+    return out
+
+
+def _faithfulness_scores(run: TrainedModel, teacher: TrainedModel, xf: torch.Tensor,
+                         own: torch.Tensor | None) -> dict[str, float]:  # fmt: skip
+    """Deletion and insertion AUC on ``xf`` of the model's Grad-CAM (and of its own maps,
+    ``own``, when it has them), judged by the model itself and by the teacher."""
+    if len(xf) == 0:
+        return {}
+    gradcam = model_maps(run, xf, "gradcam")
+    judged = {"faith": (run.model, gradcam), "faith_teacher": (teacher.model, gradcam)}
+    if own is not None:
+        judged["cae_faith"] = (run.model, own[: len(xf)])
+        judged["cae_faith_teacher"] = (teacher.model, own[: len(xf)])
+    out = {}
     for prefix, (model, maps) in judged.items():
         out[f"{prefix}/deletion"] = deletion_auc(model, xf, maps).mean().item()
         out[f"{prefix}/insertion"] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
