@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from xdx_lib import session  # noqa: E402
 from xdx_lib.cae import predict_maps  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Split  # noqa: E402
+from xdx_lib.evaluation import timed  # noqa: E402
 from xdx_lib.explain import explain  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.metrics import pearson  # noqa: E402
@@ -47,16 +47,6 @@ from xdx_lib.xdistill import build_cae, pretrain_cae  # noqa: E402
 #: The old reading of XDistillation, before the defaults were chosen by measurement.
 OLD = {"schedule": "joint", "cae_grad": "all", "cae_output": "full", "cae_variant": "both",
        "exp_loss": "mse", "cae_width": 8}
-
-
-def images_per_second(fn, x: torch.Tensor, repeats: int = 3) -> float:
-    """Best of ``repeats`` runs of ``fn(x)``, as images per second."""
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - t0)
-    return len(x) / best
 
 
 def epoch_seconds(cfg: RunConfig, n: int, device: torch.device) -> float:
@@ -89,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.rand(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     teacher = create_model(cfg.teacher, 1, 10).to(device).eval()
     cae = build_cae(cfg, 1).to(device).eval()
-    gradcam = images_per_second(lambda im: explain(teacher, im, "gradcam"), x)
-    cae_ips = images_per_second(lambda im: predict_maps(cae, im), x)
+    gradcam = timed(lambda im: explain(teacher, im, "gradcam"), x, repeats=3).images_per_second
+    cae_ips = timed(lambda im: predict_maps(cae, im), x, repeats=3).images_per_second
     print(f"1. CAE map {cae_ips:,.0f} images/s, teacher Grad-CAM (predicted class) "
           f"{gradcam:,.0f} images/s: ratio {cae_ips / gradcam:.1f}x (target >= 10x)")
 

@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xdx_lib.cache import load_tensors  # noqa: E402
+from xdx_lib.evaluation import timed  # noqa: E402
 from xdx_lib.explain import EXPLAINERS, explain  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 
@@ -156,16 +157,6 @@ class PeakMemory:
         self.peak_mib = max(0.0, (peak - self.base) / 2**20)
 
 
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 def bench_method(model, x: torch.Tensor, method: str, args) -> dict:
     """Images/s batched and one at a time, and peak memory of the batched run.
 
@@ -176,17 +167,15 @@ def bench_method(model, x: torch.Tensor, method: str, args) -> dict:
     loop_n = min(n, args.loop_n)
     explain(model, x[:1], method)  # warm-up: lazy imports (scikit-learn), allocator
     with PeakMemory(args.device) as mem:
-        batched = timed(
-            lambda: explain(model, x[:n], method, batch_size=args.batch_size), args.device
-        )
+        batched = timed(lambda im: explain(model, im, method, batch_size=args.batch_size), x[:n])
 
     per_image = [
-        timed(lambda i=i: explain(model, x[i : i + 1], method), args.device) for i in range(loop_n)
+        timed(lambda im: explain(model, im, method), x[i : i + 1]).seconds for i in range(loop_n)
     ]
     return {
         "method": method,
         "n": n,
-        "batched": n / batched,
+        "batched": batched.images_per_second,
         "loop_n": loop_n,
         "loop": 1.0 / statistics.median(per_image),
         "peak_mib": mem.peak_mib,

@@ -260,3 +260,49 @@ def test_a_wrong_papermill_parameter_fails_with_the_one_line(tmp_path):
     assert failed.value.traceback == [
         "ParameterError: unknown parameter 'epocs'; this notebook takes: epochs"]
     assert "check_parameters" not in str(failed.value)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_sizes_by_profile_come_from_the_library(path):
+    """What a reader sees never branches on the profile: sizes are notebook.sizes'."""
+    inline = re.compile(r"\bif smoke\b|\bsmoke\s*=[^=]|\bcfg\.profile\s*[!=]=")
+    for cell in _code_cells(path):
+        if "remove-cell" in cell.metadata.get("tags", []):
+            continue
+        found = inline.search(cell.source)
+        assert not found, f"{path.name}, cell {cell.get('id')}: {found.group(0)!r}; use sizes()"
+
+
+def _bookkeeping_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "notebook_bookkeeping", ROOT / "tools" / "notebook_bookkeeping.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bookkeeping_rule_by_hand():
+    tool = _bookkeeping_tool()
+    source = ("import torch\n"
+              "cfg = notebook.run_config(params)\n"
+              "maps = explain(model, x[:size.n_show])\n"
+              "n_show = size.n_show\n"
+              "# a comment\n"
+              "for name in names:\n"
+              "    glue(name, f'{v:.3f}')\n"
+              "table = pd.DataFrame(rows).set_index(\n"
+              "    'model')\n"
+              "fig = plots.show_maps(x, maps)\n")  # fmt: skip
+    marks = [b for _, b in tool.cell_lines(source)]
+    assert marks == [True, True, False, True, True, True, True, True, False]
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "n: int = 0  # n"},
+        {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": "glue('a', 1)"},
+        {"cell_type": "code", "metadata": {}, "source": source},
+    ]}  # fmt: skip
+    assert tool.count(nb) == (9, 7)
+    assert tool.count(nb, with_parameters=True) == (10, 8)
+    branches = "if rows:\n    glue('a', 1)\nelse:\n    glue('a', 2)\nshow(rows)\n"
+    assert [b for _, b in tool.cell_lines(branches)] == [True, True, True, True, False]

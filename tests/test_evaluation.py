@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from xdx_lib import session as session_module
 from xdx_lib.config import RunConfig
@@ -67,3 +68,26 @@ def test_localisation_scores_the_deployed_maps_too(tiny):
     xd = localisation_scores(s.student(method="xdistill"), tiny)
     assert "cae/pointing_game" not in kd and "cae/pointing_game" in xd
     assert all(0 <= v <= 1 and not math.isnan(v) for v in xd.values())
+
+
+def test_timed_keeps_the_fastest_call_and_the_output(monkeypatch):
+    from xdx_lib import evaluation
+
+    clock = iter([0.0, 0.5, 1.0, 1.2, 2.0, 2.3])  # calls of 0.5, 0.2 and 0.3 s
+    monkeypatch.setattr(evaluation.time, "perf_counter", lambda: next(clock))
+    calls = []
+    run = evaluation.timed(lambda x: calls.append(len(x)) or x.sum(), torch.ones(4, 1), repeats=3)
+    assert calls == [4, 4, 4] and run.output.item() == 4
+    assert run.seconds == pytest.approx(0.2) and run.images == 4
+    assert run.images_per_second == pytest.approx(20.0)
+    assert run.ms_per_image == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="repeats=0"):
+        evaluation.timed(lambda x: x, torch.ones(1), repeats=0)
+
+
+def test_latency_runs_without_gradients():
+    from xdx_lib.evaluation import latency_ms
+
+    seen = []
+    ms = latency_ms(lambda x: seen.append(torch.is_grad_enabled()), torch.ones(8, 2), repeats=2)
+    assert seen == [False, False] and ms > 0

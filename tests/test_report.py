@@ -444,3 +444,97 @@ def test_t4_table_by_hand():
     assert t4.loc[("default", ""), "accuracy"] == pytest.approx(0.79)  # xdistill, seed 0 only
     assert t4.loc[("fusion", "gate"), "agreement"] == pytest.approx(0.65)
     assert report.t4_table(df, ["accuracy"]).empty
+    named = report.t4_table(pd.concat([df, sweep], ignore_index=True), ["agreement"],
+                            labels={"agreement": "agreement with teacher"})
+    assert list(named.columns) == ["agreement with teacher"]
+
+
+# ------------------------------------------------------------------- tables for display
+
+
+def _variants():
+    """A variant table (no ``group`` column): variant v against KD on three seeds."""
+    rows = []
+    for seed, (v, kd) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.83)]):
+        rows.append({"variant": "v", "seed": seed, "accuracy": v})
+        rows.append({"variant": "KD", "seed": seed, "accuracy": kd})
+    return pd.DataFrame(rows)
+
+
+def test_summary_and_paired_difference_read_a_variant_table():
+    table = report.summary(_variants(), ["accuracy"], group=None, by="variant")
+    assert list(table.index) == ["v", "KD"] and table.index.name == "variant"
+    assert table.loc["v", ("accuracy", "mean")] == pytest.approx(0.82)
+    d = report.paired_difference(_variants(), "v", "KD", "accuracy", group=None, by="variant")
+    same = report.paired_difference(_frame(), "a", "b", "accuracy")  # the same numbers
+    assert {**d, "a": "a", "b": "b"} == same
+    with pytest.raises(KeyError):
+        report.summary(_variants(), ["accuracy"], by="variant")  # no group column: say None
+
+
+def test_display_label_strips_then_renames():
+    assert report.display_label("gradcam/topk_iou", {"topk_iou": "IoU"}, "gradcam/") == "IoU"
+    assert report.display_label("gradcam/ssim", {"topk_iou": "IoU"}, "gradcam/") == "ssim"
+    assert report.display_label("saliency/pearson", str.upper) == "SALIENCY/PEARSON"
+    assert report.display_label("accuracy") == "accuracy"
+
+
+def test_mean_std_table_names_columns_and_blanks_missing_means():
+    df = _frame()
+    df["cae/pearson"] = [0.5, None, 0.7, None, 0.6, None, None]  # only method a has CAE maps
+    shown = report.mean_std_table(df, ["accuracy", "cae/pearson"], labels={"pearson": "CAE r"},
+                                  strip="cae/", missing="")  # fmt: skip
+    assert list(shown.columns) == ["accuracy", "CAE r", "seeds"]
+    assert shown.loc["a", "CAE r"] == "0.600 ± 0.100" and shown.loc["b", "CAE r"] == ""
+    assert shown.loc["b", "accuracy"] == "0.800 ± 0.026" and shown.loc["a", "seeds"] == 3
+    assert report.mean_std_table(df, ["cae/pearson"]).loc["b", "cae/pearson"] == "nan"
+    by_hand = report.mean_std_strings(report.summary(df, ["accuracy"]))
+    assert report.mean_std_table(df, ["accuracy"]).equals(by_hand)
+
+
+def test_mean_table_holds_the_means_as_numbers():
+    table = report.mean_table(_frame(), ["accuracy"], labels={"accuracy": "acc"})
+    assert list(table.columns) == ["acc"] and table.index.name == "method"
+    assert table.loc["a", "acc"] == report.summary(_frame(), ["accuracy"]).loc["a", ("accuracy",
+                                                                                    "mean")]
+
+
+def test_reference_table_keeps_one_explainers_metrics():
+    df = pd.DataFrame([
+        {"group": "reference", "method": "centred blob", "gradcam/pearson": 0.4,
+         "gradcam/topk_iou": 0.2, "saliency/pearson": 0.1},
+        {"group": "main", "method": "kd", "seed": 0, "gradcam/pearson": 0.9},
+    ])
+    refs = report.reference_table(df, "gradcam/", labels={"topk_iou": "IoU"})
+    assert list(refs.index) == ["centred blob"] and refs.index.name is None
+    assert list(refs.columns) == ["pearson", "IoU"]
+    assert refs.loc["centred blob", "IoU"] == 0.2
+
+
+def test_faithfulness_table_by_judge():
+    rows = []
+    for seed in (0, 1):
+        rows.append({"group": "main", "method": "kd", "seed": seed, "faith/deletion": 0.2,
+                     "faith_teacher/deletion": 0.3 + seed / 10})
+        rows.append({"group": "main", "method": "xdistill", "seed": seed, "faith/deletion": 0.1,
+                     "cae_faith/deletion": 0.4, "faith_teacher/deletion": 0.5})
+    df = pd.DataFrame(rows)
+    model = report.faithfulness_table(df, "model")
+    assert list(model.columns) == ["Grad-CAM deletion", "CAE deletion", "seeds"]
+    assert model.loc["kd", "CAE deletion"] == ""  # KD has no CAE map
+    assert model.loc["xdistill", "CAE deletion"] == "0.400 ± 0.000"
+    teacher = report.faithfulness_table(df, "teacher")
+    assert list(teacher.columns) == ["Grad-CAM deletion", "seeds"]
+    assert teacher.loc["kd", "Grad-CAM deletion"] == "0.350 ± 0.071"
+    with pytest.raises(ValueError, match="judge 'student'"):
+        report.faithfulness_table(df, "student")
+
+
+def test_scores_table_orders_names_and_counts():
+    scores = {"kd": {"accuracy": 0.8, "parameters": 1234.0, "other": 1.0},
+              "xdistill": {"accuracy": 0.9, "parameters": 2345.0, "cae/pearson": 0.7}}
+    table = report.scores_table(scores, {"parameters": "parameters", "accuracy": "acc",
+                                         "cae/pearson": "CAE r"})  # fmt: skip
+    assert list(table.columns) == ["parameters", "acc", "CAE r"]
+    assert table.index.name == "method" and table["parameters"].dtype.kind == "i"
+    assert math.isnan(table.loc["kd", "CAE r"]) and table.loc["xdistill", "acc"] == 0.9

@@ -3,7 +3,8 @@
 :func:`evaluate_model` gives one model's accuracy, agreement, explanation similarity under
 each explainer, faithfulness and cost; :func:`localisation_scores` its pointing game and
 relevance mass on generated shapes; :func:`reference_scores` what the image-blind
-reference maps score. It only scores: models come trained (:mod:`xdx_lib.session`), and
+reference maps score; :func:`timed` is the one timer of the library, the chapters and the
+benchmarks. It only scores: models come trained (:mod:`xdx_lib.session`), and
 the runner (:mod:`xdx_lib.runner`) stores the scores; the chapters call them directly.
 Layer: above the trained models, metrics and explainers; below the runner.
 """
@@ -11,7 +12,9 @@ Layer: above the trained models, metrics and explainers; below the runner.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -31,15 +34,53 @@ from .trained import TrainedModel, model_maps, teacher_logits
 FAST_EXPLAINERS = ("gradcam", "saliency", "deeplift")
 
 
-def latency_ms(fn, x: torch.Tensor, repeats: int = 3) -> float:
-    """Best-of-``repeats`` milliseconds per image of ``fn`` on the batch ``x``."""
-    best = float("inf")
+@dataclass(frozen=True)
+class Timing:
+    """What :func:`timed` measured: the output of the last call and the fastest call's
+    seconds on ``images`` images."""
+
+    output: Any
+    seconds: float
+    images: int
+
+    @property
+    def images_per_second(self) -> float:
+        """Throughput of the fastest call."""
+        return self.images / self.seconds
+
+    @property
+    def ms_per_image(self) -> float:
+        """Latency of the fastest call, per image."""
+        return 1000 * self.seconds / self.images
+
+
+def timed(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, repeats: int = 1) -> Timing:
+    """Call ``fn(x)`` ``repeats`` times and keep the fastest wall-clock time.
+
+    The one timer of the library, the chapters and the benchmarks: an explainer, a CAE or
+    a model on a batch. One call times a pass that is itself the result (the chapters keep
+    its output); more repeats keep the fastest, which a passing load on a shared machine
+    disturbs least. Where CUDA is in use it is synchronised before and after each call, so
+    the time covers the kernels and not only their launch.
+    """
+    if repeats < 1:
+        raise ValueError(f"timed: repeats={repeats}; time at least one call")
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else (lambda: None)
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        out = fn(x)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return Timing(out, best, len(x))
+
+
+def latency_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, repeats: int = 3) -> float:
+    """Best-of-``repeats`` milliseconds per image of ``fn`` on the batch ``x``, without
+    gradients (:func:`timed`)."""
     with torch.no_grad():
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn(x)
-            best = min(best, time.perf_counter() - t0)
-    return 1000 * best / len(x)
+        return timed(fn, x, repeats).ms_per_image
 
 
 #: What the claims, the sweeps and the variant tables read of a map comparison.

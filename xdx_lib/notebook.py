@@ -1,4 +1,4 @@
-"""What the book's notebooks share: parameter checking and the run profile.
+"""What the book's notebooks share: parameter checking, the run profile, sizes and glue.
 
 papermill checks neither names nor types: ``-p epocs 3`` only prints "Passed unknown
 parameter" and ``-p epochs 1.5`` injects a float. Each notebook therefore calls
@@ -7,16 +7,24 @@ names (``epochs: int = 2  # passes over the data``) and fails with one clear lin
 unknown name or a wrong type. Before papermill starts a kernel, :func:`check_papermill_parameters`
 checks the ``-p`` values against the same declarations as papermill reads them
 (``papermill --help-notebook``), so ``make reproduce`` stops with one line, not a traceback.
+
+What a chapter sizes by profile comes from :func:`sizes` (:data:`CHAPTER_SIZES`), never an
+inline ``x if smoke else y``; the numbers its text quotes are glued in one call per group
+(:func:`glue_many`, :func:`glue_column`), so the chapter's code reads as its story.
 """
 
 from __future__ import annotations
 
 import os
 import typing
+from collections.abc import Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import PROFILES, RunConfig, config_from_dict, fits_type
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PAPERMILL_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
@@ -154,18 +162,20 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
 #: Sizes the chapters use beside the RunConfig (images shown, timed, explained by slow
 #: explainers, judged for faithfulness; CAE epochs; training and test images of the CAEs
 #: that amortise a dear explainer, and that explainer's steps or samples; seeds of each
-#: XDistillation variant when choosing the defaults), per profile. A
+#: XDistillation variant when choosing the defaults; the sampling explainers' steps and
+#: samples in the explainers chapter, :func:`explainer_settings`), per profile. A
 #: notebook parameter of 0 means "the profile's" (:func:`sizes`).
 CHAPTER_SIZES: dict[str, dict[str, int]] = {
     "smoke": {"n_show": 4, "n_timed": 16, "n_faithful": 8, "n_slow": 16, "n_slow_gap": 32,
               "cae_epochs": 1, "n_amortised": 64, "n_amortised_test": 16, "dear_steps": 4,
-              "variant_seeds": 2},
+              "variant_seeds": 2, "ig_steps": 8, "shap_samples": 4, "lime_samples": 50},
     "book": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 128,
              "cae_epochs": 2, "n_amortised": 512, "n_amortised_test": 256, "dear_steps": 8,
-             "variant_seeds": 3},
+             "variant_seeds": 3, "ig_steps": 32, "shap_samples": 16, "lime_samples": 200},
     "paper": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
               "cae_epochs": 2, "n_amortised": 10000, "n_amortised_test": 1000,
-              "dear_steps": 32, "variant_seeds": 3},
+              "dear_steps": 32, "variant_seeds": 3, "ig_steps": 32, "shap_samples": 16,
+              "lime_samples": 200},
 }  # fmt: skip
 
 
@@ -178,6 +188,24 @@ def sizes(profile: str, **given: int) -> SimpleNamespace:
         raise ParameterError(f"no chapter size named {unknown[0]!r}; known: {', '.join(out)}")
     out.update({k: v for k, v in given.items() if v})
     return SimpleNamespace(**out)
+
+
+def explainer_settings(size: SimpleNamespace) -> dict[str, dict[str, int]]:
+    """The keyword arguments of the sampling explainers for a chapter's :func:`sizes`:
+    Integrated Gradients' steps (``ig_steps``), GradientSHAP's samples (``shap_samples``),
+    LIME's and KernelSHAP's perturbations per image (``lime_samples``). Modest counts fit a
+    CPU; they are part of each map's cache key."""
+    return {"integrated_gradients": {"n_steps": size.ig_steps},
+            "gradient_shap": {"n_samples": size.shap_samples},
+            "lime": {"n_samples": size.lime_samples},
+            "kernel_shap": {"n_samples": size.lime_samples}}  # fmt: skip
+
+
+def describe_run(cfg: RunConfig) -> str:
+    """One line for the reader: the profile, its subsets, and what trains for how long."""
+    return (f"profile {cfg.profile}: {cfg.train_subset} training and {cfg.test_subset} test "
+            f"images, teacher {cfg.teacher} for {cfg.teacher_epochs} epochs, "
+            f"student {cfg.student} for {cfg.student_epochs} epochs")  # fmt: skip
 
 
 def experiment_config_path(config: str, profile: str = "auto"):
@@ -224,3 +252,28 @@ def glue(name: str, value: Any, display: bool = False) -> None:
             show(value)
         return
     myst_glue(name, value, display=display)
+
+
+def glue_many(values: Mapping[str, Any], fmt: str = "", /, **formats: str) -> None:
+    """Glue every ``name: value`` of ``values`` at once, as text (:func:`glue`).
+
+    A number is written with the format spec ``formats[name]``, else ``fmt`` (``".3f"``,
+    ``"+.3f"``, ``","``; ``""`` as ``str``); a string is glued as it is. A chapter names
+    its numbers in one call instead of one line each, and their formatting in one place.
+
+    Raises:
+        ValueError: ``formats`` names a value that ``values`` does not hold.
+    """
+    unknown = sorted(set(formats) - set(values))
+    if unknown:
+        raise ValueError(f"glue_many: a format for {unknown[0]!r}, which is not glued")
+    for name, value in values.items():
+        text = value if isinstance(value, str) else format(value, formats.get(name, fmt))
+        glue(name, text)
+
+
+def glue_column(prefix: str, column: pd.Series, fmt: str = "") -> None:
+    """Glue each entry of a table's ``column`` as ``<prefix>_<row>``, with the format spec
+    ``fmt`` (:func:`glue_many`): ``glue_column("acc", table["accuracy"], ".3f")`` glues
+    ``acc_kd``, ``acc_scratch``, ... for a table indexed by method."""
+    glue_many({f"{prefix}_{row}": value for row, value in column.items()}, fmt)

@@ -12,12 +12,17 @@ The claims (C1-C3), their parts and margins, and the verdict rule are defined in
 book's chapter "Method, claims and metrics"; :data:`CLAIMS` and :data:`PAIRS` are that
 chapter in code, and :func:`verdicts`, :func:`verdict_table`, :func:`paired_table` and
 :func:`t4_table` are what the results chapter shows.
+
+The other tables the chapters show come from here too, each in one call: ``mean ± std``
+over seeds (:func:`mean_std_table`), means (:func:`mean_table`), the references
+(:func:`reference_table`), faithfulness (:func:`faithfulness_table`) and one row per model
+(:func:`scores_table`); their columns are named by :func:`display_label`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -33,8 +38,9 @@ def results_frame(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def check_one_run_per_seed(df: pd.DataFrame, group: str) -> None:
-    """Raise when ``group`` holds two runs of one method on one seed.
+def check_one_run_per_seed(df: pd.DataFrame, group: str | None, by: str = "method") -> None:
+    """Raise when ``group`` (None: every row) holds two runs of one ``by`` value (a method)
+    on one seed.
 
     Means over seeds and paired differences assume one run per ``(seed, method)``; a
     duplicate (e.g. two result files of one run) would otherwise be averaged silently and
@@ -43,52 +49,63 @@ def check_one_run_per_seed(df: pd.DataFrame, group: str) -> None:
     Raises:
         ValueError: naming every duplicated ``(method, seed)``.
     """
-    part = df[df["group"] == group]
-    dup = part[part.duplicated(["seed", "method"], keep=False)]
+    part = _in_group(df, group)
+    dup = part[part.duplicated(["seed", by], keep=False)]
     if len(dup):
-        twice = sorted(set(zip(dup["method"].astype(str), dup["seed"])))
+        twice = sorted(set(zip(dup[by].astype(str), dup["seed"])))
         names = ", ".join(f"{m} on seed {s}" for m, s in twice)
         raise ValueError(f"group {group!r} has more than one run of {names}; "
                          "keep one result per method and seed")  # fmt: skip
 
 
-def summary(df: pd.DataFrame, metrics: Sequence[str], group: str = "main",
+def _in_group(df: pd.DataFrame, group: str | None) -> pd.DataFrame:
+    """The rows of ``group`` (the ``group`` column), or every row for None."""
+    return df if group is None else df[df["group"] == group]
+
+
+def summary(df: pd.DataFrame, metrics: Sequence[str], group: str | None = "main",
             by: str = "method") -> pd.DataFrame:  # fmt: skip
     """Mean and standard deviation over seeds of each metric, one row per ``by`` value.
 
     Columns are ``(metric, "mean")``, ``(metric, "std")`` and ``n`` (seeds); the order of
-    rows follows first appearance. Grouped by method, a duplicated ``(seed, method)`` is
-    an error (:func:`check_one_run_per_seed`).
+    rows follows first appearance. Only the rows of ``group`` count (None: every row, for a
+    frame without a ``group`` column such as :func:`~xdx_lib.runner.variant_table`'s). A
+    duplicated ``(seed, by value)`` is an error (:func:`check_one_run_per_seed`).
     """
-    if by == "method" and "seed" in df.columns:
-        check_one_run_per_seed(df, group)
-    part = df[df["group"] == group]
+    if "seed" in df.columns:
+        check_one_run_per_seed(df, group, by)
+    part = _in_group(df, group)
     order = list(dict.fromkeys(part[by]))
     agg = part.groupby(by)[list(metrics)].agg(["mean", "std"]).reindex(order)
     agg[("n", "")] = part.groupby(by).size().reindex(order)
     return agg
 
 
-def _missing(df: pd.DataFrame, a: str, b: str, metric: str, group: str) -> str | None:
+def _missing(df: pd.DataFrame, a: str, b: str, metric: str, group: str | None,
+             by: str = "method") -> str | None:  # fmt: skip
     """Why ``metric(a) - metric(b)`` cannot be computed from ``df``, or None."""
-    part = df[df["group"] == group]
+    part = _in_group(df, group)
     if not len(part):
         return f"no runs in group {group}"
     if metric not in df.columns or part[metric].isna().all():
         return f"{metric} is not in these results"
-    methods = set(part["method"])
+    methods = set(part[by])
     absent = [m for m in (a, b) if m not in methods]
     if absent:
         return f"no runs of {', '.join(absent)}"
     for m in (a, b):
-        if part.loc[part["method"] == m, metric].isna().all():
+        if part.loc[part[by] == m, metric].isna().all():
             return f"{metric} has no value for any run of {m}"
     return None
 
 
-def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str, group: str = "main",
-                      confidence: float = 0.95) -> dict:  # fmt: skip
+def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str,
+                      group: str | None = "main", confidence: float = 0.95,
+                      by: str = "method") -> dict:  # fmt: skip
     """Mean of ``metric(a) - metric(b)`` over seeds both methods ran, with a t interval.
+
+    ``a`` and ``b`` are values of the column ``by`` (methods; variants of a
+    :func:`~xdx_lib.runner.variant_table` with ``by="variant"`` and ``group=None``).
 
     Returns ``{"a", "b", "metric", "n", "mean", "sd", "low", "high"}``: ``sd`` is the
     standard deviation of the per-seed differences; ``sd``, ``low`` and ``high`` are NaN
@@ -101,12 +118,12 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str, group: str 
     """
     from scipy import stats
 
-    why = _missing(df, a, b, metric, group)
+    why = _missing(df, a, b, metric, group, by)
     if why:
         raise ValueError(f"paired_difference({a!r}, {b!r}, {metric!r}, group={group!r}): {why}")
-    check_one_run_per_seed(df, group)
-    part = df[df["group"] == group]
-    wide = part.pivot(index="seed", columns="method", values=metric)
+    check_one_run_per_seed(df, group, by)
+    part = _in_group(df, group)
+    wide = part.pivot(index="seed", columns=by, values=metric)
     d = (wide[a] - wide[b]).dropna()
     n = len(d)
     mean = float(d.mean()) if n else math.nan
@@ -139,14 +156,26 @@ def format_interval(diff: dict, digits: int = 3) -> str:
             f"{diff['high']:+.{digits}f}] (n={diff['n']})")  # fmt: skip
 
 
-def mean_std_strings(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """A :func:`summary` table as ``mean ± std`` strings, for display."""
+# ------------------------------------------------------------------- tables for display
+
+#: How a display table names a metric's column (:func:`display_label`): a mapping from the
+#: metric's name, a function of it, or None for the name itself.
+Labels = Mapping[str, str] | Callable[[str], str] | None
+
+
+def mean_std_strings(table: pd.DataFrame, digits: int = 3, labels: Labels = None, strip: str = "",
+                     missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+    """A :func:`summary` table as ``mean ± std`` strings, for display, with a ``seeds`` column.
+
+    Each metric's column is named by :func:`display_label` (``labels``, ``strip``); a metric
+    without a mean (NaN: the method has no such map) shows ``missing``.
+    """
     metrics = [m for m in dict.fromkeys(c[0] for c in table.columns) if m != "n"]
     out = pd.DataFrame(index=table.index)
     for m in metrics:
         mean, std = table[(m, "mean")], table[(m, "std")]
-        out[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" if not math.isnan(s) else f"{a:.{digits}f}"
-                  for a, s in zip(mean, std)]  # fmt: skip
+        out[display_label(m, labels, strip)] = [_mean_std(a, s, digits, missing)
+                                                for a, s in zip(mean, std)]  # fmt: skip
     out["seeds"] = table[("n", "")]
     return out
 
@@ -204,6 +233,85 @@ def detectable_difference(n: int, sd: float, alpha: float = ALPHA,
         high *= 2
     ncp = optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
     return ncp * sd / math.sqrt(n)
+
+
+def _mean_std(mean: float, std: float, digits: int, missing: str) -> str:
+    """``mean ± std``; the mean alone without a spread (one seed); ``missing`` without a mean."""
+    if math.isnan(mean):
+        return missing
+    if math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def display_label(metric: str, labels: Labels = None, strip: str = "") -> str:
+    """A table column's name for ``metric``: ``strip`` (a prefix the columns share, such as
+    ``"gradcam/"``) left out, then renamed by ``labels`` (a mapping, where the name is not
+    in it left as it is, or a function)."""
+    name = metric.removeprefix(strip)
+    if callable(labels):
+        return labels(name)
+    return (labels or {}).get(name, name)
+
+
+def mean_std_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
+                   strip: str = "", group: str | None = "main", by: str = "method",
+                   digits: int = 3, missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+    """The ``mean ± std`` over seeds of each metric, one row per ``by`` value, as the
+    chapters show it: :func:`summary` (``group``, ``by``) read by :func:`mean_std_strings`
+    (``digits``, ``labels``, ``strip``, ``missing``)."""
+    return mean_std_strings(summary(df, metrics, group, by), digits, labels, strip, missing)
+
+
+def mean_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
+               group: str | None = "main", by: str = "method") -> pd.DataFrame:  # fmt: skip
+    """The mean over seeds of each metric (:func:`summary`), one row per ``by`` value, as
+    numbers; columns named by :func:`display_label` (``labels``)."""
+    means = summary(df, metrics, group, by)
+    return pd.DataFrame({display_label(m, labels): means[(m, "mean")] for m in metrics})
+
+
+def reference_table(df: pd.DataFrame, prefix: str = "gradcam/",
+                    labels: Labels = None) -> pd.DataFrame:  # fmt: skip
+    """What the image-blind reference maps score (the rows of group ``reference``): one row
+    per reference, one column per metric starting with ``prefix``, named by
+    :func:`display_label` (``labels``, ``prefix`` left out)."""
+    refs = df[df["group"] == "reference"].set_index("method")
+    cols = [c for c in refs.columns if c.startswith(prefix)]
+    return refs[cols].rename(columns=lambda c: display_label(c, labels, prefix)).rename_axis(None)
+
+
+#: The maps whose faithfulness a result holds, by the prefix of its metrics
+#: (:func:`~xdx_lib.evaluation.evaluate_model`): each model's Grad-CAM, XDistillation's CAE map.
+FAITHFULNESS_MAPS: dict[str, str] = {"faith": "Grad-CAM", "cae_faith": "CAE"}
+
+
+def faithfulness_table(df: pd.DataFrame, judge: str = "model", group: str = "main",
+                       digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """Deletion and insertion AUC of each method's maps, ``mean ± std`` over seeds.
+
+    ``judge``: ``"model"`` (the model that made the maps scores them) or ``"teacher"`` (does
+    the student's map point at what matters to the teacher?). Columns ``"<map> deletion"``
+    and ``"<map> insertion"`` for the maps of :data:`FAITHFULNESS_MAPS` present in ``df``,
+    blank for a method without such a map, then ``seeds``.
+    """
+    if judge not in ("model", "teacher"):
+        raise ValueError(f"faithfulness_table: judge {judge!r}; choose model or teacher")
+    end = "_teacher" if judge == "teacher" else ""
+    names = {f"{p}{end}/{k}": f"{who} {k}" for p, who in FAITHFULNESS_MAPS.items()
+             for k in ("deletion", "insertion")}  # fmt: skip
+    cols = [c for c in df.columns if c in names]
+    return mean_std_table(df, cols, names, group=group, digits=digits, missing="")
+
+
+def scores_table(scores: Mapping[str, Mapping[str, float]], labels: Mapping[str, str],
+                 index: str = "method") -> pd.DataFrame:  # fmt: skip
+    """One row per model of ``scores`` (``{name: {metric: value}}``, e.g. from
+    :func:`~xdx_lib.evaluation.evaluate_model`), one column per metric of ``labels`` in its
+    order, named by it; a metric a model lacks is NaN and ``parameters`` are integers."""
+    table = pd.DataFrame.from_dict(scores, orient="index").reindex(columns=list(labels))
+    table = table.rename(columns=labels).rename_axis(index)
+    return table.astype({labels[k]: int for k in ("parameters",) if k in labels})
 
 
 # ------------------------------------------------------------------- claims, pairs, verdicts
@@ -584,13 +692,15 @@ def paired_table(df: pd.DataFrame, methods: Iterable[str] | None = None,
 
 
 def t4_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
-             sweep_group: str = "sweep", main_group: str = "main") -> pd.DataFrame:
+             sweep_group: str = "sweep", main_group: str = "main",
+             labels: Labels = None) -> pd.DataFrame:  # fmt: skip
     """T4: the mean over the sweep seeds of each option value, beside the default run.
 
     One row per ``(option, value)`` of the ``sweep_group`` runs, in order of first
     appearance, after a ``("default", "")`` row: the ``method`` runs of ``main_group`` on
-    the same seeds. Metrics absent from ``df`` are left out; no sweep runs give an empty
-    frame.
+    the same seeds. Metrics absent from ``df`` are left out; columns are named by
+    :func:`display_label` (``labels``, e.g. :data:`METRIC_LABELS`); no sweep runs give an
+    empty frame.
     """
     sweep = df[df["group"] == sweep_group]
     cols = [m for m in metrics if m in df.columns]
@@ -601,4 +711,5 @@ def t4_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
     rows = [{"option": "default", "value": "", **default[cols].mean().to_dict()}]
     for (opt, val), part in sweep.groupby(["option", "value"], sort=False):
         rows.append({"option": opt, "value": val, **part[cols].mean().to_dict()})
-    return pd.DataFrame(rows, columns=["option", "value", *cols]).set_index(["option", "value"])
+    table = pd.DataFrame(rows, columns=["option", "value", *cols]).set_index(["option", "value"])
+    return table.rename(columns=lambda c: display_label(c, labels))

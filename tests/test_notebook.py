@@ -1,0 +1,66 @@
+"""What the chapters call in one line: glue by the dozen, sizes by profile, the run line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from xdx_lib import notebook
+from xdx_lib.config import PROFILES, RunConfig
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    """The values glued through :func:`xdx_lib.notebook.glue`, by name."""
+    out: dict[str, object] = {}
+
+    def glue(name, value, display=False):
+        out[name] = value
+
+    monkeypatch.setattr(notebook, "glue", glue)
+    return out
+
+
+def test_glue_many_formats_numbers_as_fstrings_do(glued):
+    gap, ratio = 0.0123456, 41.6
+    notebook.glue_many({"acc": 0.87654, "gap": gap, "ratio": ratio, "n": 512, "best": "grid: both"},
+                       ".3f", gap="+.3f", ratio=".0f", n=",")  # fmt: skip
+    assert glued == {"acc": "0.877", "gap": f"{gap:+.3f}", "ratio": f"{ratio:.0f}", "n": "512",
+                     "best": "grid: both"}  # fmt: skip
+    notebook.glue_many({"epochs": 6, "many": 12345}, many=",")
+    assert glued["epochs"] == "6" and glued["many"] == "12,345"
+
+
+def test_glue_many_refuses_a_format_for_nothing(glued):
+    with pytest.raises(ValueError, match="a format for 'ratoi'"):
+        notebook.glue_many({"ratio": 2.0}, ".1f", ratoi=".0f")
+    assert glued == {}
+
+
+def test_glue_column_names_each_row(glued):
+    table = pd.DataFrame({"accuracy": [0.81234, 0.9]}, index=["kd", "xdistill"])
+    notebook.glue_column("acc", table["accuracy"], ".3f")
+    assert glued == {"acc_kd": "0.812", "acc_xdistill": "0.900"}
+
+
+def test_every_profile_has_every_chapter_size():
+    names = {name: set(sizes) for name, sizes in notebook.CHAPTER_SIZES.items()}
+    assert set(names) == set(PROFILES)
+    assert len({frozenset(n) for n in names.values()}) == 1, names
+
+
+def test_explainer_settings_follow_the_sizes():
+    smoke = notebook.explainer_settings(notebook.sizes("smoke"))
+    book = notebook.explainer_settings(notebook.sizes("book", ig_steps=5))
+    assert smoke["lime"] == smoke["kernel_shap"] == {"n_samples": 50}
+    assert smoke["integrated_gradients"] == {"n_steps": 8}
+    assert book["integrated_gradients"] == {"n_steps": 5}  # a parameter wins over the profile
+    assert book["gradient_shap"] == {"n_samples": 16}
+
+
+def test_describe_run_names_the_profile_and_sizes():
+    cfg = RunConfig(profile="smoke").resolved()
+    line = notebook.describe_run(cfg)
+    assert line.startswith("profile smoke: ")
+    assert f"{cfg.train_subset} training and {cfg.test_subset} test images" in line
+    assert f"teacher {cfg.teacher} for {cfg.teacher_epochs} epochs" in line
