@@ -437,14 +437,14 @@ def test_t4_table_by_hand():
         {"group": "sweep", "method": "xdistill", "seed": 0, "option": "fusion", "value": "gate",
          "accuracy": 0.60, "agreement": 0.65},
     ])
-    t4 = report.t4_table(pd.concat([df, sweep], ignore_index=True),
+    t4 = report.sweep_table(pd.concat([df, sweep], ignore_index=True),
                          ["accuracy", "agreement", "cae/pearson"])
     assert list(t4.index) == [("default", ""), ("beta", 3.0), ("fusion", "gate")]
     assert list(t4.columns) == ["accuracy", "agreement"]  # cae/pearson is absent
     assert t4.loc[("default", ""), "accuracy"] == pytest.approx(0.79)  # xdistill, seed 0 only
     assert t4.loc[("fusion", "gate"), "agreement"] == pytest.approx(0.65)
-    assert report.t4_table(df, ["accuracy"]).empty
-    named = report.t4_table(pd.concat([df, sweep], ignore_index=True), ["agreement"],
+    assert report.sweep_table(df, ["accuracy"]).empty
+    named = report.sweep_table(pd.concat([df, sweep], ignore_index=True), ["agreement"],
                             labels={"agreement": "agreement with teacher"})
     assert list(named.columns) == ["agreement with teacher"]
 

@@ -11,7 +11,7 @@ one seed there is no interval (NaN) and every part of a claim is "inconclusive".
 The claims (C1-C3), their parts and margins, and the verdict rule are defined in the
 book's chapter "Method, claims and metrics"; :data:`CLAIMS` and :data:`PAIRS` are that
 chapter in code, and :func:`verdicts`, :func:`verdict_table`, :func:`paired_table` and
-:func:`t4_table` are what the results chapter shows.
+:func:`sweep_table` are what the results chapter shows.
 
 The other tables the chapters show come from here too, each in one call: ``mean ± std``
 over seeds (:func:`mean_std_table`), means (:func:`mean_table`), the references
@@ -691,7 +691,7 @@ def paired_table(df: pd.DataFrame, methods: Iterable[str] | None = None,
     return paired_view(paired_differences(df, methods, pairs, metrics, group=group), digits)
 
 
-def t4_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
+def sweep_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
              sweep_group: str = "sweep", main_group: str = "main",
              labels: Labels = None) -> pd.DataFrame:  # fmt: skip
     """T4: the mean over the sweep seeds of each option value, beside the default run.
