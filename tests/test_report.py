@@ -373,7 +373,7 @@ def test_glue_verdicts_glues_each_claim(monkeypatch):
     glued = {}
     monkeypatch.setattr(notebook, "glue", lambda name, value, display: glued.update({name: value}))
     v = report.verdicts(_claims_frame())
-    report.glue_verdicts(v)
+    notebook.glue_verdicts(v)
     assert sorted(glued) == sorted(f"C{i}_{c}" for i in (1, 2, 3)
                                    for c in ("verdict", "evidence", "power"))  # fmt: skip
     assert glued["C2_verdict"] == "not supported"

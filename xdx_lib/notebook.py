@@ -277,3 +277,14 @@ def glue_column(prefix: str, column: pd.Series, fmt: str = "") -> None:
     ``fmt`` (:func:`glue_many`): ``glue_column("acc", table["accuracy"], ".3f")`` glues
     ``acc_kd``, ``acc_scratch``, ... for a table indexed by method."""
     glue_many({f"{prefix}_{row}": value for row, value in column.items()}, fmt)
+
+
+def glue_verdicts(table: pd.DataFrame) -> None:
+    """Glue each claim of a :func:`xdx_lib.report.verdicts` table for the book's text.
+
+    Names: ``<claim>_verdict``, ``<claim>_evidence`` and ``<claim>_power`` (e.g.
+    ``C1_verdict``), the columns ``verdict``, ``evidence`` and ``power``.
+    """
+    for claim, row in table.iterrows():
+        for column in ("verdict", "evidence", "power"):
+            glue(f"{claim}_{column}", row[column], display=False)

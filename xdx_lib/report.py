@@ -620,19 +620,6 @@ def verdict_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["claim", "verdict", "part"])
 
 
-def glue_verdicts(table: pd.DataFrame) -> None:
-    """Glue each claim of a :func:`verdicts` table for the book's text.
-
-    Names: ``<claim>_verdict``, ``<claim>_evidence`` and ``<claim>_power`` (e.g.
-    ``C1_verdict``), the columns ``verdict``, ``evidence`` and ``power``.
-    """
-    from .notebook import glue
-
-    for claim, row in table.iterrows():
-        for column in ("verdict", "evidence", "power"):
-            glue(f"{claim}_{column}", row[column], display=False)
-
-
 # ------------------------------------------------------------------- the paired table
 
 
