@@ -8,7 +8,7 @@ alone is a complete config.
 
 Every field is declared once, with :func:`option`: its type, default, a help line, and the
 *kind* of name it takes (``"method"``, ``"fusion"``, ...). Validation looks those names up
-in :mod:`xdx_lib.registry` at run time, and the command line (:mod:`xdx_lib.__main__`)
+in :mod:`xdx_lib.registry` at run time, and the command line (``python -m xdx_lib``)
 builds its flags, help, choices and defaults from the same fields, so a new option appears
 everywhere at once. Each method reads its own options as a small typed dataclass made from
 this config (``Method.Options``, e.g. :class:`xdx_lib.methods.KDOptions`).

@@ -143,7 +143,7 @@ def captured(model: nn.Module, part: str) -> OutputCapture:
     them: ``stages``, ``gradcam_layer``), made the first time the network is asked for.
 
     ``model`` may be wrapped by DDP or ``torch.compile``: the hooks go on the network inside
-    (:func:`xdx_lib._utils.unwrap`), and are found again whichever wrapper asks. The
+    (``xdx_lib._utils.unwrap``), and are found again whichever wrapper asks. The
     registry holds the network weakly, so a capture lives as long as its network.
     """
     net = unwrap(model)

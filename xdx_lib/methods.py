@@ -141,7 +141,7 @@ class Method:
         when it returns none (its explanation is then a post-hoc one, its Grad-CAM)."""
         return None
 
-    #: The teacher's explainer the deployed maps imitate (XDistillation: its option).
+    #: The teacher's explainer the deployed maps imitate (for XDistillation, its option).
     imitated_explainer = "gradcam"
 
     def epoch_metrics(self, model: nn.Module, split, extras: dict,

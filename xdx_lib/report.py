@@ -345,17 +345,17 @@ PAIRS: tuple[tuple[str, str], ...] = (
 PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "deployed/pearson",
                                  "gradcam/topk_iou")
 
-#: The margin of accuracy and agreement differences (fractions of the test images): 60 of
+#: The margin of accuracy and agreement differences (fractions of the test images), 60 of
 #: 10,000 test images, about what a second test split of that size could reverse for two
 #: students of which exactly one is right on 9 % of the images, a guess made before the
 #: runs (1.96 sqrt(0.09 / 10,000) = 0.0059). The book's chapter "Method, claims and
 #: metrics" gives the reasons.
 FRACTION_MARGIN = 0.006
-#: The margin of differences in mean Pearson r of explanation maps: the tolerance within
+#: The margin of differences in mean Pearson r of explanation maps, the tolerance within
 #: which the book already calls two CAEs' r the same.
 R_MARGIN = 0.03
 
-#: What a claim's part needs of ``A - B``: "higher" (above 0: a superiority test, read with
+#: What a claim's part needs of ``A - B``, "higher" (above 0, a superiority test, read with
 #: an equivalence test against the margin) or "not higher" (below ``+margin``).
 NEEDS: tuple[str, ...] = ("higher", "not higher")
 #: The readings of one part (:func:`part_verdict`; "skipped": it could not be read).

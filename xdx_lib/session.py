@@ -139,7 +139,8 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
 
 
 def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
-    """The teacher's job: trained from scratch on the labels, keyed by :data:`TEACHER_FIELDS`."""
+    """The teacher's job: trained from scratch on the labels, keyed by
+    :data:`~xdx_lib.trained.TEACHER_FIELDS`."""
     key = hash_dict({**pick(cfg, TEACHER_FIELDS), "format": RUN_FORMAT})
     path = runs_dir() / "teachers" / f"{cfg.dataset}-{cfg.teacher}-{key}" / "model.pt"
     meta = {"model": cfg.teacher, "in_channels": data.in_channels,
@@ -150,8 +151,8 @@ def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
 
 
 def student_job(cfg: RunConfig, teacher: TrainedModel) -> Job:
-    """A student's job, keyed by :data:`STUDENT_FIELDS`, its method's options and the hash of
-    the teacher checkpoint it learns from."""
+    """A student's job, keyed by :data:`~xdx_lib.trained.STUDENT_FIELDS`, its method's
+    options and the hash of the teacher checkpoint it learns from."""
     method = create_method(cfg)
     fields = pick(cfg, STUDENT_FIELDS + method.option_names())
     key = hash_dict({**fields, "teacher": teacher.checkpoint_hash, "format": RUN_FORMAT})

@@ -31,11 +31,11 @@ from .registry import declare_choices
 from .train import Extras, autocast, resolve_precision
 from .trained import TrainedModel, model_maps, teacher_logits
 
-#: Where a student's teacher signals come from: ``cached`` (computed once on the
+#: Where a student's teacher signals come from, ``cached`` (computed once on the
 #: un-augmented images) or ``online`` (the teacher run on each, augmented, batch).
 TEACHER_SIGNALS = declare_choices("teacher signal", ("cached", "online"))
 
-#: The classes a teacher's map may explain: its prediction (``pred``) or the label.
+#: The classes a teacher's map may explain, its prediction (``pred``) or the label.
 MAP_TARGETS = declare_choices("map target", ("pred", "label"))
 
 #: What a signal is, and the batch key it is read under.

@@ -50,7 +50,7 @@ from .data import Split
 from .metrics import accuracy
 from .registry import declare_choices
 
-#: Mixed precision: ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores, float16 with a
+#: Mixed precision, ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores, float16 with a
 #: gradient scaler on older GPUs, none on a CPU), or one forced: ``bf16``, ``fp16``, ``off``.
 PRECISIONS = declare_choices("precision", ("auto", "bf16", "fp16", "off"))
 
@@ -144,7 +144,7 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-#: The process group's timeout: how long the other ranks may wait at a barrier while rank
+#: The process group's timeout, how long the other ranks may wait at a barrier while rank
 #: 0 makes what is cached (teacher maps of the training split, a CAE, a run's scores),
 #: which can outlast NCCL's default 10 minutes on a large dataset. It is the group's, not
 #: the barrier's alone, as NCCL has not always honoured a barrier's own timeout; the cost
@@ -576,7 +576,7 @@ def train_one_epoch(loop: Loop, epoch: int, epochs: int) -> dict[str, float]:
     Each batch is gathered, augmented (a generator seeded by :func:`augmentation_seed`), put
     in ``channels_last`` and given the online teacher's signals before the step. Loss sums
     are kept on the device in float64 (float32 on MPS), which gives the same numbers as
-    summing Python floats, and read once at the end of the epoch (:func:`_epoch_totals`).
+    summing Python floats, and read once at the end of the epoch (``_epoch_totals``).
     """
     loop.model.train()
     gen_device = loop.device if loop.on_cuda else "cpu"
@@ -625,7 +625,7 @@ def _share_buffers(loop: Loop) -> None:
 
 def finish_epoch(loop: Loop, record: dict, test: Split, test_extras: dict) -> dict:
     """``record`` with the test split's evaluation and the learning rate, the same on every
-    rank: under DDP rank 0 evaluates (after :func:`_share_buffers`) and sends its record,
+    rank: under DDP rank 0 evaluates (after ``_share_buffers``) and sends its record,
     so no two ranks' histories differ by a kernel's rounding."""
     _share_buffers(loop)
     if loop.rank == 0:
