@@ -693,14 +693,9 @@ def fit(
             (why: ``xdx_lib._utils.channels_last``).
         callback: ``callback(epoch, step)`` after every step (tests use it to interrupt).
 
-    On CUDA the training split and its extras are copied to the device once and no step
-    waits for the host; the numbers are the same as elsewhere.
-
-    Under ``torchrun`` every rank calls ``fit`` alike: the model trains through
-    DistributedDataParallel, each rank on its share of every batch with its own
-    augmentation; losses are averaged over all ranks' images, rank 0 evaluates
-    (:func:`finish_epoch`) and alone writes the checkpoint, and every rank returns the same
-    history and ends with the same weights and buffers.
+    On CUDA no step waits for the host; the numbers are the same as elsewhere. Under
+    ``torchrun`` every rank calls ``fit`` alike and returns the same history (the module
+    docstring says how the ranks share the work).
 
     Returns:
         list[dict]: one dict per epoch, with ``epoch``, ``train_loss``, each term's mean,
@@ -721,24 +716,37 @@ def fit(
     history = resume(ckpt_path, model, opt, sched, meta)
     if history and verbose and rank == 0 and len(history) < epochs:
         print(f"resuming {Path(ckpt_path).name} after epoch {len(history)}")
-    if device.type == "cuda":  # data resident on the device: batches are gathered there
-        train = Split(train.x.to(device), train.y.to(device))
-        extras = Extras({k: _rows(v, slice(None), device) for k, v in extras.train.items()},
-                        extras.test, extras.per_batch)  # fmt: skip
+    if device.type == "cuda":
+        train, extras = _resident(train, extras, device)
     dtype = resolve_precision(amp, device)
     loop = Loop(_wrap(model, device, world, compile), model, method, train, extras, opt, sched,
                 grad_scaler(device, dtype), device, dtype, batch_size, seed, augment,
                 channels_last, rank, world, progress, callback)  # fmt: skip
+    return run_epochs(loop, history, epochs, test, ckpt_path, meta, verbose)
+
+
+def _resident(train: Split, extras: Extras, device: torch.device) -> tuple[Split, Extras]:
+    """The training split and its per-image signals copied to ``device`` once, so that every
+    batch is gathered there with no copy from the host."""
+    train = Split(train.x.to(device), train.y.to(device))
+    on_device = {k: _rows(v, slice(None), device) for k, v in extras.train.items()}
+    return train, Extras(on_device, extras.test, extras.per_batch)
+
+
+def run_epochs(loop: Loop, history: list[dict], epochs: int, test: Split, ckpt_path,
+               meta: dict | None, verbose: bool) -> list[dict]:  # fmt: skip
+    """The epochs after those in ``history``: train, evaluate (:func:`finish_epoch`), print
+    and save a checkpoint after each; returns the whole history."""
     for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         record = {"epoch": epoch + 1, **train_one_epoch(loop, epoch, epochs)}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
-        history.append(finish_epoch(loop, record, test, extras.test))
-        if verbose and rank == 0:
+        history.append(finish_epoch(loop, record, test, loop.extras.test))
+        if verbose and loop.rank == 0:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
             print(f"epoch {epoch + 1}/{epochs}: {shown}")
-        if ckpt_path is not None and rank == 0:
-            save_checkpoint(ckpt_path, model, opt, sched, history, meta)
-        if world > 1:
+        if ckpt_path is not None and loop.rank == 0:
+            save_checkpoint(ckpt_path, loop.model, loop.opt, loop.sched, history, meta)
+        if loop.world > 1:
             dist.barrier()
     return history

@@ -335,13 +335,7 @@ def fit_cae(
         FloatingPointError: the loss became NaN or inf.
     """
     EXPLANATION_LOSSES.get(loss)  # fail before any work on an unknown name
-    if len(x) != len(maps) or maps.dim() != 4 or maps.shape[1] != 1:
-        raise ValueError(
-            f"x {tuple(x.shape)} and maps {tuple(maps.shape)} must be aligned [N, C, H, W] "
-            "and [N, 1, H, W]"
-        )
-    if maps.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
+    _check_aligned(x, maps)
     device = model_device(cae) if device is None else torch.device(device)
     cae.to(device, memory_format=torch.channels_last)  # as every model trains (fit)
     was_training = cae.training
@@ -349,29 +343,46 @@ def fit_cae(
     opt = torch.optim.Adam(cae.parameters(), lr=lr)
     dtype = resolve_precision(amp, device)
     scaler = grad_scaler(device, dtype)
-    steps = math.ceil(len(x) / batch_size)
     history: list[float] = []
     try:
         for epoch in range(epochs):
+            batches = epoch_batches(len(x), batch_size, seed, epoch)
+            bar = tqdm(batches, total=math.ceil(len(x) / batch_size), leave=False,
+                       desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress)
             total, seen = 0.0, 0
-            bar = tqdm(epoch_batches(len(x), batch_size, seed, epoch), total=steps,
-                       desc=f"CAE epoch {epoch + 1}/{epochs}", disable=not progress,
-                       leave=False)  # fmt: skip
             for step, idx in enumerate(bar):
-                xb = channels_last(x[idx].to(device, torch.float32, non_blocking=True))
-                mb = maps[idx].to(device, torch.float32, non_blocking=True)
-                with autocast(device, dtype):
-                    pred = cae(xb)
-                value = explanation_loss(pred, mb, loss)
-                optimizer_step(opt, value, f"CAE loss at epoch {epoch + 1} step {step}",
-                               remedy="check the maps", scaler=scaler)  # fmt: skip
-                total += value.item() * len(idx)
+                value = _cae_step(cae, x[idx], maps[idx], loss, opt, scaler, device, dtype,
+                                  f"CAE loss at epoch {epoch + 1} step {step}")  # fmt: skip
+                total += value * len(idx)
                 seen += len(idx)
-                bar.set_postfix(loss=f"{value.item():.4f}")
+                bar.set_postfix(loss=f"{value:.4f}")
             history.append(total / max(seen, 1))
     finally:
         cae.train(was_training)
     return history
+
+
+def _check_aligned(x: Tensor, maps: Tensor) -> None:
+    """Images ``[N, C, H, W]`` and maps ``[N, 1, H, W]`` of the same images and size."""
+    if len(x) != len(maps) or maps.dim() != 4 or maps.shape[1] != 1:
+        raise ValueError(
+            f"x {tuple(x.shape)} and maps {tuple(maps.shape)} must be aligned [N, C, H, W] "
+            "and [N, 1, H, W]"
+        )
+    if maps.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"maps are {tuple(maps.shape[-2:])}, images {tuple(x.shape[-2:])}")
+
+
+def _cae_step(cae: nn.Module, xb: Tensor, mb: Tensor, loss: str, opt, scaler, device,
+              dtype, where: str) -> float:  # fmt: skip
+    """One optimiser step of the CAE on a batch; returns the batch's loss."""
+    xb = channels_last(xb.to(device, torch.float32, non_blocking=True))
+    mb = mb.to(device, torch.float32, non_blocking=True)
+    with autocast(device, dtype):
+        pred = cae(xb)
+    value = explanation_loss(pred, mb, loss)
+    optimizer_step(opt, value, where, remedy="check the maps", scaler=scaler)
+    return value.item()
 
 
 #: Config fields that determine a CAE trained alone on the teacher's maps.
