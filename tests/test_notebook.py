@@ -62,5 +62,8 @@ def test_describe_run_names_the_profile_and_sizes():
     cfg = RunConfig(profile="smoke").resolved()
     line = notebook.describe_run(cfg)
     assert line.startswith("profile smoke: ")
-    assert f"{cfg.train_subset} training and {cfg.test_subset} test images" in line
+    assert f"students train on {cfg.train_subset:,} images, the teacher on the same" in line
+    assert f"{cfg.val_size:,} held out for validation; {cfg.test_subset:,} test images" in line
     assert f"teacher {cfg.teacher} for {cfg.teacher_epochs} epochs" in line
+    book = notebook.describe_run(RunConfig(profile="book").resolved())
+    assert "the teacher on 55,000, 5,000 held out" in book and "; all test images" in book

@@ -81,6 +81,41 @@ def test_cli_check_exits_2_with_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:")
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"kd_grid": {"alpha": [0.5]}}, "kd_grid needs a validation split"),
+        ({"kd_grid": {"beta": [1.0]}, "run": {**TINY["run"], "val_size": 32}},
+         "kd_grid.beta cannot be tuned"),
+        ({"kd_grid": {"alpha": [0.5, 1.5]}, "run": {**TINY["run"], "val_size": 32}},
+         r"kd_grid.alpha: .*alpha=1.5 must lie in \[0, 1\]"),
+        ({"kd_grid": {"alpha": [0.5]}, "tune_seeds": [], "run": {**TINY["run"], "val_size": 32}},
+         "tune_seeds is empty"),
+    ],
+)
+def test_a_bad_kd_grid_is_one_line(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(_write(tmp_path, {**TINY, "run": {**TINY["run"], "val_size": 0},
+                                          **change}))  # fmt: skip
+
+
+def test_kd_is_tuned_on_the_validation_split(tmp_path, runs):
+    d = {**TINY, "run": {**TINY["run"], "val_size": 64}, "methods": ["kd"], "seeds": [0],
+         "kd_grid": {"alpha": [0.0, 0.9], "temperature": [2, 4]}, "tune_seeds": [0, 1],
+         "sweeps": {}, "localisation_methods": [], "claim_methods": [], "claim_seeds": []}
+    exp = load_experiment(_write(tmp_path, d))
+    tuned, table = runner.tune_kd(exp)
+    assert len(table) == 8 and set(table.seed) == {0, 1}
+    means = table.groupby(["alpha", "temperature"]).val_accuracy.mean()
+    assert (tuned.run["alpha"], tuned.run["temperature"]) == means.idxmax()
+    assert type(tuned.run["temperature"]) is int  # the grid's own value, as written
+    assert tuned.kd_grid == {} and runner.tune_kd(tuned)[0] is tuned
+    # the experiment trains its KD students with the chosen values
+    result = run_experiment(exp, verbose=False)
+    kd = [r for r in result if r.get("method") == "kd"][0]
+    assert kd["config"]["alpha"] == tuned.run["alpha"]
+
+
 def test_smoke_reproduction_and_resume(tmp_path, runs):
     exp = load_experiment(_write(tmp_path, TINY))
     results = run_experiment(exp, verbose=False)

@@ -48,6 +48,10 @@ class Profile:
         teacher_epochs, student_epochs: passes over the training subset.
         batch_size: images per optimiser step.
         lr: peak learning rate of AdamW with a cosine schedule.
+        teacher_subset: the teacher's training images, the students' among them (None: the
+            students' own).
+        val_size: training images no model trains on, the validation split that KD's
+            weight and temperature are chosen on.
     """
 
     train_subset: int | None
@@ -58,13 +62,16 @@ class Profile:
     student_epochs: int
     batch_size: int
     lr: float
+    teacher_subset: int | None = None
+    val_size: int = 0
 
 
 #: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
 #: accuracies in minutes. ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2),
-    "book": Profile(10000, None, "cnn_teacher", "student_small", 6, 3, 64, 1e-2),
+    "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2, val_size=256),
+    "book": Profile(10000, None, "cnn_teacher", "student_small", 6, 12, 64, 1e-2,
+                    teacher_subset=55000, val_size=5000),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
 }
 
@@ -95,6 +102,11 @@ class RunConfig:
     test_subset: int | None = option(None, "images kept of the test split (None: the "
                                      "profile's)", "data")  # fmt: skip
     subset_seed: int = option(0, "which subset; the same for every method and seed", "data")
+    teacher_subset: int | None = option(None, "the teacher's training images, the students' "
+                                        "among them (None: the profile's)", "data")  # fmt: skip
+    val_size: int | None = option(None, "training images held out for validation, where "
+                                  "KD's weight and temperature are chosen; no model trains "
+                                  "on them (None: the profile's)", "data")  # fmt: skip
     image_size: int = option(32, "imagefolder only: images are resized to this square", "data")
     grayscale: bool = option(False, "imagefolder only: read images as grey", "data")
     augment: bool = option(False, "augment the students' batches (flips/crops for RGB, "
@@ -200,8 +212,9 @@ def kind_choices(kind: str) -> tuple[str, ...]:
 
 
 #: Numeric fields that must be at least 1 (None, where allowed, means "the profile's").
-AT_LEAST_ONE = ("train_subset", "test_subset", "teacher_epochs", "student_epochs", "batch_size",
-                "image_size", "cae_width", "cae_epochs", "cae_depth")  # fmt: skip
+AT_LEAST_ONE = ("train_subset", "test_subset", "teacher_subset", "teacher_epochs",
+                "student_epochs", "batch_size", "image_size", "cae_width", "cae_epochs",
+                "cae_depth")  # fmt: skip
 #: Numeric fields that must be >= 0.
 NON_NEGATIVE = ("weight_decay", "beta", "at_beta", "e2kd_weight")
 
@@ -247,6 +260,8 @@ def validate(cfg: RunConfig) -> None:
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             bad(name, "must be >= 0")
+    if cfg.val_size is not None and cfg.val_size < 0:
+        bad("val_size", "must be >= 0")
     if cfg.lr is not None and not cfg.lr > 0:
         bad("lr", "must be positive")
     if not 0.0 <= cfg.alpha <= 1.0:

@@ -95,12 +95,29 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A dataset in memory: train and test splits, class names and image shape."""
+    """A dataset in memory: its splits, class names and image shape.
+
+    Attributes:
+        train: the students' training images.
+        test: the test images (every score the book reports).
+        classes: the class names.
+        val: images of the training split that no model trains on, for choosing options
+            such as KD's weight and temperature (None: none held out).
+        teacher_train: the teacher's training images, the students' among them (None: the
+            same as ``train``).
+    """
 
     name: str
     train: Split
     test: Split
     classes: list[str]
+    val: Split | None = None
+    teacher_train: Split | None = None
+
+    @property
+    def teacher_split(self) -> Split:
+        """The images the teacher trains on (``teacher_train``, else ``train``)."""
+        return self.train if self.teacher_train is None else self.teacher_train
 
     @property
     def in_channels(self) -> int:
@@ -372,6 +389,8 @@ def load_dataset(
     train_subset: int | None = None,
     test_subset: int | None = None,
     subset_seed: int = 0,
+    teacher_subset: int | None = None,
+    val_size: int = 0,
     **options,
 ) -> Dataset:
     """Load a registered dataset into memory, optionally as deterministic subsets.
@@ -385,6 +404,9 @@ def load_dataset(
             ``XDX_DOWNLOAD=1`` is set, so that the environment decides.
         train_subset, test_subset: keep this many images of each split (None: all).
         subset_seed: which subset; fixed per experiment, independent of training seeds.
+        teacher_subset: the teacher's training images, the students' among them (None:
+            the students' own).
+        val_size: training images held out as ``val`` (:func:`carve_training`).
         **options: source-specific options (``image_size``, ``grayscale`` for
             ``imagefolder``; ``n_train``, ``n_test`` for ``shapes``).
 
@@ -398,6 +420,38 @@ def load_dataset(
     if not root.is_dir() and name != "shapes" and downloads_allowed(download):
         root.mkdir(parents=True)  # asked for: a download into a new folder
     ds = loader(root, downloads_allowed(download), **options)
-    ds.train = ds.train.subset(train_subset, subset_seed)
+    ds.train, ds.teacher_train, ds.val = carve_training(ds.train, train_subset, teacher_subset,
+                                                        val_size, subset_seed)  # fmt: skip
     ds.test = ds.test.subset(test_subset, subset_seed)
     return ds
+
+
+def _take(split: Split, idx: torch.Tensor) -> Split:
+    idx = idx.sort().values
+    return Split(split.x[idx], split.y[idx], None if split.masks is None else split.masks[idx])
+
+
+def carve_training(train: Split, student: int | None, teacher: int | None, val_size: int,
+                   seed: int = 0) -> tuple[Split, Split | None, Split | None]:  # fmt: skip
+    """The students', the teacher's and the validation images of one training split.
+
+    One seeded permutation of the split decides all three: its first ``val_size`` images
+    are the validation split, which no model trains on; of the rest, the first ``teacher``
+    are the teacher's (None: the students' own) and the first ``student`` the students'
+    (None: all the rest). So the students' images are among the teacher's whenever
+    ``student <= teacher``, and every method and seed of an experiment sees the same images.
+
+    Returns ``(students, teacher, validation)``; the teacher's is None when it equals the
+    students' and the validation split None when ``val_size`` is 0.
+    """
+    if val_size < 0 or val_size >= len(train):
+        raise ValueError(f"val_size {val_size} must be at least 0 and below the "
+                         f"{len(train)} training images")  # fmt: skip
+    if val_size == 0 and teacher is None:
+        return train.subset(student, seed), None, None  # one subset, as it always was
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(train), generator=g)
+    val, rest = perm[:val_size], perm[val_size:]
+    students = _take(train, rest[:student])
+    teachers = None if teacher is None or teacher == student else _take(train, rest[:teacher])
+    return students, teachers, (_take(train, val) if val_size else None)

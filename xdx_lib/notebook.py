@@ -202,10 +202,18 @@ def explainer_settings(size: SimpleNamespace) -> dict[str, dict[str, int]]:
 
 
 def describe_run(cfg: RunConfig) -> str:
-    """One line for the reader: the profile, its subsets, and what trains for how long."""
-    return (f"profile {cfg.profile}: {cfg.train_subset} training and {cfg.test_subset} test "
-            f"images, teacher {cfg.teacher} for {cfg.teacher_epochs} epochs, "
-            f"student {cfg.student} for {cfg.student_epochs} epochs")  # fmt: skip
+    """One line for the reader: the profile, its images, and what trains for how long."""
+
+    def n(value: int | None) -> str:
+        return "all" if value is None else f"{value:,}"
+
+    teacher_images = ("the same" if cfg.teacher_subset in (None, cfg.train_subset)
+                      else n(cfg.teacher_subset))  # fmt: skip
+    held_out = f", {cfg.val_size:,} held out for validation" if cfg.val_size else ""
+    return (f"profile {cfg.profile}: students train on {n(cfg.train_subset)} images, the "
+            f"teacher on {teacher_images}{held_out}; {n(cfg.test_subset)} test images; "
+            f"teacher {cfg.teacher} for {cfg.teacher_epochs} epochs, student {cfg.student} "
+            f"for {cfg.student_epochs} epochs")  # fmt: skip
 
 
 def experiment_config_path(config: str, profile: str = "auto"):

@@ -339,6 +339,7 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("xdistill", "scratch"),
     ("e2kd", "kd"),
     ("xdistill", "e2kd"),
+    ("xdistill", "kd_cae"),
     ("at", "kd"),
 )
 #: The metrics of the paired-difference table and of the forest plot.

@@ -13,6 +13,7 @@ tables and verdicts. Layer: the top of the library
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 import time
@@ -35,7 +36,7 @@ from .evaluation import (
 )
 from .explain import EXPLAINERS
 from .methods import METHODS
-from .metrics import flip_spread
+from .metrics import accuracy, flip_spread
 from .session import Session
 from .train import rank_zero_first, resolve_device
 from .trained import TrainedModel
@@ -71,6 +72,11 @@ class ExperimentConfig:
             ``claims``), so that the claims' intervals get the power of more seeds for a
             fraction of the cost of every metric on every method (empty: skip).
         claim_seeds: the extra seeds of ``claim_methods``.
+        kd_grid: KD's options to choose on the validation split (``alpha``,
+            ``temperature``: lists of values), before anything else runs
+            (:func:`tune_kd`); the chosen values then serve every method with a KD term
+            (empty: the run's values are used as given).
+        tune_seeds: the seeds each point of ``kd_grid`` is trained with.
     """
 
     name: str = "experiment"
@@ -86,6 +92,8 @@ class ExperimentConfig:
     localisation_seeds: list = field(default_factory=list)
     claim_methods: list = field(default_factory=list)
     claim_seeds: list = field(default_factory=list)
+    kd_grid: dict = field(default_factory=dict)
+    tune_seeds: list = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
         validate_experiment(self)
@@ -110,7 +118,7 @@ class ExperimentConfig:
 _KINDS = {"name": str, "run": dict, "methods": list, "seeds": list, "explainers": list,
           "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
           "localisation_methods": list, "localisation_seeds": list, "claim_methods": list,
-          "claim_seeds": list}  # fmt: skip
+          "claim_seeds": list, "kd_grid": dict, "tune_seeds": list}  # fmt: skip
 
 
 def _unique(what: str, values: list) -> None:
@@ -196,12 +204,49 @@ def _check_runs(exp: ExperimentConfig, base: RunConfig) -> None:
         for v in values:
             for seed in exp.sweep_seeds:
                 build(f"sweeps.{option}", method="xdistill", seed=seed, **{option: v})
+    _check_grid(exp, base)
     if exp.localisation_methods:
-        build("localisation", dataset="shapes")
+        build("localisation", **shapes_changes(base))
         for method in exp.localisation_methods:
             for seed in exp.shapes_seeds:
-                build(f"localisation {method}, seed {seed}", dataset="shapes", method=method,
-                      seed=seed)  # fmt: skip
+                build(f"localisation {method}, seed {seed}", **shapes_changes(base),
+                      method=method, seed=seed)  # fmt: skip
+
+
+#: The options ``kd_grid`` may vary: KD's own.
+TUNABLE = ("alpha", "temperature")
+
+
+def _check_grid(exp: ExperimentConfig, base: RunConfig) -> None:
+    """``kd_grid`` names KD's options with lists of valid values, and there is a validation
+    split to choose them on."""
+    if not exp.kd_grid:
+        return
+    if not base.val_size:
+        raise ConfigError("kd_grid needs a validation split to choose on; set run.val_size "
+                          "above 0 (or remove kd_grid)")  # fmt: skip
+    if not exp.tune_seeds:
+        raise ConfigError("tune_seeds is empty; name at least one seed for kd_grid")
+    _unique("tune_seeds", exp.tune_seeds)
+    for option, values in exp.kd_grid.items():
+        if option not in TUNABLE:
+            raise ConfigError(f"kd_grid.{option} cannot be tuned; choose from "
+                              f"{', '.join(TUNABLE)}")  # fmt: skip
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"kd_grid.{option} should be a list of one or more values")
+        _unique(f"kd_grid.{option}", values)
+        for v in values:
+            try:
+                dataclasses.replace(base, method="kd", **{option: v})
+            except ConfigError as e:
+                raise ConfigError(f"kd_grid.{option}: {e}") from None
+
+
+def shapes_changes(base: RunConfig) -> dict:
+    """The config changes of the localisation runs: generated ``shapes``, with no validation
+    split and the teacher on the students' images (the experiment's Fashion-MNIST sizes
+    would not fit the generated set)."""
+    return {"dataset": "shapes", "val_size": 0, "teacher_subset": base.train_subset}
 
 
 def load_experiment(path: str | Path) -> ExperimentConfig:
@@ -343,7 +388,7 @@ def run_specs(exp: ExperimentConfig) -> list[RunSpec]:
                                      {"method": "xdistill", "seed": seed, option: value},
                                      {"option": option, "value": value}))  # fmt: skip
     if exp.localisation_methods:
-        shapes = {"dataset": "shapes"}
+        shapes = shapes_changes(base)
         specs.append(RunSpec("shapes-teacher", "shapes", "teacher", 0, "shapes", shapes))
         for seed in exp.shapes_seeds:
             for m in exp.localisation_methods:
@@ -432,13 +477,14 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     ``reference``, stored together in ``references.json``).
     """
     preflight(exp)
+    exp = tune_kd(exp)[0]
     sessions = {None: Session(exp.base, verbose=verbose)}
     sessions[None].teacher  # noqa: B018  (trained first, with its progress shown)
     scorers = _scorers(exp)
     results: list[dict] = []
     for spec in run_specs(exp):
         if spec.dataset not in sessions:
-            shifted = dataclasses.replace(exp.base, dataset=spec.dataset)
+            shifted = dataclasses.replace(exp.base, **shapes_changes(exp.base))
             sessions[spec.dataset] = Session(shifted, verbose=False)
         session = sessions[spec.dataset]
         session.verbose = False
@@ -448,13 +494,48 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     return results
 
 
+def validation_accuracy(run: TrainedModel, data) -> float:
+    """Accuracy of ``run`` on the validation split of ``data`` (never the test split)."""
+    if data.val is None:
+        raise ValueError("the data has no validation split; set val_size above 0")
+    return accuracy(run.logits(data.val.x), data.val.y)
+
+
+def tune_kd(exp: ExperimentConfig) -> tuple[ExperimentConfig, pd.DataFrame]:
+    """Choose KD's weight and temperature on the validation split, before any test score.
+
+    Trains (or loads) a KD student for every point of ``exp.kd_grid`` and every seed of
+    ``exp.tune_seeds``, scores each on the validation split, and keeps the point of highest
+    mean validation accuracy. Returns the experiment with those values in its ``run`` (and
+    no grid left, so tuning it again is a no-op) and the table of every point and seed
+    (``val_accuracy``, and the ``test_accuracy`` that played no part in the choice, for the
+    reader). An experiment without a grid comes back unchanged, with an empty table.
+    """
+    if not exp.kd_grid:
+        return exp, pd.DataFrame()
+    session = Session(exp.base)
+    grid = [dict(zip(exp.kd_grid, values))
+            for values in itertools.product(*exp.kd_grid.values())]  # fmt: skip
+    rows = []
+    for i, point in enumerate(grid):
+        for seed in exp.tune_seeds:
+            run = session.student(method="kd", seed=seed, **point)
+            rows.append({"point": i, **point, "seed": seed,
+                         "val_accuracy": validation_accuracy(run, session.data),
+                         "test_accuracy": run.history[-1]["test_acc"]})  # fmt: skip
+    table = pd.DataFrame(rows)
+    best = grid[int(table.groupby("point")["val_accuracy"].mean().idxmax())]
+    tuned = dataclasses.replace(exp, run={**exp.run, **best}, kd_grid={})
+    return tuned, table.drop(columns="point")
+
+
 def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     """For each method the claims compare, on all its seeds: how far independent per-image
     flips explain the spread of its accuracy and agreement between seeds
     (:func:`~xdx_lib.metrics.flip_spread` of the per-image right/wrong, or
     same-as-the-teacher, matrix on the test split). One row per method and quantity; the
     students come from the run cache (run :func:`run_experiment` first, or they train)."""
-    session = Session(exp.base)
+    session = Session(tune_kd(exp)[0].base)
     y = session.data.test.y.cpu()
     t_pred = predicted_classes(session.teacher, session.data)
     rows = []

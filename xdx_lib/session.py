@@ -64,7 +64,8 @@ def load_data(cfg: RunConfig) -> Dataset:
     return load_dataset(
         cfg.dataset, root=cfg.data_root, download=cfg.download,
         train_subset=cfg.train_subset, test_subset=cfg.test_subset,
-        subset_seed=cfg.subset_seed, **options,
+        subset_seed=cfg.subset_seed, teacher_subset=cfg.teacher_subset,
+        val_size=cfg.val_size, **options,
     )  # fmt: skip
 
 
@@ -77,6 +78,8 @@ class Job:
         method: the method that trains the model.
         path: the checkpoint file; ``meta`` must match the one stored there.
         epochs, seed, augment: the run's length, seed and whether batches are augmented.
+        images: the :class:`~xdx_lib.data.Dataset` attribute holding its training images
+            (``train`` for a student, ``teacher_split`` for a teacher).
     """
 
     cfg: RunConfig
@@ -86,6 +89,7 @@ class Job:
     epochs: int
     seed: int
     augment: bool
+    images: str = "train"
 
 
 def _extras(job: Job, data: Dataset, teacher: TrainedModel | None) -> Extras:
@@ -129,7 +133,7 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
     seed_everything(job.seed)
     model = method.build_model(data.in_channels, data.num_classes)
     history = fit(
-        model, method, data.train, data.test,
+        model, method, getattr(data, job.images), data.test,
         epochs=job.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, seed=job.seed, device=device,
         ckpt_path=job.path, meta=job.meta, extras=extras, amp=cfg.amp,
@@ -139,7 +143,8 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
 
 
 def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
-    """The teacher's job: trained from scratch on the labels, keyed by
+    """The teacher's job: trained from scratch on the labels of its own images
+    (``teacher_subset``, the students' among them), keyed by
     :data:`~xdx_lib.trained.TEACHER_FIELDS`."""
     key = hash_dict({**pick(cfg, TEACHER_FIELDS), "format": RUN_FORMAT})
     path = runs_dir() / "teachers" / f"{cfg.dataset}-{cfg.teacher}-{key}" / "model.pt"
@@ -147,7 +152,7 @@ def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
             "num_classes": data.num_classes, "key": key}  # fmt: skip
     method = create_method(dataclasses.replace(cfg, method="scratch", student=cfg.teacher))
     return Job(cfg, method, path, meta, cfg.teacher_epochs, cfg.teacher_seed,
-               cfg.teacher_augment)  # fmt: skip
+               cfg.teacher_augment, images="teacher_split")  # fmt: skip
 
 
 def student_job(cfg: RunConfig, teacher: TrainedModel) -> Job:

@@ -40,7 +40,7 @@ MAPS_FORMAT = 1
 
 #: Config fields that determine the data a run sees.
 DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_seed",
-               "image_size", "grayscale")  # fmt: skip
+               "image_size", "grayscale", "teacher_subset", "val_size")  # fmt: skip
 #: Config fields that determine a teacher.
 TEACHER_FIELDS = DATA_FIELDS + ("teacher", "teacher_seed", "teacher_epochs", "batch_size",
                                 "lr", "weight_decay", "teacher_augment")  # fmt: skip
@@ -133,7 +133,7 @@ def teacher_logits(teacher: TrainedModel, data) -> dict[str, torch.Tensor]:
     for split in ("train", "test"):
         x = getattr(data, split).x
         path = teacher.path.parent / f"logits_{split}.pt"
-        tag = {"checkpoint": teacher.checkpoint_hash, "n": len(x)}
+        tag = {"checkpoint": teacher.checkpoint_hash, "n": len(x), "x": tensor_hash(x)}
         if path.is_file():
             try:
                 cached = load_tensors(path)
