@@ -638,12 +638,19 @@ def finish_epoch(loop: Loop, record: dict, test: Split, test_extras: dict) -> di
     return record
 
 
-def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
-    """The module the forward pass goes through: DDP across processes, compiled on CUDA."""
+def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool,
+          find_unused: bool = False) -> nn.Module:  # fmt: skip
+    """The module the forward pass goes through: DDP across processes, compiled on CUDA.
+
+    ``find_unused``: some trainable parameters may get no gradient in a step
+    (``Method.may_leave_parameters_unused``); without it DDP waits for their gradients and
+    stops the next step with "Expected to have finished reduction".
+    """
     net = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                  find_unused_parameters=find_unused)
     if compile and device.type == "cuda":
         net = torch.compile(net)
     return net
@@ -719,7 +726,8 @@ def fit(
     if device.type == "cuda":
         train, extras = _resident(train, extras, device)
     dtype = resolve_precision(amp, device)
-    loop = Loop(_wrap(model, device, world, compile), model, method, train, extras, opt, sched,
+    net = _wrap(model, device, world, compile, method.may_leave_parameters_unused)
+    loop = Loop(net, model, method, train, extras, opt, sched,
                 grad_scaler(device, dtype), device, dtype, batch_size, seed, augment,
                 channels_last, rank, world, progress, callback)  # fmt: skip
     return run_epochs(loop, history, epochs, test, ckpt_path, meta, verbose)
