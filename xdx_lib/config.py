@@ -1,4 +1,4 @@
-"""Typed run configuration and the run profiles (smoke, book, paper).
+"""Typed run configuration and the run profiles (smoke, book, colab, paper).
 
 A :class:`RunConfig` names everything one training run needs: data, models, schedule,
 device, method and its options. It loads from YAML or a dict and is validated on load: each
