@@ -14,6 +14,11 @@ STAMP := $(VENV)/.xdx-installed
 SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
+# _config.yml stops a cell after 1800 s, a guard for the CPU profiles. On the GPU profiles
+# a chapter's experiment cell takes as long as its experiment does: the build reads a copy
+# of _config.yml without the limit, written to _build/ (tools/book_config.py).
+NO_CELL_LIMIT := colab paper
+BOOK_CONFIG := $(if $(filter $(PROFILE),$(NO_CELL_LIMIT)),_build/_config.$(PROFILE).yml)
 
 .PHONY: help setup data book test unit reader notebooks book-smoke lint clean reproduce \
 	reproduce-usage gpu-check
@@ -63,7 +68,9 @@ book-smoke: $(STAMP) data
 test: lint unit notebooks reader book-smoke
 
 book: $(STAMP) data
-	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	$(if $(BOOK_CONFIG),$(PY) tools/book_config.py $(BOOK_CONFIG))
+	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) \
+	  $(if $(BOOK_CONFIG),--config $(BOOK_CONFIG)) .
 	@echo "book: _build/html/index.html"
 
 # Run the experiment notebook through papermill with one config; the executed notebook and

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -306,3 +309,56 @@ def test_bookkeeping_rule_by_hand():
     assert tool.count(nb, with_parameters=True) == (10, 8)
     branches = "if rows:\n    glue('a', 1)\nelse:\n    glue('a', 2)\nshow(rows)\n"
     assert [b for _, b in tool.cell_lines(branches)] == [True, True, True, True, False]
+
+
+def _make_book_commands(profile: str) -> str:
+    """What ``make book PROFILE=<profile>`` would run (``make -n``: nothing runs)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    done = subprocess.run(["make", "-n", "book", f"PROFILE={profile}"], cwd=ROOT,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout.replace("\\\n", " ")
+
+
+@pytest.mark.parametrize("profile", ["colab", "paper"])
+def test_gpu_profiles_build_the_book_without_a_cell_time_limit(profile):
+    commands = _make_book_commands(profile)
+    config = f"_build/_config.{profile}.yml"
+    assert f"tools/book_config.py {config}" in commands
+    build = next(line for line in commands.splitlines() if "jupyter-book build" in line)
+    assert f"--config {config}" in build
+
+
+@pytest.mark.parametrize("profile", ["smoke", "book"])
+def test_cpu_profiles_build_the_book_with_the_cell_time_limit(profile):
+    commands = _make_book_commands(profile)
+    assert "--config" not in commands and "book_config.py" not in commands
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"] == 1800
+
+
+def test_the_config_without_a_cell_limit_differs_only_in_the_limit(tmp_path):
+    jb_config = pytest.importorskip("jupyter_book.config")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import book_config
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    out = tmp_path / "_config.paper.yml"
+    book_config.main([str(out)])
+
+    def sphinx_config(path):
+        return jb_config.get_final_config(user_yaml=path, sourcedir=ROOT,
+                                          cli_config={"latex_individualpages": False})[0]
+
+    unlimited, limited = sphinx_config(out), sphinx_config(ROOT / "_config.yml")
+    assert unlimited["nb_execution_timeout"] == -1 and limited["nb_execution_timeout"] == 1800
+    unlimited.pop("nb_execution_timeout"), limited.pop("nb_execution_timeout")
+    assert unlimited == limited
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_chapter_sets_its_own_cell_time_limit(path):
+    # A notebook's limit would override the build's, on every profile.
+    metadata = nbformat.read(path, as_version=4).metadata
+    assert "execution_timeout" not in metadata.get("mystnb", {})
+    assert "timeout" not in metadata.get("execution", {})

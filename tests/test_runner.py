@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from xdx_lib import report, runner
@@ -185,6 +186,91 @@ def pretend_rank(monkeypatch):
         return log
 
     return set_rank
+
+
+@pytest.fixture
+def broadcasts(monkeypatch):
+    """``broadcast_object_list`` between pretended ranks run one after the other: what rank 0
+    sends, a later rank 1 receives."""
+    from xdx_lib import train
+
+    sent: list = []
+
+    def broadcast(objects, src=0):
+        if train.distributed()[0] == src:
+            sent.append(list(objects))
+        else:
+            objects[:] = sent.pop(0)
+
+    monkeypatch.setattr(train.dist, "broadcast_object_list", broadcast)
+    return sent
+
+
+def test_variant_table_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts,
+                                                         monkeypatch):  # fmt: skip
+    from types import SimpleNamespace
+
+    trained = []
+
+    def student(**changes):
+        trained.append(changes)
+        return SimpleNamespace(history=[{"epoch": 1}], seed=changes["seed"])
+
+    def score(run, *args, **kwargs):
+        log.append("score")
+        return {"accuracy": 0.5 + run.seed / 10}
+
+    session = SimpleNamespace(student=student, teacher="teacher", data="data")
+    monkeypatch.setattr(runner, "evaluate_model", score)
+    variants = {"KD": {"method": "kd"}, "joint": {"schedule": "joint"}}
+    log = pretend_rank(0)
+    table0 = runner.variant_table(session, variants, seeds=[0, 1])
+    assert log == ["score"] * 4 and len(trained) == 4
+    log = pretend_rank(1)
+    table1 = runner.variant_table(session, variants, seeds=[0, 1])
+    assert log == [] and len(trained) == 8  # rank 1 trains (DDP) but does not score
+    assert table1.equals(table0) and list(table1.accuracy) == [0.5, 0.6, 0.5, 0.6]
+
+
+def test_seed_spread_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts, monkeypatch):
+    from types import SimpleNamespace
+
+    y = torch.tensor([0, 1, 0, 1])
+    preds = {0: y, 1: torch.tensor([0, 1, 1, 1]), "teacher": y}
+    session = SimpleNamespace(student=lambda method, seed: SimpleNamespace(seed=seed),
+                              teacher=SimpleNamespace(seed="teacher"),
+                              data=SimpleNamespace(test=SimpleNamespace(y=y)))  # fmt: skip
+
+    def predicted(run, data):
+        log.append("score")
+        return preds[run.seed]
+
+    monkeypatch.setattr(runner, "Session", lambda cfg: session)
+    monkeypatch.setattr(runner, "predicted_classes", predicted)
+    exp = runner.ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"},
+                                  methods=["kd"], seeds=[0, 1])  # fmt: skip
+    log = pretend_rank(0)
+    rows0 = runner.seed_spread_table(exp)
+    assert log == ["score"] * 3
+    log = pretend_rank(1)
+    rows1 = runner.seed_spread_table(exp)
+    assert log == [] and rows1 == rows0
+    assert [(r["method"], r["quantity"], r["seeds"]) for r in rows1] == [
+        ("kd", "accuracy", 2), ("kd", "agreement", 2)]
+
+
+def test_a_failure_on_rank_zero_reaches_the_other_ranks(pretend_rank, broadcasts):
+    from xdx_lib.train import on_rank_zero
+
+    def fail():
+        raise ValueError("no data")
+
+    pretend_rank(0)
+    with pytest.raises(ValueError, match="no data"):
+        on_rank_zero(fail)
+    pretend_rank(1)
+    with pytest.raises(RuntimeError, match="rank 0 failed: ValueError: no data"):
+        on_rank_zero(lambda: "never called on rank 1")
 
 
 def test_rank_zero_goes_first_and_nested_blocks_add_no_barrier(pretend_rank):

@@ -294,12 +294,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ddp_logs(tmp_path_factory):
-    """What each of two gloo ranks did in :data:`DDP_SCRIPT`, run once by ``torchrun``."""
-    folder = tmp_path_factory.mktemp("ddp")
+def _torchrun(script_text: str, folder: Path) -> list:
+    """Run ``script_text`` as two gloo CPU ranks under ``torchrun``; each rank saves what it
+    logged to ``argv[1].rank<r>``, returned in rank order."""
     script = folder / "ddp.py"
-    script.write_text(DDP_SCRIPT)
+    script.write_text(script_text)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "XDX_RUNS": str(folder / "runs")}  # fmt: skip
     proc = subprocess.run(
@@ -309,6 +308,12 @@ def ddp_logs(tmp_path_factory):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [torch.load(folder / f"log.rank{r}", weights_only=False) for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_logs(tmp_path_factory):
+    """What each of two gloo ranks did in :data:`DDP_SCRIPT`, run once by ``torchrun``."""
+    return _torchrun(DDP_SCRIPT, tmp_path_factory.mktemp("ddp"))
 
 
 def test_ddp_ranks_train_one_model_and_share_its_history(ddp_logs):
@@ -352,6 +357,60 @@ def test_ddp_ranks_draw_their_own_augmentation(ddp_logs):
     assert len(at0) == len(at1) == 3
     for a, b in zip(at0, at1):  # the same image everywhere, shifted differently
         assert a.shape == b.shape and not torch.equal(a, b)
+
+
+UNUSED_SCRIPT = textwrap.dedent(
+    """
+    # One torchrun worker: XDistillation students whose CAE gets no gradient (beta 0, not
+    # frozen), trained by fit with random teacher logits; saves each run's weights.
+    import sys
+    import torch
+    from xdx_lib.config import RunConfig
+    from xdx_lib.data import make_shapes
+    from xdx_lib.methods import create_method
+    from xdx_lib.train import Extras, fit
+
+    train, test = make_shapes(64, seed=0), make_shapes(16, seed=1)
+    g = torch.Generator().manual_seed(0)
+    extras = Extras({"teacher_logits": torch.randn(64, 4, generator=g)},
+                    {"teacher_logits": torch.randn(16, 4, generator=g)})
+    states = {}
+    for changes in ({"schedule": "joint"}, {"cae_freeze": False, "fusion": "feature"}):
+        method = create_method(RunConfig(dataset="shapes", method="xdistill", beta=0.0,
+                                         student="student_tiny", **changes))
+        torch.manual_seed(0)
+        model = method.build_model(1, 4)
+        before = {k: v.clone() for k, v in model.cae.state_dict().items()}
+        fit(model, method, train, test, epochs=2, batch_size=32, extras=extras,
+            verbose=False)
+        states[str(changes)] = {"before": before, "after": model.state_dict()}
+    torch.save(states, sys.argv[1] + f".rank{torch.distributed.get_rank()}")
+    """
+)
+
+
+def test_ddp_trains_a_model_whose_cae_gets_no_gradient(tmp_path):
+    # Without find_unused_parameters DDP stops the second step ("Expected to have finished
+    # reduction in the prior iteration"); the method declares that its CAE may get none.
+    rank0, rank1 = _torchrun(UNUSED_SCRIPT, tmp_path)
+    assert len(rank0) == 2
+    for run, run0 in rank0.items():
+        after1 = rank1[run]["after"]
+        for k, v in run0["after"].items():  # one model on both ranks
+            assert torch.equal(v, after1[k]), (run, k)
+        cae_weights = [k for k in run0["before"] if "running" not in k and "batches" not in k]
+        for k in cae_weights:  # no gradient and no weight decay: the CAE did not move
+            assert torch.equal(run0["before"][k], run0["after"][f"cae.{k}"]), (run, k)
+
+
+def test_only_a_cae_left_without_a_loss_asks_ddp_to_find_unused_parameters():
+    def unused(**changes):
+        cfg = RunConfig(method="xdistill", student="student_tiny", **changes)
+        return create_method(cfg).may_leave_parameters_unused
+
+    assert unused(beta=0.0, schedule="joint") and unused(beta=0.0, cae_freeze=False)
+    assert not unused(beta=0.0)  # staged and frozen: the CAE has no trainable parameter
+    assert not unused(schedule="joint") and not _scratch().may_leave_parameters_unused
 
 
 @pytest.mark.parametrize("amp, capability, expected", [

@@ -1,4 +1,4 @@
-"""Typed run configuration and the run profiles (smoke, book, paper).
+"""Typed run configuration and the run profiles (smoke, book, colab, paper).
 
 A :class:`RunConfig` names everything one training run needs: data, models, schedule,
 device, method and its options. It loads from YAML or a dict and is validated on load: each
@@ -67,12 +67,16 @@ class Profile:
 
 
 #: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
-#: accuracies in minutes. ``paper``: a GPU, full data and schedules.
+#: accuracies in minutes. ``paper``: a GPU, full data and schedules. ``colab``: one free
+#: Colab T4, the book's models on the full splits (``benchmarks/profile_budget.py``).
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2, val_size=256),
     "book": Profile(10000, None, "cnn_teacher", "student_small", 6, 12, 64, 1e-2,
                     teacher_subset=55000, val_size=5000),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
+    "colab": Profile(train_subset=None, test_subset=None, teacher="cnn_teacher",
+                     student="student_small", teacher_epochs=15, student_epochs=8,
+                     batch_size=64, lr=1e-2),
 }
 
 
@@ -93,7 +97,7 @@ class RunConfig:
 
     dataset: str = option("fashion_mnist", "the dataset", "data", kind="dataset")
     profile: str = option("book", "sizes and schedules (smoke: CI; book: 2 CPU cores; "
-                          "paper: a GPU)", "data", kind="profile")  # fmt: skip
+                          "colab: a Colab T4; paper: a GPU)", "data", kind="profile")  # fmt: skip
     data_root: str | None = option(None, "data folder (None: the project's data/)", "data")
     download: bool | None = option(None, "allow torchvision to download missing data "
                                    "(None: XDX_DOWNLOAD=1 decides)", "data")  # fmt: skip

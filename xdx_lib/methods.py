@@ -102,6 +102,14 @@ class Method:
     #: ``compile: true`` with this reason), or empty when it can.
     cannot_compile: ClassVar[str] = ""
 
+    @property
+    def may_leave_parameters_unused(self) -> bool:
+        """Whether some trainable parameters of :meth:`build_model`'s network may get no
+        gradient from :meth:`loss_terms` (none here). Under DDP such a network trains with
+        ``find_unused_parameters``, which costs a walk of the autograd graph every step,
+        so a method asks for it only when it needs it."""
+        return False
+
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.opts = options_from(cfg, self.Options)

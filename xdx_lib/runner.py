@@ -38,7 +38,7 @@ from .explain import EXPLAINERS
 from .methods import METHODS
 from .metrics import accuracy, flip_spread
 from .session import Session
-from .train import rank_zero_first, resolve_device
+from .train import is_rank_zero, on_rank_zero, rank_zero_first, resolve_device
 from .trained import TrainedModel
 
 # ----------------------------------------------------------------------------- experiments
@@ -457,7 +457,7 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
                   "seconds": time.perf_counter() - t0,
                   "provenance": provenance(cfg.device)}  # fmt: skip
         atomic_write_json(result, path)
-    if verbose:
+    if verbose and is_rank_zero():
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in list(metrics)[:3])
         print(f"{spec.label}: {shown}")
     return result
@@ -534,21 +534,31 @@ def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     flips explain the spread of its accuracy and agreement between seeds
     (:func:`~xdx_lib.metrics.flip_spread` of the per-image right/wrong, or
     same-as-the-teacher, matrix on the test split). One row per method and quantity; the
-    students come from the run cache (run :func:`run_experiment` first, or they train)."""
+    students come from the run cache (run :func:`run_experiment` first, or they train).
+
+    Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
+    and every rank returns its rows (:func:`~xdx_lib.train.on_rank_zero`).
+    """
     session = Session(tune_kd(exp)[0].base)
-    y = session.data.test.y.cpu()
-    t_pred = predicted_classes(session.teacher, session.data)
-    rows = []
+    students = {}
     for method in exp.claim_methods or exp.methods:
         seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
-        if len(seeds) < 2:
-            continue
-        preds = torch.stack([predicted_classes(session.student(method=method, seed=s),
-                                               session.data) for s in seeds])  # fmt: skip
-        for quantity, right in (("accuracy", preds == y), ("agreement", preds == t_pred)):
-            rows.append({"method": method, "quantity": quantity, "seeds": len(seeds),
-                         **flip_spread(right.float())})  # fmt: skip
-    return rows
+        if len(seeds) >= 2:
+            students[method] = [session.student(method=method, seed=s) for s in seeds]
+    teacher = session.teacher
+
+    def rows() -> list[dict]:
+        y = session.data.test.y.cpu()
+        t_pred = predicted_classes(teacher, session.data)
+        out = []
+        for method, runs in students.items():
+            preds = torch.stack([predicted_classes(run, session.data) for run in runs])
+            for quantity, right in (("accuracy", preds == y), ("agreement", preds == t_pred)):
+                out.append({"method": method, "quantity": quantity, "seeds": len(runs),
+                            **flip_spread(right.float())})  # fmt: skip
+        return out
+
+    return on_rank_zero(rows)
 
 
 def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.DataFrame:
@@ -559,15 +569,23 @@ def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.Data
     ``accuracy``, ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson``
     (XDistillation's own map) and ``epoch_seconds``; ``history`` holds the run's per-epoch
     records for curves. This is how the XDistillation chapter chooses its defaults.
+
+    Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
+    and every rank returns the same table (:func:`~xdx_lib.train.on_rank_zero`).
     """
-    rows = []
-    for name, changes in variants.items():
-        for seed in seeds:
-            run = session.student(**{"seed": seed, **changes})
-            scores = evaluate_model(run, session.teacher, session.data, explainers=("gradcam",),
+    runs = {(name, seed): session.student(**{"seed": seed, **changes})
+            for name, changes in variants.items() for seed in seeds}  # fmt: skip
+    teacher = session.teacher
+    wanted = ("accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")
+
+    def rows() -> list[dict]:
+        out = []
+        for (name, seed), run in runs.items():
+            scores = evaluate_model(run, teacher, session.data, explainers=("gradcam",),
                                     n_faithful=0, similarities=LIGHT)  # fmt: skip
-            wanted = ("accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")
-            rows.append({"variant": name, "seed": seed,
-                         **{k: scores.get(k, float("nan")) for k in wanted},
-                         "history": run.history})  # fmt: skip
-    return pd.DataFrame(rows)
+            out.append({"variant": name, "seed": seed,
+                        **{k: scores.get(k, float("nan")) for k in wanted},
+                        "history": run.history})  # fmt: skip
+        return out
+
+    return pd.DataFrame(on_rank_zero(rows))

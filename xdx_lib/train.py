@@ -18,7 +18,8 @@ through DistributedDataParallel, with augmentation of its own; the epoch's loss 
 mean over every rank's images, rank 0 evaluates and shares the record, so the history is
 the same on every rank, and only rank 0 writes. What is computed once and cached (teacher
 signals, a pre-trained CAE, results) is made by rank 0 while the others wait
-(:func:`rank_zero_first`).
+(:func:`rank_zero_first`); scores every rank needs but none caches are computed by rank 0
+and sent to the others (:func:`on_rank_zero`).
 
 Layer: imports the data, the metrics, the cache, the registry and ``xdx_lib._utils``;
 never a method, a config or the runner (a method is passed in, and used only through its
@@ -36,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -49,6 +51,8 @@ from .cache import atomic_torch_save, check_writable, load_tensors
 from .data import Split
 from .metrics import accuracy
 from .registry import declare_choices
+
+T = TypeVar("T")
 
 #: Mixed precision, ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores, float16 with a
 #: gradient scaler on older GPUs, none on a CPU), or one forced: ``bf16``, ``fp16``, ``off``.
@@ -177,6 +181,33 @@ def rank_zero_first() -> Iterator[None]:
         _rank_zero_depth -= 1
     if outer and rank == 0:
         dist.barrier()
+
+
+def on_rank_zero(fn: Callable[[], T]) -> T:
+    """``fn()`` computed on rank 0 alone, and its result on every rank.
+
+    For work every rank needs the answer of but only one should do, and that writes nothing
+    to the cache (scoring models already trained): the other ranks wait for rank 0's result,
+    sent to them (``broadcast_object_list``: it must pickle). Without ``torchrun``, or inside
+    a :func:`rank_zero_first` block (whose ranks run one after the other, so a broadcast
+    there would never be met), every rank simply calls ``fn``. When ``fn`` raises on rank
+    0, the others raise a RuntimeError that quotes it, rather than wait for ever.
+    """
+    rank, world = distributed()
+    if world == 1 or _rank_zero_depth > 0:
+        return fn()
+    box: list = [None]
+    if rank == 0:
+        try:
+            box = [("result", fn())]
+        except Exception as e:
+            dist.broadcast_object_list([("error", f"{type(e).__name__}: {e}")], src=0)
+            raise
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise RuntimeError(f"rank 0 failed: {value}")
+    return value
 
 
 def is_rank_zero() -> bool:
@@ -638,12 +669,19 @@ def finish_epoch(loop: Loop, record: dict, test: Split, test_extras: dict) -> di
     return record
 
 
-def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
-    """The module the forward pass goes through: DDP across processes, compiled on CUDA."""
+def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool,
+          find_unused: bool = False) -> nn.Module:  # fmt: skip
+    """The module the forward pass goes through: DDP across processes, compiled on CUDA.
+
+    ``find_unused``: some trainable parameters may get no gradient in a step
+    (``Method.may_leave_parameters_unused``); without it DDP waits for their gradients and
+    stops the next step with "Expected to have finished reduction".
+    """
     net = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                  find_unused_parameters=find_unused)
     if compile and device.type == "cuda":
         net = torch.compile(net)
     return net
@@ -719,7 +757,8 @@ def fit(
     if device.type == "cuda":
         train, extras = _resident(train, extras, device)
     dtype = resolve_precision(amp, device)
-    loop = Loop(_wrap(model, device, world, compile), model, method, train, extras, opt, sched,
+    net = _wrap(model, device, world, compile, method.may_leave_parameters_unused)
+    loop = Loop(net, model, method, train, extras, opt, sched,
                 grad_scaler(device, dtype), device, dtype, batch_size, seed, augment,
                 channels_last, rank, world, progress, callback)  # fmt: skip
     return run_epochs(loop, history, epochs, test, ckpt_path, meta, verbose)

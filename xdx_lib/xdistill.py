@@ -232,6 +232,13 @@ class XDistill(KD):
         return not self.frozen and self.opts.beta > 0
 
     @property
+    def may_leave_parameters_unused(self) -> bool:
+        """A CAE that is not frozen but gets no explanation loss (``beta: 0``, ``joint`` or
+        ``cae_freeze: false``) learns nothing from ``L_exp``: with ``cae_grad: exp`` no
+        gradient reaches it at all, and with ``feature`` fusion its decoder gets none."""
+        return not self.frozen and self.opts.beta == 0
+
+    @property
     def imitated_explainer(self) -> str:
         return self.opts.explainer
 

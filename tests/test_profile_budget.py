@@ -1,0 +1,48 @@
+"""benchmarks/profile_budget.py: the FLOP counts it multiplies, and the colab profile's
+budget on a T4 (arithmetic under the script's stated throughput)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from xdx_lib.models import create_model
+from xdx_lib.runner import load_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def budget():
+    spec = importlib.util.spec_from_file_location("profile_budget",
+                                                  ROOT / "benchmarks" / "profile_budget.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, mflops", [("cnn_teacher", 58.3), ("student_small", 3.8),
+                                          ("student_medium", 14.7)])  # fmt: skip
+def test_forward_flops_per_image_are_the_measured_ones(budget, name, mflops):
+    model = create_model(name, 1, 10)
+    assert budget.forward_flops(model, 1, 28) / 1e6 == pytest.approx(mflops, abs=0.05)
+
+
+def test_the_colab_profile_has_its_experiment_and_fits_a_t4(budget):
+    exp = load_experiment(ROOT / "configs" / "fashion_mnist_colab.yaml")
+    assert exp.base.profile == "colab" and exp.base.train_subset is None
+    t4 = budget.GPUS[0]
+    seconds = budget.estimate(("colab",), devices=(t4,))["colab"]["t4"]
+    assert seconds["results"] < 45 * 60
+    assert max(v for k, v in seconds.items() if k not in ("results", "book")) < 15 * 60
+
+
+def test_the_smoke_profile_costs_seconds_and_the_cpu_is_calibrated(budget):
+    cpu = budget.cpu_device()
+    seconds = budget.estimate(("smoke", "book"), devices=(cpu,))
+    assert seconds["book"]["cpu"]["results"] == pytest.approx(11 * 60)  # the calibration
+    assert seconds["smoke"]["cpu"]["book"] < seconds["book"]["cpu"]["book"] / 5
