@@ -76,7 +76,7 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
     "colab": Profile(train_subset=None, test_subset=None, teacher="cnn_teacher",
                      student="student_small", teacher_epochs=15, student_epochs=8,
-                     batch_size=64, lr=1e-2),
+                     batch_size=64, lr=1e-2, val_size=5000),
 }
 
 

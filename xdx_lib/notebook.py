@@ -145,7 +145,10 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
 
     Parameters named like config fields are used (``profile`` is resolved first);
     a value of 0 or None for epochs and subsets means "the profile's" (for ``cae_epochs``,
-    the config's default; the chapter takes its size from :func:`sizes`).
+    the config's default; the chapter takes its size from :func:`sizes`). A negative
+    ``alpha`` or ``temperature`` (the chapters' default) means "chosen on the validation
+    split": both then come from :func:`tuned_kd_options`, so every chapter distils with
+    the values the KD chapter chose, and shares its students.
     """
     known = set(RunConfig.__dataclass_fields__)
     d = {k: v for k, v in params.items() if k in known}
@@ -155,8 +158,41 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
             d[k] = None
     if d.get("cae_epochs") == 0:
         del d["cae_epochs"]
+    chosen = [k for k in ("alpha", "temperature") if d.get(k, 0) < 0]
+    for k in chosen:
+        del d[k]
     d.update(fields)
-    return config_from_dict(d).resolved()
+    cfg = config_from_dict(d).resolved()
+    if not chosen:
+        return cfg
+    return tuned_kd_options(cfg, keep={k: d[k] for k in ("alpha", "temperature") if k in d})
+
+
+def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) -> RunConfig:
+    """``cfg`` with KD's weight and temperature chosen on the validation split.
+
+    The grid and its seeds are those of the profile's experiment config
+    (:func:`experiment_config_path`); the choice is :func:`xdx_lib.runner.tune_kd`'s, made
+    with ``cfg``'s data, models and schedule, so with the profile's defaults it is the KD
+    chapter's (read from the run cache). Options given in ``keep`` stay; without a grid,
+    or without a validation split, ``cfg`` comes back unchanged.
+    """
+    import dataclasses
+
+    from .runner import load_experiment, tune_kd
+
+    keep = dict(keep or {})
+    path = experiment_config_path("auto", cfg.profile)
+    if len(keep) == 2 or not cfg.val_size or not path.is_file():
+        return cfg
+    exp = load_experiment(path)
+    if not exp.kd_grid:
+        return cfg
+    run = {k: v for k, v in cfg.to_dict().items() if k not in ("alpha", "temperature")}
+    grid = {k: v for k, v in exp.kd_grid.items() if k not in keep}
+    tuned, _ = tune_kd(dataclasses.replace(exp, run={**run, **keep}, kd_grid=grid))
+    return dataclasses.replace(cfg, alpha=tuned.run.get("alpha", cfg.alpha),
+                               temperature=tuned.run.get("temperature", cfg.temperature))
 
 
 #: Sizes the chapters use beside the RunConfig (images shown, timed, explained by slow
