@@ -16,7 +16,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from .metrics import flip_spread
 from .session import Session
 from .train import rank_zero_first, resolve_device
 from .trained import TrainedModel
+from .xdistill import INTERVENTIONS, map_interventions
 
 # ----------------------------------------------------------------------------- experiments
 
@@ -398,7 +399,9 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
     run = session.teacher if spec.is_teacher else session.student(**spec.changes)
     cfg = session.cfg if spec.is_teacher else session.config(**spec.changes)
     score, settings = scorers[spec.scoring]
-    key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings})
+    attached = run.method.attached_key  # what scores kd_cae's maps beside kd's checkpoint
+    key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings,
+                     **({"attached": attached} if attached else {})})  # fmt: skip
     path = _result_path(exp, spec.label)
     with rank_zero_first():
         cached = _cached_result(path, key)
@@ -490,3 +493,36 @@ def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.Data
                          **{k: scores.get(k, float("nan")) for k in wanted},
                          "history": run.history})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list[dict]:
+    """What XDistillation students take from their maps, one row per seed and intervention.
+
+    Each seed's student (the session's config with ``method: xdistill``, then ``changes``,
+    then the seed; trained or loaded) is scored by :func:`~xdx_lib.xdistill.map_interventions`.
+    Rows hold ``seed``, ``intervention``, ``accuracy`` and ``agreement``, in the order of
+    ``seeds`` and :data:`~xdx_lib.xdistill.INTERVENTIONS`, ready for
+    :func:`xdx_lib.report.intervention_table`. The scores of a student are cached beside
+    its checkpoint (``interventions.json``, keyed by its cache key and the teacher's), so a
+    second call only reads.
+    """
+    rows = []
+    for seed in seeds:
+        run = session.student(**{"method": "xdistill", **changes, "seed": seed})
+        scores = _intervention_scores(run, session)
+        rows += [{"seed": seed, "intervention": name, **scores[name]} for name in INTERVENTIONS]
+    return rows
+
+
+def _intervention_scores(run: TrainedModel, session: Session) -> dict[str, dict[str, float]]:
+    """One student's :func:`~xdx_lib.xdistill.map_interventions`, read from beside its
+    checkpoint when there, else computed and written atomically (by rank 0 first)."""
+    path = run.path.parent / "interventions.json"
+    key = hash_dict({"run": run.key, "teacher": session.teacher.key,
+                     "interventions": list(INTERVENTIONS), "format": 1})  # fmt: skip
+    with rank_zero_first():
+        cached = _cached_result(path, key)
+        if cached is None:
+            cached = {"key": key, "scores": map_interventions(run, session.teacher, session.data)}
+            atomic_write_json(cached, path)
+    return cached["scores"]
