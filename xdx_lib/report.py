@@ -713,11 +713,13 @@ def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
     """``rows`` as a frame, checked: one row per seed and intervention, every intervention
     (the baseline among them) on every seed, every metric present."""
     df = pd.DataFrame(list(rows))
+    if not len(df):
+        raise ValueError("no intervention rows; give one per seed and intervention")
     needed = ["seed", "intervention", *metrics]
     absent = [c for c in needed if c not in df.columns]
-    if not len(df) or absent:
+    if absent:
         raise ValueError(f"intervention rows need the fields {', '.join(needed)}; "
-                         f"missing: {', '.join(absent) or 'every row'}")  # fmt: skip
+                         f"missing: {', '.join(absent)}")  # fmt: skip
     dup = df[df.duplicated(["seed", "intervention"], keep=False)]
     if len(dup):
         twice = sorted(set(zip(dup["seed"], dup["intervention"])))
