@@ -6,7 +6,8 @@ every run it names (:class:`RunSpec`); :func:`run_experiment` trains what is mis
 a :class:`~xdx_lib.session.Session`, scores it with :mod:`xdx_lib.evaluation` and writes
 ``runs/<name>/results/<label>.json`` atomically, with :func:`provenance`. The chapters and
 ``python -m xdx_lib experiment`` read those results; :mod:`xdx_lib.report` turns them into
-tables and verdicts. Layer: the top of the library
+tables and verdicts. :func:`intervention_rows` scores what XDistillation students take from
+their maps (cached beside each student). Layer: the top of the library
 (only the report, plots, notebooks and command line sit above it).
 """
 
@@ -399,7 +400,7 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
     run = session.teacher if spec.is_teacher else session.student(**spec.changes)
     cfg = session.cfg if spec.is_teacher else session.config(**spec.changes)
     score, settings = scorers[spec.scoring]
-    attached = run.method.attached_key  # what scores kd_cae's maps beside kd's checkpoint
+    attached = run.method.attached_key  # kd_cae's CAE, which its (kd's) key leaves out
     key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings,
                      **({"attached": attached} if attached else {})})  # fmt: skip
     path = _result_path(exp, spec.label)

@@ -24,8 +24,8 @@ teacher maps (:func:`pretrain_cae`, cached; its loop :func:`fit_cae`), which the
 schedule and the CAE chapter use, and two ways to read what the fusion adds: ``kd_cae``
 (:class:`KDWithCAE`), a KD student deploying the same pre-trained CAE's maps, and the map
 interventions (:func:`map_interventions`), which show the student other maps than its
-CAE's. Layer: beside :mod:`xdx_lib.methods`, above the trained
-models, the loop, the CAE and the losses; it never imports the config or the runner.
+CAE's. Layer: beside :mod:`xdx_lib.methods`, above the trained models, the loop, the CAE
+and the losses; it never imports the config or the runner.
 
 What is the paper's and what is ours: the paper names the CAE approximating the teacher's
 explanations and the fusion of its output into the student, trained with KD. The three
