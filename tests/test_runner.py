@@ -174,7 +174,8 @@ def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypat
 
     exp = runner.ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"})
     cfg = RunConfig(dataset="shapes", profile="smoke")
-    model = SimpleNamespace(key="k", history=[], path=runs / "students" / "s" / "model.pt")
+    model = SimpleNamespace(key="k", history=[], path=runs / "students" / "s" / "model.pt",
+                            method=SimpleNamespace(attached_key=""))  # fmt: skip
     session = SimpleNamespace(teacher=model, cfg=cfg, student=lambda **c: model,
                               config=lambda **c: cfg)  # fmt: skip
     spec = runner.RunSpec("kd-s0", "main", "kd", 0, "full", {"method": "kd"})
