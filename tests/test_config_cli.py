@@ -104,7 +104,7 @@ def test_argparse_rejects_unknown_method():
     proc = _cli("distill", "--method", "dkd")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: config: method='dkd' is unknown; choose one of: at, "
-                                   "e2kd, kd, scratch, xdistill")
+                                   "e2kd, kd, kd_cae, scratch, xdistill")
 
 
 def test_train_teacher_then_distill_from_a_config_file(tmp_path, capsys):

@@ -162,7 +162,7 @@ def test_captured_outputs_are_kept_only_during_the_methods_pass():
 def test_compile_is_refused_for_e2kd_with_one_line_that_says_what_to_set():
     with pytest.raises(ConfigError, match=r"double backward.*set compile: false"):
         RunConfig(method="e2kd", compile=True)
-    for name in ("scratch", "kd", "at", "xdistill"):
+    for name in ("scratch", "kd", "at", "xdistill", "kd_cae"):
         assert RunConfig(method=name, compile=True).compile
 
 

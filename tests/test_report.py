@@ -538,3 +538,62 @@ def test_scores_table_orders_names_and_counts():
     assert list(table.columns) == ["parameters", "acc", "CAE r"]
     assert table.index.name == "method" and table["parameters"].dtype.kind == "i"
     assert math.isnan(table.loc["kd", "CAE r"]) and table.loc["xdistill", "acc"] == 0.9
+
+
+def _intervention_rows():
+    """Three seeds of two interventions: accuracy drops by 0.10, 0.11, 0.09 when zeroed;
+    agreement by 0.2 on every seed."""
+    rows = []
+    for seed, (own, zeroed) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.84, 0.75)]):
+        rows.append({"seed": seed, "intervention": "own", "accuracy": own, "agreement": 0.9})
+        rows.append({"seed": seed, "intervention": "zeroed", "accuracy": zeroed,
+                     "agreement": 0.7})  # fmt: skip
+    return rows
+
+
+def test_intervention_table_by_hand():
+    table = report.intervention_table(_intervention_rows())
+    assert list(table.index) == ["own", "zeroed"] and table.index.name == "intervention"
+    zeroed = table.loc["zeroed"]
+    # d = [-0.10, -0.11, -0.09]: mean -0.10, sd 0.01, t(0.975, 2) = 4.302653
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert zeroed[("accuracy", "mean")] == pytest.approx(0.72)
+    assert zeroed[("accuracy", "difference")] == pytest.approx(-0.10)
+    assert zeroed[("accuracy", "low")] == pytest.approx(-0.10 - half, abs=1e-6)
+    assert zeroed[("accuracy", "high")] == pytest.approx(-0.10 + half, abs=1e-6)
+    assert zeroed[("agreement", "difference")] == pytest.approx(-0.2)
+    assert zeroed[("agreement", "low")] == pytest.approx(-0.2)  # no spread: no width
+    assert zeroed[("n", "")] == 3
+    own = table.loc["own"]
+    assert own[("accuracy", "mean")] == pytest.approx(0.82)
+    assert own[("accuracy", "difference")] == own[("accuracy", "high")] == 0
+    view = report.intervention_view(table)
+    assert view.loc["zeroed", "accuracy"] == "0.720"
+    assert view.loc["zeroed", "accuracy - own [95% interval]"] == (
+        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")
+
+
+def test_intervention_table_with_two_seeds_by_hand():
+    rows = [r for r in _intervention_rows() if r["seed"] < 2]
+    # d = [-0.10, -0.11]: mean -0.105, sd 0.00707107, t(0.975, 1) = 12.7062
+    half = 12.706205 * 0.01 / math.sqrt(2) / math.sqrt(2)
+    zeroed = report.intervention_table(rows, metrics=["accuracy"]).loc["zeroed"]
+    assert zeroed[("accuracy", "difference")] == pytest.approx(-0.105)
+    assert zeroed[("accuracy", "high")] == pytest.approx(-0.105 + half, abs=1e-6)
+    one = report.intervention_table([r for r in rows if r["seed"] == 0])
+    assert math.isnan(one.loc["zeroed", ("accuracy", "low")])
+    assert "no interval" in report.intervention_view(one).loc["zeroed",
+                                                              "accuracy - own [95% interval]"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda rows: rows + [dict(rows[3])], "repeat zeroed on seed 1"),
+    (lambda rows: rows[:-1], "seed 2 has no row of zeroed"),
+    (lambda rows: [r for r in rows if r["intervention"] != "own"], "no rows of the baseline 'own'"),
+    (lambda rows: [{k: v for k, v in r.items() if k != "agreement"} for r in rows],
+     "missing: agreement"),
+    (lambda rows: [], "no intervention rows"),
+])  # fmt: skip
+def test_intervention_table_errors(change, message):
+    with pytest.raises(ValueError, match=message):
+        report.intervention_table(change(_intervention_rows()))

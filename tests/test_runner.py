@@ -295,7 +295,8 @@ def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypat
 
     exp = runner.ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"})
     cfg = RunConfig(dataset="shapes", profile="smoke")
-    model = SimpleNamespace(key="k", history=[], path=runs / "students" / "s" / "model.pt")
+    model = SimpleNamespace(key="k", history=[], path=runs / "students" / "s" / "model.pt",
+                            method=SimpleNamespace(attached_key=""))  # fmt: skip
     session = SimpleNamespace(teacher=model, cfg=cfg, student=lambda **c: model,
                               config=lambda **c: cfg)  # fmt: skip
     spec = runner.RunSpec("kd-s0", "main", "kd", 0, "full", {"method": "kd"})
@@ -311,3 +312,23 @@ def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypat
     log = pretend_rank(1)
     again = runner._run_one(exp, spec, session, {"full": (score, {})}, verbose=False)
     assert log == ["barrier"] and again["metrics"] == first["metrics"]  # read, not scored
+
+
+def test_kd_cae_runs_on_kds_students_and_is_rescored_when_its_cae_changes(tmp_path, runs):
+    tiny_models = {"teacher": "student_tiny", "student": "student_tiny", "cae_width": 4}
+    exp = {"name": "fair", "run": {**TINY["run"], **tiny_models, "cae_epochs": 1},
+           "methods": ["kd", "kd_cae"], "seeds": [0], "explainers": ["gradcam"], "n_slow": 4,
+           "n_faithful": 4, "claim_methods": ["kd", "kd_cae"]}  # fmt: skip
+    results = {r["label"]: r for r in run_experiment(load_experiment(_write(tmp_path, exp)),
+                                                     verbose=False)}  # fmt: skip
+    assert {"kd-s0", "kd_cae-s0", "claims-kd_cae-s0"} <= set(results)
+    kd, kd_cae = results["kd-s0"], results["kd_cae-s0"]
+    assert kd["checkpoint"] == kd_cae["checkpoint"] and len(list(runs.glob("students/*"))) == 1
+    assert "cae/pearson" in kd_cae["metrics"] and "cae/pearson" not in kd["metrics"]
+    assert kd_cae["metrics"]["accuracy"] == kd["metrics"]["accuracy"]
+
+    longer = {**exp, "run": {**exp["run"], "cae_epochs": 2}}  # another CAE, the same students
+    again = {r["label"]: r for r in run_experiment(load_experiment(_write(tmp_path, longer)),
+                                                   verbose=False)}  # fmt: skip
+    assert again["kd-s0"]["key"] == kd["key"] and again["kd_cae-s0"]["key"] != kd_cae["key"]
+    assert len(list(runs.glob("students/*"))) == 1

@@ -69,6 +69,27 @@ def test_feature_fusion_uses_the_cae_features_and_needs_the_wrapper():
         model.student(x)
 
 
+@pytest.mark.parametrize("fusion", ["channel", "gate"])
+def test_given_maps_replace_the_cae_map(fusion):
+    model = _student(fusion).eval()
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(model(x, maps=model.cae(x)), model(x))  # its own map: as ever
+    other = torch.rand(3, 1, 28, 28)
+    logits, seen = model(x, return_map=True, maps=other)
+    assert seen is other or torch.equal(seen, other)
+    fused = torch.cat([x, other], 1) if fusion == "channel" else x * (1 + other)
+    torch.testing.assert_close(logits, model.student(fused))
+    assert not torch.allclose(logits, model(x))  # another map moves the logits
+
+
+def test_given_maps_are_refused_by_feature_fusion_and_checked_for_shape():
+    x = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match="feature fusion feeds the student the CAE's features"):
+        _student("feature")(x, maps=torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"maps \(2, 1, 14, 14\) should be \(2, 1, 28, 28\)"):
+        _student("channel")(x, maps=torch.rand(2, 1, 14, 14))
+
+
 def test_frozen_cae_gets_no_gradient_and_stays_in_eval_mode():
     model = _student("channel", freeze=True).train()
     assert not model.cae.training and model.student.training

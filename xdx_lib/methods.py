@@ -4,9 +4,10 @@ options each method reads and the teacher signals it declares.
 A method differs from another in small hooks, never in a copied training loop
 (:func:`xdx_lib.train.fit` is the only student loop). ``scratch`` trains on labels,
 ``kd`` adds Hinton's soft-target term, ``at`` attention transfer and ``e2kd`` e2KD's
-Grad-CAM match; XDistillation (:mod:`xdx_lib.xdistill`) registers itself in the same
-:data:`METHODS`. Importing the package ``xdx_lib`` imports both modules, so every method
-is registered in that one place.
+Grad-CAM match; XDistillation (:mod:`xdx_lib.xdistill`) registers itself, and ``kd_cae``
+(a KD student with XDistillation's pre-trained CAE attached), in the same :data:`METHODS`.
+Importing the package ``xdx_lib`` imports both modules, so every method is registered in
+that one place.
 
 Each method has a small options dataclass (``Options``: :class:`KDOptions`, ...) made from
 the run's :class:`~xdx_lib.config.RunConfig`; its fields are the config fields that change
@@ -36,7 +37,8 @@ from .registry import Registry
 from .signals import Signal
 from .trained import model_maps
 
-#: The training methods by name (``scratch``, ``kd``, ``at``, ``e2kd``, ``xdistill``).
+#: The training methods by name (``scratch``, ``kd``, ``at``, ``e2kd``, ``xdistill``,
+#: ``kd_cae``).
 METHODS = Registry("method")
 
 #: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.
@@ -89,7 +91,12 @@ class Method:
     * :meth:`build_model`: the network that is trained (and deployed);
     * :meth:`forward`: what one forward pass returns (at least ``logits``);
     * :meth:`loss_terms`: the named, already weighted terms whose sum is minimised;
-    * :meth:`deployed_maps`: the explanation the deployed model gives itself, if any.
+    * :meth:`deployed_maps`: the explanation the deployed model gives itself, if any;
+    * :meth:`attach`: what the method adds to a model once it is trained or loaded.
+
+    A method that trains exactly as another and only adds to the trained model names that
+    one in ``shares_training_of``: it then shares its students (:attr:`trains_as` is the
+    method in their cache key, path and checkpoint), so they are trained once.
 
     After each epoch, :meth:`epoch_metrics` adds the method's own numbers to the history:
     for every student, agreement with the teacher's predictions and the Pearson r of its
@@ -101,6 +108,10 @@ class Method:
     #: Why the method cannot train through ``torch.compile`` (the config refuses
     #: ``compile: true`` with this reason), or empty when it can.
     cannot_compile: ClassVar[str] = ""
+    #: The method whose students this one shares, or empty for students of its own.
+    shares_training_of: ClassVar[str] = ""
+    #: Identifies what ``attach`` added (empty when nothing), for the keys of scores.
+    attached_key = ""
 
     @property
     def may_leave_parameters_unused(self) -> bool:
@@ -121,6 +132,13 @@ class Method:
         sweep of one method's option never invalidates another method's students."""
         return tuple(f.name for f in dataclasses.fields(cls.Options))
 
+    @property
+    def trains_as(self) -> str:
+        """The method whose training makes this one's students: its own name, or the one
+        it shares them with (``shares_training_of``). It is the ``method`` of the student's
+        cache key, folder and checkpoint, so two methods that train alike train once."""
+        return self.shares_training_of or self.name
+
     def signals(self) -> list[Signal]:
         """What this method reads from the teacher in every training batch (none)."""
         return []
@@ -131,6 +149,10 @@ class Method:
         images (from the maps cache)."""
         n_track = min(TRACKED_TEST_IMAGES, len(data.test))
         self.tracked_maps = model_maps(teacher, data.test.x[:n_track], "gradcam")
+
+    def attach(self, teacher, data) -> None:
+        """One-off work with the teacher after the model is trained or loaded from the run
+        cache (a CAE the deployed model returns maps from); the base attaches nothing."""
 
     def build_model(self, in_channels: int, num_classes: int) -> nn.Module:
         """The student network named by the config."""

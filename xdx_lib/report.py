@@ -15,8 +15,9 @@ chapter in code, and :func:`verdicts`, :func:`verdict_table`, :func:`paired_tabl
 
 The other tables the chapters show come from here too, each in one call: ``mean ± std``
 over seeds (:func:`mean_std_table`), means (:func:`mean_table`), the references
-(:func:`reference_table`), faithfulness (:func:`faithfulness_table`) and one row per model
-(:func:`scores_table`); their columns are named by :func:`display_label`.
+(:func:`reference_table`), faithfulness (:func:`faithfulness_table`), one row per model
+(:func:`scores_table`) and what XDistillation students take from their maps
+(:func:`intervention_table`); their columns are named by :func:`display_label`.
 """
 
 from __future__ import annotations
@@ -332,11 +333,13 @@ def metric_label(metric: str) -> str:
     return METRIC_LABELS.get(metric, metric)
 
 
-#: The pairs ``(A, B)`` of the paired-difference table, each read as ``A - B``.
+#: The pairs ``(A, B)`` of the paired-difference table, each read as ``A - B``
+#: (``xdistill - kd_cae``: the same deployed explanation, KD's logits against the fused one's).
 PAIRS: tuple[tuple[str, str], ...] = (
     ("kd", "scratch"),
     ("xdistill", "kd"),
     ("xdistill", "scratch"),
+    ("xdistill", "kd_cae"),
     ("e2kd", "kd"),
     ("xdistill", "e2kd"),
     ("xdistill", "kd_cae"),
@@ -701,3 +704,88 @@ def sweep_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistil
         rows.append({"option": opt, "value": val, **part[cols].mean().to_dict()})
     table = pd.DataFrame(rows, columns=["option", "value", *cols]).set_index(["option", "value"])
     return table.rename(columns=lambda c: display_label(c, labels))
+
+
+# ------------------------------------------------------------------- map interventions
+
+
+def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
+                        baseline: str) -> pd.DataFrame:  # fmt: skip
+    """``rows`` as a frame, checked: one row per seed and intervention, every intervention
+    (the baseline among them) on every seed, every metric present."""
+    df = pd.DataFrame(list(rows))
+    if not len(df):
+        raise ValueError("no intervention rows; give one per seed and intervention")
+    needed = ["seed", "intervention", *metrics]
+    absent = [c for c in needed if c not in df.columns]
+    if absent:
+        raise ValueError(f"intervention rows need the fields {', '.join(needed)}; "
+                         f"missing: {', '.join(absent)}")  # fmt: skip
+    dup = df[df.duplicated(["seed", "intervention"], keep=False)]
+    if len(dup):
+        twice = sorted(set(zip(dup["seed"], dup["intervention"])))
+        names = ", ".join(f"{i} on seed {s}" for s, i in twice)
+        raise ValueError(f"intervention rows repeat {names}; give one row per seed and "
+                         "intervention")  # fmt: skip
+    names = list(dict.fromkeys(df["intervention"]))
+    if baseline not in names:
+        raise ValueError(f"no rows of the baseline {baseline!r}; the differences are taken "
+                         "from it")  # fmt: skip
+    for seed, part in df.groupby("seed", sort=True):
+        lacking = [i for i in names if i not in set(part["intervention"])]
+        if lacking:
+            raise ValueError(f"seed {seed} has no row of {', '.join(lacking)}; every seed "
+                             "needs every intervention")  # fmt: skip
+    return df
+
+
+def intervention_table(rows: Sequence[Mapping],
+                       metrics: Sequence[str] = ("accuracy", "agreement"),
+                       baseline: str = "own") -> pd.DataFrame:  # fmt: skip
+    """Each map intervention's mean over seeds and its paired difference from ``baseline``.
+
+    ``rows`` hold one dict per seed and intervention (``seed``, ``intervention`` and each
+    metric; :func:`xdx_lib.runner.intervention_rows` makes them). The table has one row per
+    intervention in order of first appearance (index ``intervention``) and, for each metric,
+    the columns ``(metric, "mean")``, then ``(metric, "difference")``, ``(metric, "low")``
+    and ``(metric, "high")``: the mean over seeds of ``metric(intervention) -
+    metric(baseline)`` with its 95 % t interval (:func:`paired_difference`; NaN bounds
+    with one seed), and ``("n", "")``, the seeds. :func:`intervention_view` shows it.
+
+    Raises:
+        ValueError: a metric, ``seed`` or ``intervention`` field is absent, a ``(seed,
+            intervention)`` is repeated, the baseline has no row, or a seed lacks an
+            intervention another seed has.
+    """
+    df = _intervention_frame(rows, metrics, baseline)
+    names = list(dict.fromkeys(df["intervention"]))
+    table = {}
+    for name in names:
+        row: dict = {}
+        for m in metrics:
+            d = paired_difference(df, name, baseline, m, group=None, by="intervention")
+            row.update({(m, "mean"): float(df.loc[df["intervention"] == name, m].mean()),
+                        (m, "difference"): d["mean"], (m, "low"): d["low"],
+                        (m, "high"): d["high"], ("n", ""): d["n"]})  # fmt: skip
+        table[name] = row
+    out = pd.DataFrame.from_dict(table, orient="index")
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.rename_axis("intervention")
+
+
+def intervention_view(table: pd.DataFrame, baseline: str = "own", digits: int = 3,
+                      labels: Labels = None) -> pd.DataFrame:  # fmt: skip
+    """An :func:`intervention_table` as the book shows it: per metric (named by
+    :func:`display_label` with ``labels``) its mean and ``- <baseline> [95% interval]``, the
+    difference from the baseline with its interval (:func:`format_interval`)."""
+    metrics = [m for m in dict.fromkeys(c[0] for c in table.columns) if m != "n"]
+    out = pd.DataFrame(index=table.index)
+    for m in metrics:
+        name = display_label(m, labels)
+        out[name] = [f"{v:.{digits}f}" for v in table[(m, "mean")]]
+        out[f"{name} - {baseline} [95% interval]"] = [
+            format_interval({"mean": d, "low": lo, "high": hi, "n": int(n)}, digits)
+            for d, lo, hi, n in zip(table[(m, "difference")], table[(m, "low")],
+                                    table[(m, "high")], table[("n", "")])
+        ]  # fmt: skip
+    return out

@@ -6,7 +6,8 @@ every run it names (:class:`RunSpec`); :func:`run_experiment` trains what is mis
 a :class:`~xdx_lib.session.Session`, scores it with :mod:`xdx_lib.evaluation` and writes
 ``runs/<name>/results/<label>.json`` atomically, with :func:`provenance`. The chapters and
 ``python -m xdx_lib experiment`` read those results; :mod:`xdx_lib.report` turns them into
-tables and verdicts. Layer: the top of the library
+tables and verdicts. :func:`intervention_rows` scores what XDistillation students take from
+their maps (cached beside each student). Layer: the top of the library
 (only the report, plots, notebooks and command line sit above it).
 """
 
@@ -17,7 +18,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from .metrics import accuracy, flip_spread
 from .session import Session
 from .train import is_rank_zero, on_rank_zero, rank_zero_first, resolve_device
 from .trained import TrainedModel
+from .xdistill import INTERVENTIONS, map_interventions
 
 # ----------------------------------------------------------------------------- experiments
 
@@ -443,7 +445,9 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
     run = session.teacher if spec.is_teacher else session.student(**spec.changes)
     cfg = session.cfg if spec.is_teacher else session.config(**spec.changes)
     score, settings = scorers[spec.scoring]
-    key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings})
+    attached = run.method.attached_key  # kd_cae's CAE, which its (kd's) key leaves out
+    key = hash_dict({"run": run.key, "teacher": session.teacher.key, **settings,
+                     **({"attached": attached} if attached else {})})  # fmt: skip
     path = _result_path(exp, spec.label)
     with rank_zero_first():
         cached = _cached_result(path, key)
@@ -589,3 +593,36 @@ def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.Data
         return out
 
     return pd.DataFrame(on_rank_zero(rows))
+
+
+def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list[dict]:
+    """What XDistillation students take from their maps, one row per seed and intervention.
+
+    Each seed's student (the session's config with ``method: xdistill``, then ``changes``,
+    then the seed; trained or loaded) is scored by :func:`~xdx_lib.xdistill.map_interventions`.
+    Rows hold ``seed``, ``intervention``, ``accuracy`` and ``agreement``, in the order of
+    ``seeds`` and :data:`~xdx_lib.xdistill.INTERVENTIONS`, ready for
+    :func:`xdx_lib.report.intervention_table`. The scores of a student are cached beside
+    its checkpoint (``interventions.json``, keyed by its cache key and the teacher's), so a
+    second call only reads.
+    """
+    rows = []
+    for seed in seeds:
+        run = session.student(**{"method": "xdistill", **changes, "seed": seed})
+        scores = _intervention_scores(run, session)
+        rows += [{"seed": seed, "intervention": name, **scores[name]} for name in INTERVENTIONS]
+    return rows
+
+
+def _intervention_scores(run: TrainedModel, session: Session) -> dict[str, dict[str, float]]:
+    """One student's :func:`~xdx_lib.xdistill.map_interventions`, read from beside its
+    checkpoint when there, else computed and written atomically (by rank 0 first)."""
+    path = run.path.parent / "interventions.json"
+    key = hash_dict({"run": run.key, "teacher": session.teacher.key,
+                     "interventions": list(INTERVENTIONS), "format": 1})  # fmt: skip
+    with rank_zero_first():
+        cached = _cached_result(path, key)
+        if cached is None:
+            cached = {"key": key, "scores": map_interventions(run, session.teacher, session.data)}
+            atomic_write_json(cached, path)
+    return cached["scores"]

@@ -7,7 +7,8 @@ call with the same config trains nothing and a killed run resumes:
 
 * ``teachers/<dataset>-<model>-<key>/model.pt`` and its ``logits_<split>.pt``;
 * ``students/<dataset>-<method>-<model>-s<seed>-<key>/model.pt``, whose key includes the
-  hash of the teacher checkpoint it learned from and the method's options.
+  hash of the teacher checkpoint it learned from and the method's options (``<method>``
+  is the one that trains it: ``kd_cae``'s students are ``kd``'s).
 
 The teacher trains on augmented images (``teacher_augment``, on by default). A student
 reads the teacher's signals its method declares (:meth:`~xdx_lib.methods.Method.signals`)
@@ -15,11 +16,12 @@ from :mod:`xdx_lib.signals`: cached (``teacher_signal: cached``, on the un-augme
 images) or computed on each augmented batch (``online``, needed with ``augment``).
 
 A student that the cache already holds is loaded without preparing its method (no teacher
-maps fetched, no CAE pre-trained). Under ``torchrun`` every rank runs the same calls: the
-models train with DDP (:func:`xdx_lib.train.fit`), and what is cached is made by rank 0
-while the others wait, then load it. Layer: above the methods and the loop; below the
-evaluation, the experiment runner (:mod:`xdx_lib.runner`), the notebooks and the command
-line.
+maps fetched, no CAE pre-trained for its training); what its method attaches to the
+trained model (``kd_cae``'s CAE) is attached either way. Under ``torchrun`` every rank
+runs the same calls: the models train with DDP (:func:`xdx_lib.train.fit`), and what is
+cached is made by rank 0 while the others wait, then load it. Layer: above the methods
+and the loop; below the evaluation, the experiment runner (:mod:`xdx_lib.runner`), the
+notebooks and the command line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .cache import hash_dict, runs_dir
 from .config import RunConfig
@@ -115,9 +118,11 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
     """Load a finished checkpoint, or prepare the job's method (given a teacher) and train.
 
     Seeding happens after :meth:`~xdx_lib.methods.Method.prepare` and right before the
-    model is built, so a run's initial weights depend on its seed alone. Under ``torchrun``
-    every rank calls this alike (:func:`~xdx_lib.train.fit` says how they share the work);
-    it first sets the rank's GPU, before anything is put on one.
+    model is built, so a run's initial weights depend on its seed alone. Given a teacher,
+    the method's :meth:`~xdx_lib.methods.Method.attach` runs on the trained or loaded model
+    (``kd_cae`` attaches its CAE). Under ``torchrun`` every rank calls this alike
+    (:func:`~xdx_lib.train.fit` says how they share the work); it first sets the rank's
+    GPU, before anything is put on one.
     """
     distributed()
     cfg, method = job.cfg, job.method
@@ -128,7 +133,20 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
         model = method.build_model(data.in_channels, data.num_classes)
         model.to(device, memory_format=torch.channels_last)  # as it trained (fit)
         ckpt = load_checkpoint(job.path, model, job.meta)
-        return TrainedModel(model.eval(), method, job.path, list(ckpt["history"]), key)
+        history = list(ckpt["history"])
+    else:
+        model, history = _train(job, data, teacher, device, progress, verbose)
+    if teacher is not None:
+        with rank_zero_first():  # rank 0 pre-trains what is attached and caches it
+            method.attach(teacher, data)
+    return TrainedModel(model.eval(), method, job.path, history, key)
+
+
+def _train(job: Job, data: Dataset, teacher: TrainedModel | None, device: torch.device,
+           progress: bool, verbose: bool) -> tuple[nn.Module, list[dict]]:  # fmt: skip
+    """Prepare the job's method (given a teacher), then seed, build and train its model;
+    returns the model and its history."""
+    cfg, method = job.cfg, job.method
     extras = _extras(job, data, teacher)
     seed_everything(job.seed)
     model = method.build_model(data.in_channels, data.num_classes)
@@ -139,7 +157,7 @@ def train_or_load(job: Job, data: Dataset, teacher: TrainedModel | None = None,
         ckpt_path=job.path, meta=job.meta, extras=extras, amp=cfg.amp,
         augment=job.augment, compile=cfg.compile, progress=progress, verbose=verbose,
     )  # fmt: skip
-    return TrainedModel(model.eval(), method, job.path, history, key)
+    return model, history
 
 
 def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
@@ -157,12 +175,17 @@ def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
 
 def student_job(cfg: RunConfig, teacher: TrainedModel) -> Job:
     """A student's job, keyed by :data:`~xdx_lib.trained.STUDENT_FIELDS`, its method's
-    options and the hash of the teacher checkpoint it learns from."""
+    options and the hash of the teacher checkpoint it learns from.
+
+    The key's ``method`` is the one whose training makes the student
+    (:attr:`~xdx_lib.methods.Method.trains_as`): ``kd_cae`` shares ``kd``'s students, key,
+    folder and checkpoint, and loads what ``kd`` trained (or trains it for both).
+    """
     method = create_method(cfg)
-    fields = pick(cfg, STUDENT_FIELDS + method.option_names())
+    fields = {**pick(cfg, STUDENT_FIELDS + method.option_names()), "method": method.trains_as}
     key = hash_dict({**fields, "teacher": teacher.checkpoint_hash, "format": RUN_FORMAT})
-    name = f"{cfg.dataset}-{cfg.method}-{cfg.student}-s{cfg.seed}-{key}"
-    meta = {"method": cfg.method, "model": cfg.student, "key": key}
+    name = f"{cfg.dataset}-{method.trains_as}-{cfg.student}-s{cfg.seed}-{key}"
+    meta = {"method": method.trains_as, "model": cfg.student, "key": key}
     return Job(cfg, method, runs_dir() / "students" / name / "model.pt", meta,
                cfg.student_epochs, cfg.seed, cfg.augment)  # fmt: skip
 
@@ -223,7 +246,7 @@ class Session:
         self.verbose, self.progress = verbose, progress
         self._data = data
         self._teacher = teacher
-        self._students: dict[str, TrainedModel] = {}
+        self._students: dict[tuple[str, str], TrainedModel] = {}
 
     @property
     def data(self) -> Dataset:
@@ -249,7 +272,9 @@ class Session:
     def student(self, **changes) -> TrainedModel:
         """The student of the session's config with ``changes`` (method, seed, options)."""
         job = student_job(self.config(**changes), self.teacher)
-        key = job.meta["key"]
+        # methods that share a checkpoint (kd, kd_cae) are still apart here: each attaches
+        # its own parts to the model
+        key = (job.method.name, job.meta["key"])
         if key not in self._students:
             self._students[key] = train_or_load(job, self.data, self.teacher, self.progress,
                                                 self.verbose)  # fmt: skip

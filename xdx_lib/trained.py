@@ -57,10 +57,12 @@ def pick(cfg, names) -> dict:
 
 class ScoresImages(Protocol):
     """What a trained model needs of the method that trained it (any
-    :class:`~xdx_lib.methods.Method`): its class logits, and the explanation the deployed
-    model gives itself, if any."""
+    :class:`~xdx_lib.methods.Method`): its class logits, the explanation the deployed
+    model gives itself, if any, and what identifies the parts attached to it after
+    training (empty when none), for the keys of its scores."""
 
     imitated_explainer: str
+    attached_key: str
 
     def logits(self, model: nn.Module, x: Tensor) -> Tensor: ...
 

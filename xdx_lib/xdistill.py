@@ -19,10 +19,13 @@ both learn together, and ``cae_grad: exp`` (default) still lets only ``L_exp`` t
 the student sees ``g``'s map detached.
 
 This module holds the whole method: the fused student (:class:`XDistillStudent`), its
-training hooks (:class:`XDistill`) and the CAE's stand-alone pre-training on the cached
+training hooks (:class:`XDistill`), the CAE's stand-alone pre-training on the cached
 teacher maps (:func:`pretrain_cae`, cached; its loop :func:`fit_cae`), which the ``staged``
-schedule and the CAE chapter use. Layer: beside :mod:`xdx_lib.methods`, above the trained
-models, the loop, the CAE and the losses; it never imports the config or the runner.
+schedule and the CAE chapter use, and two ways to read what the fusion adds: ``kd_cae``
+(:class:`KDWithCAE`), a KD student deploying the same pre-trained CAE's maps, and the map
+interventions (:func:`map_interventions`), which show the student other maps than its
+CAE's. Layer: beside :mod:`xdx_lib.methods`, above the trained models, the loop, the CAE
+and the losses; it never imports the config or the runner.
 
 What is the paper's and what is ours: the paper names the CAE approximating the teacher's
 explanations and the fusion of its output into the student, trained with KD. The three
@@ -45,13 +48,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._utils import channels_last, model_device
+from ._utils import channels_last, eval_mode, model_device
 from .cache import atomic_torch_save, hash_dict, runs_dir
 from .cae import create_cae, predict_maps
 from .config import RunConfig
 from .losses import EXPLANATION_LOSSES, explanation_loss
 from .methods import KD, METHODS, TRACKED_TEST_IMAGES, KDOptions
-from .metrics import pearson
+from .metrics import accuracy, agreement, pearson
 from .models import create_model
 from .registry import declare_choices
 from .signals import Signal
@@ -65,7 +68,7 @@ from .train import (
     resolve_precision,
     seed_everything,
 )
-from .trained import DATA_FIELDS, TrainedModel, model_maps, pick, tensor_hash
+from .trained import DATA_FIELDS, TrainedModel, model_maps, pick, teacher_logits, tensor_hash
 
 #: The ways the student sees the CAE's map (see :class:`XDistillStudent`).
 FUSIONS = declare_choices("fusion", ("channel", "gate", "feature"))
@@ -96,7 +99,9 @@ class XDistillStudent(nn.Module):
 
     ``forward(x)`` returns the logits, so explainers and evaluation treat it as any
     classifier (Grad-CAM explains ``S``'s last stage, see ``gradcam_layer``);
-    ``forward(x, return_map=True)`` returns ``(logits, m)`` from the same pass.
+    ``forward(x, return_map=True)`` returns ``(logits, m)`` from the same pass, and
+    ``forward(x, maps=m2)`` shows ``S`` the maps ``m2`` in place of ``g(x)`` (channel and
+    gate fusion; :func:`map_interventions` asks what the student takes from its map).
 
     **Gradient routing.** With ``detach=True`` (``cae_grad: exp``, the default) the student
     receives ``m`` (or, for ``feature``, ``z``) detached: the cross-entropy and KD terms
@@ -154,7 +159,15 @@ class XDistillStudent(nn.Module):
     def fusion_layer(self) -> nn.Module:
         return self.student.fusion_layer
 
-    def forward(self, x: Tensor, return_map: bool = False):
+    def forward(self, x: Tensor, return_map: bool = False, maps: Tensor | None = None):
+        """The logits of ``x``, and with ``return_map`` the map ``S`` saw: ``(logits, m)``.
+
+        ``maps`` (``[N, 1, H, W]`` on the scale of the CAE's output, [0, 1]) replace
+        ``g(x)`` as what ``S`` sees, with channel or gate fusion; feature fusion feeds ``S``
+        the CAE's features, not its map, and refuses them (ValueError).
+        """
+        if maps is not None:
+            _check_given_maps(maps, x, self.fusion)
         if self.fusion == "feature":
             m, z = self.cae.forward_with_features(x)
             self._z = z.detach() if self.detach else z
@@ -163,12 +176,24 @@ class XDistillStudent(nn.Module):
             finally:
                 self._z = None
         else:
-            m = self.cae(x)
+            m = self.cae(x) if maps is None else maps.to(x.device)
             seen = m.detach() if self.detach else m
             fused = (torch.cat([x, seen.to(x.dtype)], 1) if self.fusion == "channel"
                      else x * (1 + seen))  # fmt: skip
             logits = self.student(fused)
         return (logits, m) if return_map else logits
+
+
+def _check_given_maps(maps: Tensor, x: Tensor, fusion: str) -> None:
+    """Maps given in place of the CAE's must be ``[N, 1, H, W]`` for ``x`` ``[N, C, H, W]``,
+    and the fusion must feed the student a map."""
+    if fusion == "feature":
+        raise ValueError("feature fusion feeds the student the CAE's features, not its map; "
+                         "maps can replace the map with channel or gate fusion only")  # fmt: skip
+    want = (len(x), 1, *x.shape[-2:])
+    if tuple(maps.shape) != want:
+        raise ValueError(f"maps {tuple(maps.shape)} should be {want} for images "
+                         f"{tuple(x.shape)}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -293,6 +318,48 @@ class XDistill(KD):
             exp = explanation_loss(out["map"].float(), batch["teacher_maps"], self.opts.exp_loss)
             terms["exp"] = self.opts.beta * exp
         return terms
+
+
+@METHODS.register("kd_cae")
+class KDWithCAE(KD):
+    r"""A KD student with XDistillation's pre-trained CAE attached, and no fusion: the fair
+    baseline of XDistillation's deployed explanation.
+
+    A ``staged`` XDistillation student with a frozen CAE deploys the CAE's map of the image,
+    which does not depend on the student at all, so the same CAE beside a plain KD student
+    deploys the very same map. ``kd_cae`` trains exactly as ``kd`` and shares its students
+    (``shares_training_of``: one training and one checkpoint for both); once the student is
+    trained or loaded, :meth:`attach` loads (or pre-trains) the CAE that
+    :func:`pretrain_cae` gives for the config and seed, the one XDistillation of that seed
+    starts from, and :meth:`deployed_maps` returns its maps. Its logits are KD's, its
+    explanation XDistillation's: comparing it with ``xdistill`` separates what fusing the
+    map changes from what the CAE alone gives. The CAE reads the config's XDistillation
+    fields (``explainer``, ``map_target``, ``cae_*``), which do not enter the student's key.
+    """
+
+    name = "kd_cae"
+    shares_training_of = "kd"
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.cae: nn.Module | None = None
+
+    @property
+    def imitated_explainer(self) -> str:
+        return self.cfg.explainer
+
+    def attach(self, teacher, data) -> None:
+        """Load (or pre-train and cache) the config's CAE, on the device the run uses."""
+        cae_run = pretrain_cae(self.cfg, data, teacher, verbose=False)
+        self.cae = cae_run.model.to(resolve_device(self.cfg.device)).eval()
+        self.attached_key = cae_run.key
+
+    def deployed_maps(self, model: nn.Module, x: Tensor) -> Tensor:
+        """The attached CAE's maps of ``x`` (the student ``model`` plays no part)."""
+        if self.cae is None:
+            raise RuntimeError("kd_cae deploys its CAE's maps: call attach(teacher, data) "
+                               "first (a Session does, for every student it returns)")  # fmt: skip
+        return predict_maps(self.cae, x)
 
 
 # ----------------------------------------------------------------------------- CAE pre-training
@@ -461,3 +528,100 @@ def pretrain_cae(cfg: RunConfig, data, teacher: TrainedModel, variant: str | Non
                        "meta": {"variant": variant, "key": key}}, path)  # fmt: skip
     cae.eval()
     return TrainedCAE(cae, path, history, key, seconds)
+
+
+# ----------------------------------------------------------------------------- map interventions
+
+#: What the XDistillation student is shown in place of its CAE's map, in
+#: :func:`map_interventions`'s order (:func:`intervention_maps` says what each is).
+INTERVENTIONS = ("own", "zeroed", "teacher mean", "other image", "teacher true")
+
+
+def derangement(n: int, seed: int = 0) -> Tensor:
+    """A permutation of ``range(n)`` with no fixed point, the same for the same ``n`` and
+    ``seed``: a seeded random order of the indices, each sent to the next one in it (one
+    cycle through all ``n``), so that every image is given another image's map.
+
+    Raises:
+        ValueError: fewer than two indices (one cannot be moved).
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs at least two items, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out = torch.empty(n, dtype=torch.long)
+    out[order] = order.roll(-1)
+    return out
+
+
+def intervention_maps(run: TrainedModel, teacher: TrainedModel, data,
+                      seed: int = 0) -> dict[str, Tensor]:  # fmt: skip
+    """The maps shown to an XDistillation student for each of :data:`INTERVENTIONS`, on the
+    test split: ``[N, 1, H, W]`` each, on the CPU, on the scale of the CAE's output.
+
+    * ``own``: its CAE's map of the image (what it sees when deployed);
+    * ``zeroed``: an empty map;
+    * ``teacher mean``: the mean over the training split of the teacher's maps, as the CAE
+      learned them (:func:`pretrain_cae`'s targets: the option's explainer and class);
+    * ``other image``: its CAE's map of another test image (a fixed :func:`derangement`,
+      seeded by ``seed``);
+    * ``teacher true``: the teacher's own map of the image, what the CAE was trained to
+      reproduce.
+
+    Raises:
+        ValueError: ``run`` is not an XDistillation student with channel or gate fusion.
+    """
+    model = run.model
+    if not isinstance(model, XDistillStudent) or model.fusion == "feature":
+        fusion = getattr(model, "fusion", "none")
+        raise ValueError(f"map interventions need an XDistillation student with channel or "
+                         f"gate fusion; got {type(model).__name__} (fusion {fusion})")  # fmt: skip
+    opts = run.method.opts
+    by_label = opts.map_target == "label"
+    train_maps = model_maps(teacher, data.train.x, opts.explainer, split="train",
+                            target=data.train.y if by_label else None)  # fmt: skip
+    own = predict_maps(model.cae, data.test.x)
+    return {
+        "own": own,
+        "zeroed": torch.zeros_like(own),
+        "teacher mean": train_maps.mean(0, keepdim=True).expand_as(own),
+        "other image": own[derangement(len(own), seed)],
+        "teacher true": model_maps(teacher, data.test.x, opts.explainer,
+                                   target=data.test.y if by_label else None),
+    }  # fmt: skip
+
+
+@torch.no_grad()
+def logits_with_maps(model: XDistillStudent, x: Tensor, maps: Tensor,
+                     batch_size: int = 512) -> Tensor:  # fmt: skip
+    """The student's logits of ``x`` when it is shown ``maps`` in place of its CAE's:
+    batched, without gradients, in eval mode, on the model's device; float32 on the CPU."""
+    device = model_device(model)
+    out = []
+    with eval_mode(model):
+        for s in range(0, len(x), batch_size):
+            xb = channels_last(x[s : s + batch_size].to(device))
+            out.append(model(xb, maps=maps[s : s + batch_size].to(device)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def map_interventions(run: TrainedModel, teacher: TrainedModel, data,
+                      seed: int = 0) -> dict[str, dict[str, float]]:  # fmt: skip
+    """What an XDistillation student takes from its map: its test accuracy (against the
+    labels) and agreement (against the teacher's predictions) when shown each map of
+    :func:`intervention_maps` in place of its CAE's.
+
+    A student that ignores its map scores the same under every intervention; one that
+    leans on it loses accuracy when the map is zeroed or another image's, and may gain
+    when shown the teacher's true map.
+
+    Returns:
+        ``{intervention: {"accuracy": a, "agreement": g}}`` in :data:`INTERVENTIONS`' order.
+    """
+    maps = intervention_maps(run, teacher, data, seed)
+    t_logits = teacher_logits(teacher, data)["test"]
+    out = {}
+    for name, m in maps.items():
+        logits = logits_with_maps(run.model, data.test.x, m)
+        out[name] = {"accuracy": accuracy(logits, data.test.y),
+                     "agreement": agreement(logits, t_logits)}  # fmt: skip
+    return out
