@@ -201,11 +201,12 @@ def test_xdx_download_lets_a_default_config_download(name, source, tmp_path, mon
     monkeypatch.setattr(torchvision.datasets, source, Source)
     monkeypatch.setenv("XDX_SYSTEM_DATA", "none")
     monkeypatch.setenv("XDX_DOWNLOAD", "1")
-    cfg = RunConfig(dataset=name, profile="smoke", data_root=str(tmp_path))
+    cfg = RunConfig(dataset=name, profile="smoke", data_root=str(tmp_path), val_size=0)
     assert cfg.download is None
     assert len(session.load_data(cfg).train) == 2
     assert asked == [True, True]
-    session.load_data(RunConfig(dataset=name, data_root=str(tmp_path), download=False))
+    session.load_data(RunConfig(dataset=name, data_root=str(tmp_path), download=False,
+                                val_size=0))
     assert asked[2:] == [False, False]
 
 

@@ -146,8 +146,19 @@ def test_teacher_logits_of_another_checkpoint_are_not_read(run, forwards):
 def test_teacher_logits_of_another_split_size_are_not_read(run, forwards):
     teacher_logits(run, _data(n_train=6))
     forwards.clear()
-    got = teacher_logits(run, _data(n_train=5))
+    got = teacher_logits(run, _data(n_train=5), ("train",))
     assert forwards == [5] and got["train"].shape == (5, 3)
+
+
+def test_teacher_logits_of_other_images_of_the_same_size_are_not_read(run, forwards):
+    teacher_logits(run, _data(seed=0))
+    forwards.clear()
+    other = _data(seed=1)
+    got = teacher_logits(run, other)
+    assert forwards == [6, 4] and torch.equal(got["train"], run.logits(other.train.x))
+    forwards.clear()
+    teacher_logits(run, other)
+    assert forwards == []
 
 
 def test_teacher_logits_recompute_a_file_that_is_not_theirs(run, forwards):

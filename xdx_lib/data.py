@@ -446,7 +446,8 @@ def carve_training(train: Split, student: int | None, teacher: int | None, val_s
     """
     if val_size < 0 or val_size >= len(train):
         raise ValueError(f"val_size {val_size} must be at least 0 and below the "
-                         f"{len(train)} training images")  # fmt: skip
+                         f"{len(train)} training images; set a smaller val_size (0: no "
+                         "validation split)")  # fmt: skip
     if val_size == 0 and teacher is None:
         return train.subset(student, seed), None, None  # one subset, as it always was
     g = torch.Generator().manual_seed(seed)

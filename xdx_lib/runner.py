@@ -248,6 +248,8 @@ def shapes_changes(base: RunConfig) -> dict:
     """The config changes of the localisation runs: generated ``shapes``, with no validation
     split and the teacher on the students' images (the experiment's Fashion-MNIST sizes
     would not fit the generated set)."""
+    if base.dataset == "shapes":  # the experiment's own runs already are
+        return {"dataset": "shapes"}
     return {"dataset": "shapes", "val_size": 0, "teacher_subset": base.train_subset}
 
 

@@ -109,7 +109,7 @@ def _extras(job: Job, data: Dataset, teacher: TrainedModel | None) -> Extras:
         job.method.prepare(teacher, data)
         extras = provide(job.cfg.teacher_signal, teacher, data, job.method.signals(),
                          resolve_device(job.cfg.device), job.cfg.amp)  # fmt: skip
-        extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
+        extras.test["teacher_logits"] = teacher_logits(teacher, data, ("test",))["test"]
     return extras
 
 

@@ -772,15 +772,37 @@ def _resident(train: Split, extras: Extras, device: torch.device) -> tuple[Split
     return train, Extras(on_device, extras.test, extras.per_batch)
 
 
+#: Test images scored after every epoch but the last, for the learning curves; the last
+#: epoch scores the whole test split, the number every table reads. Scoring all 10,000
+#: images after each epoch would cost a small CPU student about as much as training it.
+CURVE_TEST_IMAGES = 2000
+
+
+def curve_split(test: Split, extras: dict, n: int = CURVE_TEST_IMAGES) -> tuple[Split, dict]:
+    """The first ``n`` test images and the matching rows of the test extras (the teacher's
+    logits), for an epoch's learning-curve point; the whole split when it is no larger."""
+    if len(test) <= n:
+        return test, extras
+    masks = None if test.masks is None else test.masks[:n]
+    rows = {k: v[:n] if torch.is_tensor(v) and len(v) == len(test) else v
+            for k, v in extras.items()}  # fmt: skip
+    return Split(test.x[:n], test.y[:n], masks), rows
+
+
 def run_epochs(loop: Loop, history: list[dict], epochs: int, test: Split, ckpt_path,
                meta: dict | None, verbose: bool) -> list[dict]:  # fmt: skip
     """The epochs after those in ``history``: train, evaluate (:func:`finish_epoch`), print
-    and save a checkpoint after each; returns the whole history."""
+    and save a checkpoint after each; returns the whole history. Every epoch but the last
+    is scored on the first :data:`CURVE_TEST_IMAGES` test images (``test_images`` says how
+    many), the last on them all."""
     for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         record = {"epoch": epoch + 1, **train_one_epoch(loop, epoch, epochs)}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
-        history.append(finish_epoch(loop, record, test, loop.extras.test))
+        split, extras = ((test, loop.extras.test) if epoch == epochs - 1
+                         else curve_split(test, loop.extras.test))  # fmt: skip
+        record["test_images"] = len(split)
+        history.append(finish_epoch(loop, record, split, extras))
         if verbose and loop.rank == 0:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
             print(f"epoch {epoch + 1}/{epochs}: {shown}")

@@ -32,8 +32,9 @@ from .train import predict_logits
 
 #: Bumped when what a run records changes (history fields, checkpoint layout), so that
 #: older cached runs are retrained instead of read with missing fields (3: e2KD matches
-#: the raw teacher Grad-CAM; 4: every model trains in ``channels_last``, on a CPU too).
-RUN_FORMAT = 4
+#: the raw teacher Grad-CAM; 4: every model trains in ``channels_last``, on a CPU too; 5: the
+#: epochs before the last are scored on the first test images only).
+RUN_FORMAT = 5
 
 #: Bumped when the stored maps would change for the same key (normalisation, file layout).
 MAPS_FORMAT = 1
@@ -129,10 +130,12 @@ def model_maps(
     )  # fmt: skip
 
 
-def teacher_logits(teacher: TrainedModel, data) -> dict[str, torch.Tensor]:
-    """The teacher's logits on both splits of ``data``, computed once and cached beside it."""
+def teacher_logits(teacher: TrainedModel, data,
+                   splits: tuple[str, ...] = ("train", "test")) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The teacher's logits on ``splits`` of ``data``, computed once and cached beside it,
+    tagged with a hash of the images (another subset of the same size is recomputed)."""
     out = {}
-    for split in ("train", "test"):
+    for split in splits:
         x = getattr(data, split).x
         path = teacher.path.parent / f"logits_{split}.pt"
         tag = {"checkpoint": teacher.checkpoint_hash, "n": len(x), "x": tensor_hash(x)}

@@ -618,7 +618,7 @@ def map_interventions(run: TrainedModel, teacher: TrainedModel, data,
         ``{intervention: {"accuracy": a, "agreement": g}}`` in :data:`INTERVENTIONS`' order.
     """
     maps = intervention_maps(run, teacher, data, seed)
-    t_logits = teacher_logits(teacher, data)["test"]
+    t_logits = teacher_logits(teacher, data, ("test",))["test"]
     out = {}
     for name, m in maps.items():
         logits = logits_with_maps(run.model, data.test.x, m)
