@@ -36,7 +36,8 @@ def test_profiles_fill_what_is_left_none():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"method": "dkd"}, r"method='dkd' is unknown; choose one of: at, e2kd, kd, kd_cae, scratch"),
+        ({"method": "dkd"},
+         r"method='dkd' is unknown; choose one of: at, e2kd, kd, kd_cae, scratch"),
         ({"lr": -1.0}, "lr=-1.0 must be positive"),
         ({"alpha": 1.5}, r"alpha=1.5 must lie in \[0, 1\]"),
         ({"epochs": 3}, "unknown field 'epochs'"),

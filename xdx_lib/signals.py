@@ -126,7 +126,8 @@ def cached_signals(teacher: TrainedModel, data, signals: list[Signal]) -> dict[s
     logits = None
     for s in signals:
         if s.kind in ("logits", "target_class") or (s.kind == "maps" and s.target == "pred"):
-            logits = teacher_logits(teacher, data, ("train",))["train"] if logits is None else logits
+            if logits is None:
+                logits = teacher_logits(teacher, data, ("train",))["train"]
         if s.kind == "logits":
             out[s.key] = logits
         elif s.kind == "target_class":

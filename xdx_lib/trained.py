@@ -130,8 +130,8 @@ def model_maps(
     )  # fmt: skip
 
 
-def teacher_logits(teacher: TrainedModel, data,
-                   splits: tuple[str, ...] = ("train", "test")) -> dict[str, torch.Tensor]:  # fmt: skip
+def teacher_logits(teacher: TrainedModel, data, splits: tuple[str, ...] = ("train", "test"),
+                   ) -> dict[str, torch.Tensor]:  # fmt: skip
     """The teacher's logits on ``splits`` of ``data``, computed once and cached beside it,
     tagged with a hash of the images (another subset of the same size is recomputed)."""
     out = {}
