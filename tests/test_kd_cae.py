@@ -82,6 +82,9 @@ def test_kd_cae_deploys_the_seeds_pretrained_cae_as_xdistill_does(tiny):
         assert scores["kd_cae"][k] == pytest.approx(scores["xdistill"][k]), k
     for k in ("accuracy", "agreement", "gradcam/pearson"):
         assert scores["kd_cae"][k] == pytest.approx(scores["kd"][k]), k
+    # what it deploys is the student and the CAE: both are counted
+    cae_params = sum(p.numel() for p in cae.model.parameters())
+    assert scores["kd_cae"]["parameters"] == scores["kd"]["parameters"] + cae_params
 
 
 def test_kd_cae_reads_the_configs_explainer(tiny):

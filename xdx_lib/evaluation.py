@@ -28,6 +28,7 @@ from .metrics import (
     similarity_table,
     summarize,
 )
+from .models import count_parameters
 from .trained import TrainedModel, model_maps, teacher_logits
 
 #: Explainers cheap enough to run on the whole test subset; others use ``n_slow`` images.
@@ -111,12 +112,14 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     t_logits = teacher_logits(teacher, data, ("test",))["test"]
     logits = run.logits(x)
     hist = run.history
+    attached = run.method.attached_modules()  # kd_cae's CAE: deployed beside the student
     out: dict[str, float] = {
         "accuracy": accuracy(logits, y),
         "agreement": agreement(logits, t_logits),
-        "parameters": float(run.num_parameters),
+        "parameters": float(run.num_parameters + sum(count_parameters(m) for m in attached)),
         "epoch_seconds": sum(h["epoch_time"] for h in hist) / max(len(hist), 1),
-        "latency_ms": latency_ms(run.model, x[:256].to(next(run.model.parameters()).device)),
+        "latency_ms": sum(latency_ms(m, x[:256].to(next(m.parameters()).device))
+                          for m in (run.model, *attached)),
     }
     out.update(_explanation_scores(run, teacher, x, explainers, n_slow, similarities))
     own = run.method.deployed_maps(run.model, x)

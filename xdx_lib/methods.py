@@ -171,6 +171,11 @@ class Method:
         when it returns none (its explanation is then a post-hoc one, its Grad-CAM)."""
         return None
 
+    def attached_modules(self) -> list[nn.Module]:
+        """Networks the deployed model runs beside the trained one (none here; ``kd_cae``:
+        its CAE), counted in its parameters and latency."""
+        return []
+
     #: The teacher's explainer the deployed maps imitate (for XDistillation, its option).
     imitated_explainer = "gradcam"
 

@@ -69,6 +69,8 @@ class ScoresImages(Protocol):
 
     def deployed_maps(self, model: nn.Module, x: Tensor) -> Tensor | None: ...
 
+    def attached_modules(self) -> list[nn.Module]: ...
+
 
 @dataclass
 class TrainedModel:

@@ -354,6 +354,10 @@ class KDWithCAE(KD):
         self.cae = cae_run.model.to(resolve_device(self.cfg.device)).eval()
         self.attached_key = cae_run.key
 
+    def attached_modules(self) -> list[nn.Module]:
+        """The attached CAE, which the deployed baseline runs beside its student."""
+        return [] if self.cae is None else [self.cae]
+
     def deployed_maps(self, model: nn.Module, x: Tensor) -> Tensor:
         """The attached CAE's maps of ``x`` (the student ``model`` plays no part)."""
         if self.cae is None:
