@@ -71,7 +71,7 @@ class Profile:
 #: Colab T4, the book's models on the full splits (``benchmarks/profile_budget.py``).
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2, val_size=256),
-    "book": Profile(5000, None, "cnn_teacher", "student_small", 4, 12, 64, 1e-2,
+    "book": Profile(5000, None, "cnn_teacher", "student_small", 3, 12, 64, 1e-2,
                     teacher_subset=55000, val_size=5000),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
     "colab": Profile(train_subset=None, test_subset=None, teacher="cnn_teacher",

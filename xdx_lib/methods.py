@@ -134,9 +134,9 @@ class Method:
 
     @property
     def trains_as(self) -> str:
-        """The method whose training makes this one's students: its own name, or the one
-        it shares them with (``shares_training_of``). It is the ``method`` of the student's
-        cache key, folder and checkpoint, so two methods that train alike train once."""
+        """The name of the method whose training makes this one's students (its own, or
+        ``shares_training_of``). It is the ``method`` of the student's cache key, folder
+        and checkpoint, so two methods that train alike train once."""
         return self.shares_training_of or self.name
 
     def signals(self) -> list[Signal]:
