@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from xdx_lib.methods import TRACKED_TEST_IMAGES  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
 from xdx_lib.runner import load_experiment, run_specs  # noqa: E402
+from xdx_lib.train import CURVE_TEST_IMAGES  # noqa: E402
 from xdx_lib.xdistill import build_cae  # noqa: E402
 
 CHAPTERS = ("kd", "explainers", "gap", "cae", "xdistill", "results")
@@ -144,12 +146,16 @@ class Budget:
             self.flops_cache[key] = forward_flops(model, fed, side)
         return self.flops_cache[key]
 
-    def sizes(self, cfg: RunConfig) -> tuple[int, int, int]:
-        """Training and test images, and steps per epoch, of the config."""
+    def sizes(self, cfg: RunConfig, teacher: bool = False) -> tuple[int, int, int]:
+        """Training images (the students', or with ``teacher`` the teacher's), test images
+        and steps per epoch of the config; the validation split is held out of both."""
         n_train, n_test, _, _ = DATASETS[cfg.dataset]
-        n_train = min(cfg.train_subset or n_train, n_train)
+        rest = n_train - (cfg.val_size or 0)
+        n = min(cfg.train_subset or rest, rest)
+        if teacher and cfg.teacher_subset is not None:
+            n = min(cfg.teacher_subset, rest)
         n_test = min(cfg.test_subset or n_test, n_test)
-        return n_train, n_test, math.ceil(n_train / cfg.batch_size)
+        return n, n_test, math.ceil(n / cfg.batch_size)
 
     def once(self, key) -> bool:
         """True the first time ``key`` is asked for (it is then in the run cache)."""
@@ -161,12 +167,13 @@ class Budget:
     def teacher(self, cfg: RunConfig, work: Work) -> None:
         """Train the teacher, then its logits and Grad-CAM maps of both splits."""
         if not self.once(("teacher", cfg.dataset, cfg.teacher, cfg.teacher_epochs,
-                          cfg.train_subset)):  # fmt: skip
+                          cfg.train_subset, cfg.teacher_subset)):  # fmt: skip
             return
-        n_train, n_test, steps = self.sizes(cfg)
+        n_teacher, n_test, steps = self.sizes(cfg, teacher=True)
+        n_train = self.sizes(cfg)[0]
         f = self.flops(cfg, "teacher")
-        work.add(cfg.teacher_epochs * (3 * n_train + n_test) * f, cfg.teacher_epochs * steps)
-        work.add((n_train + n_test) * (1 + 2) * f)  # logits, Grad-CAM
+        work.add(cfg.teacher_epochs * (3 * n_teacher + n_test) * f, cfg.teacher_epochs * steps)
+        work.add((n_train + n_test) * (1 + 2) * f)  # logits, Grad-CAM of the students' images
 
     def cae_pretraining(self, cfg: RunConfig, work: Work, n_images: int | None = None,
                         output: str | None = None, variant: str | None = None,
@@ -183,6 +190,8 @@ class Budget:
 
     def student(self, cfg: RunConfig, work: Work) -> None:
         """Train one student (and its CAE's pre-training), unless the cache holds it."""
+        method = "kd" if cfg.method == "kd_cae" else cfg.method  # kd_cae shares kd's
+        cfg = dataclasses.replace(cfg, method=method)
         key = ("student", cfg.dataset, cfg.method, cfg.seed, cfg.student, cfg.fusion,
                cfg.schedule, cfg.cae_grad, cfg.cae_output, cfg.cae_variant, cfg.exp_loss,
                cfg.alpha, cfg.temperature, cfg.cae_freeze, cfg.student_epochs)  # fmt: skip
@@ -199,8 +208,9 @@ class Budget:
         step = {"e2kd": 6}.get(cfg.method, 3) * f
         if cfg.teacher_signal == "online" and cfg.method != "scratch":
             step += f_t * (3 if cfg.method in ("e2kd", "at") else 1)
-        per_epoch = n_train * step + n_test * f + TRACKED_TEST_IMAGES * 2 * f
-        work.add(cfg.student_epochs * per_epoch, cfg.student_epochs * steps)
+        per_epoch = n_train * step + TRACKED_TEST_IMAGES * 2 * f
+        curve = (cfg.student_epochs - 1) * min(CURVE_TEST_IMAGES, n_test) + n_test  # scored
+        work.add(cfg.student_epochs * per_epoch + curve * f, cfg.student_epochs * steps)
 
     def score(self, cfg: RunConfig, work: Work, explainers=("gradcam",), n_slow=0,
               n_faithful=0) -> None:  # fmt: skip
@@ -221,9 +231,20 @@ class Budget:
     # ------------------------------------------------------------------ the chapters
 
     def chapter_kd(self, cfg: RunConfig, work: Work) -> None:
+        """The teacher, KD's grid on the validation split, scratch and KD on every seed of
+        the claims (the premise), and both for twice the epochs on one seed (the plateau)."""
         self.teacher(cfg, work)
+        exp = load_experiment(experiment_config_path("auto", self.profile))
+        for point in kd_points(exp):
+            for seed in exp.tune_seeds:
+                self.student(dataclasses.replace(cfg, method="kd", seed=seed, **point), work)
+        cfg = tune_kd_on_paper(cfg, exp)
+        for seed in exp.seeds + exp.claim_seeds:
+            for method in ("scratch", "kd"):
+                self.student(dataclasses.replace(cfg, method=method, seed=seed), work)
         for method in ("scratch", "kd"):
-            self.student(dataclasses.replace(cfg, method=method), work)
+            self.student(dataclasses.replace(cfg, method=method,
+                                             student_epochs=2 * cfg.student_epochs), work)
 
     def chapter_explainers(self, cfg: RunConfig, work: Work) -> None:
         # every explainer on n_timed images (the slow ones on a sixteenth), on the trained
@@ -270,8 +291,9 @@ class Budget:
 
     def chapter_results(self, work: Work) -> None:
         exp = load_experiment(experiment_config_path("auto", self.profile))
+        base = tune_kd_on_paper(exp.base, exp)
         for spec in run_specs(exp):
-            cfg = dataclasses.replace(exp.base, **spec.changes).resolved()
+            cfg = dataclasses.replace(base, **spec.changes).resolved()
             if spec.is_teacher:
                 self.teacher(cfg, work)
                 continue
@@ -283,7 +305,8 @@ class Budget:
 
     def chapters(self) -> dict[str, Work]:
         """Each chapter's work, in the book's order."""
-        cfg = RunConfig(profile=self.profile).resolved()
+        exp = load_experiment(experiment_config_path("auto", self.profile))
+        cfg = tune_kd_on_paper(RunConfig(profile=self.profile).resolved(), exp)
         out = {}
         for name in CHAPTERS:
             work = Work()
@@ -293,6 +316,20 @@ class Budget:
                 getattr(self, f"chapter_{name}")(cfg, work)
             out[name] = work
         return out
+
+
+def kd_points(exp) -> list[dict]:
+    """The points of an experiment's ``kd_grid`` (none without one)."""
+    if not exp.kd_grid:
+        return []
+    return [dict(zip(exp.kd_grid, v)) for v in itertools.product(*exp.kd_grid.values())]
+
+
+def tune_kd_on_paper(cfg: RunConfig, exp) -> RunConfig:
+    """The config with the grid's first point: arithmetic cannot know which point the
+    validation split will choose, and every point costs the same."""
+    points = kd_points(exp)
+    return dataclasses.replace(cfg, **points[0]) if points else cfg
 
 
 def cpu_device() -> Device:

@@ -455,7 +455,8 @@ def test_e2kd_asks_the_maps_cache_for_raw_gradcam(monkeypatch):
         return torch.zeros(len(x), 1, *x.shape[-2:])
 
     monkeypatch.setattr(signals, "model_maps", fake_maps)
-    monkeypatch.setattr(signals, "teacher_logits", lambda t, d: {"train": torch.zeros(8, 4)})
+    monkeypatch.setattr(signals, "teacher_logits",
+                        lambda t, d, splits=("train", "test"): {"train": torch.zeros(8, 4)})
     data = Dataset("shapes", make_shapes(8), make_shapes(4, seed=1), ["a", "b", "c", "d"])
     wanted = create_method(RunConfig(method="e2kd")).signals()
     got = signals.cached_signals(object(), data, wanted)
