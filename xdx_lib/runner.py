@@ -196,17 +196,14 @@ def _check_runs(exp: ExperimentConfig, base: RunConfig) -> None:
     for method in exp.claim_methods:
         for seed in exp.claim_seeds:
             build(f"claims: method {method}, seed {seed}", method=method, seed=seed)
-    for option, values in exp.sweeps.items():
-        if option not in exp.sweepable:
-            raise ConfigError(f"sweeps.{option} cannot be swept (sweeps vary XDistillation's "
-                              f"options); choose from {', '.join(exp.sweepable)}")  # fmt: skip
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweeps.{option} should be a list of one or more values")
-        _unique(f"sweeps.{option}", values)
-        for v in values:
-            for seed in exp.sweep_seeds:
-                build(f"sweeps.{option}", method="xdistill", seed=seed, **{option: v})
-    _check_grid(exp, base)
+    for option, v in _option_values("sweeps", exp.sweeps, exp.sweepable,
+                                    "swept (sweeps vary XDistillation's options)"):  # fmt: skip
+        for seed in exp.sweep_seeds:
+            build(f"sweeps.{option}", method="xdistill", seed=seed, **{option: v})
+    if exp.kd_grid:
+        _check_grid(exp, base)
+        for option, v in _option_values("kd_grid", exp.kd_grid, TUNABLE, "tuned"):
+            build(f"kd_grid.{option}", method="kd", **{option: v})
     if exp.localisation_methods:
         build("localisation", **shapes_changes(base))
         for method in exp.localisation_methods:
@@ -219,29 +216,27 @@ def _check_runs(exp: ExperimentConfig, base: RunConfig) -> None:
 TUNABLE = ("alpha", "temperature")
 
 
+def _option_values(field: str, options: dict, allowed, reason: str):
+    """Each ``(option, value)`` of ``field`` (``sweeps``, ``kd_grid``), once every option
+    is checked to be allowed and to hold a list of one or more distinct values."""
+    for option, values in options.items():
+        if option not in allowed:
+            raise ConfigError(f"{field}.{option} cannot be {reason}; choose from "
+                              f"{', '.join(allowed)}")  # fmt: skip
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{field}.{option} should be a list of one or more values")
+        _unique(f"{field}.{option}", values)
+    return [(option, v) for option, values in options.items() for v in values]
+
+
 def _check_grid(exp: ExperimentConfig, base: RunConfig) -> None:
-    """``kd_grid`` names KD's options with lists of valid values, and there is a validation
-    split to choose them on."""
-    if not exp.kd_grid:
-        return
+    """``kd_grid`` has a validation split to choose on and seeds to train with."""
     if not base.val_size:
         raise ConfigError("kd_grid needs a validation split to choose on; set run.val_size "
                           "above 0 (or remove kd_grid)")  # fmt: skip
     if not exp.tune_seeds:
         raise ConfigError("tune_seeds is empty; name at least one seed for kd_grid")
     _unique("tune_seeds", exp.tune_seeds)
-    for option, values in exp.kd_grid.items():
-        if option not in TUNABLE:
-            raise ConfigError(f"kd_grid.{option} cannot be tuned; choose from "
-                              f"{', '.join(TUNABLE)}")  # fmt: skip
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"kd_grid.{option} should be a list of one or more values")
-        _unique(f"kd_grid.{option}", values)
-        for v in values:
-            try:
-                dataclasses.replace(base, method="kd", **{option: v})
-            except ConfigError as e:
-                raise ConfigError(f"kd_grid.{option}: {e}") from None
 
 
 def shapes_changes(base: RunConfig) -> dict:
