@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from scripts import load_script
 
 from xdx_lib.notebook import ParameterError, check_parameters, resolve_profile, run_config
 
@@ -277,13 +278,7 @@ def test_sizes_by_profile_come_from_the_library(path):
 
 
 def _bookkeeping_tool():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "notebook_bookkeeping", ROOT / "tools" / "notebook_bookkeeping.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/notebook_bookkeeping.py")
 
 
 def test_bookkeeping_rule_by_hand():

@@ -3,11 +3,10 @@ budget on a T4 (arithmetic under the script's stated throughput)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 from xdx_lib.models import create_model
 from xdx_lib.runner import load_experiment
@@ -17,12 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def budget():
-    spec = importlib.util.spec_from_file_location("profile_budget",
-                                                  ROOT / "benchmarks" / "profile_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/profile_budget.py")
 
 
 @pytest.mark.parametrize("name, mflops", [("cnn_teacher", 58.3), ("student_small", 3.8),
