@@ -50,13 +50,18 @@ def check_one_run_per_seed(df: pd.DataFrame, group: str | None, by: str = "metho
     Raises:
         ValueError: naming every duplicated ``(method, seed)``.
     """
-    part = _in_group(df, group)
-    dup = part[part.duplicated(["seed", by], keep=False)]
-    if len(dup):
-        twice = sorted(set(zip(dup[by].astype(str), dup["seed"])))
-        names = ", ".join(f"{m} on seed {s}" for m, s in twice)
+    names = _repeated(_in_group(df, group), by)
+    if names:
         raise ValueError(f"group {group!r} has more than one run of {names}; "
                          "keep one result per method and seed")  # fmt: skip
+
+
+def _repeated(df: pd.DataFrame, by: str) -> str:
+    """The ``(by, seed)`` pairs that ``df`` holds more than once, as ``"kd on seed 0, ..."``
+    (empty when none)."""
+    dup = df[df.duplicated(["seed", by], keep=False)]
+    twice = sorted(set(zip(dup[by].astype(str), dup["seed"])))
+    return ", ".join(f"{m} on seed {s}" for m, s in twice)
 
 
 def _in_group(df: pd.DataFrame, group: str | None) -> pd.DataFrame:
@@ -721,11 +726,9 @@ def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
     if absent:
         raise ValueError(f"intervention rows need the fields {', '.join(needed)}; "
                          f"missing: {', '.join(absent)}")  # fmt: skip
-    dup = df[df.duplicated(["seed", "intervention"], keep=False)]
-    if len(dup):
-        twice = sorted(set(zip(dup["seed"], dup["intervention"])))
-        names = ", ".join(f"{i} on seed {s}" for s, i in twice)
-        raise ValueError(f"intervention rows repeat {names}; give one row per seed and "
+    repeated = _repeated(df, "intervention")
+    if repeated:
+        raise ValueError(f"intervention rows repeat {repeated}; give one row per seed and "
                          "intervention")  # fmt: skip
     names = list(dict.fromkeys(df["intervention"]))
     if baseline not in names:
