@@ -54,7 +54,7 @@ from .cae import create_cae, predict_maps
 from .config import RunConfig
 from .losses import EXPLANATION_LOSSES, explanation_loss
 from .methods import KD, METHODS, TRACKED_TEST_IMAGES, KDOptions
-from .metrics import accuracy, agreement, pearson
+from .metrics import accuracy, agreement, pearson, reference_maps
 from .models import create_model
 from .registry import declare_choices
 from .signals import Signal
@@ -587,7 +587,7 @@ def intervention_maps(run: TrainedModel, teacher: TrainedModel, data,
     return {
         "own": own,
         "zeroed": torch.zeros_like(own),
-        "teacher mean": train_maps.mean(0, keepdim=True).expand_as(own),
+        "teacher mean": reference_maps(train_maps, own)["mean teacher map"],
         "other image": own[derangement(len(own), seed)],
         "teacher true": model_maps(teacher, data.test.x, opts.explainer,
                                    target=data.test.y if by_label else None),
