@@ -478,8 +478,11 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     ``reference``, stored together in ``references.json``).
     """
     preflight(exp)
-    exp = tune_kd(exp)[0]
-    sessions = {None: Session(exp.base, verbose=verbose)}
+    session = Session(exp.base, verbose=verbose)
+    if exp.kd_grid:  # KD's options chosen first; the tuned config keeps data and teacher
+        exp = tune_kd(exp, session)[0]
+        session = Session(exp.base, session.data, session.teacher, verbose=verbose)
+    sessions = {None: session}
     sessions[None].teacher  # noqa: B018  (trained first, with its progress shown)
     scorers = _scorers(exp)
     results: list[dict] = []
@@ -502,7 +505,8 @@ def validation_accuracy(run: TrainedModel, data) -> float:
     return accuracy(run.logits(data.val.x), data.val.y)
 
 
-def tune_kd(exp: ExperimentConfig) -> tuple[ExperimentConfig, pd.DataFrame]:
+def tune_kd(exp: ExperimentConfig,
+            session: Session | None = None) -> tuple[ExperimentConfig, pd.DataFrame]:
     """Choose KD's weight and temperature on the validation split, before any test score.
 
     Trains (or loads) a KD student for every point of ``exp.kd_grid`` and every seed of
@@ -511,10 +515,11 @@ def tune_kd(exp: ExperimentConfig) -> tuple[ExperimentConfig, pd.DataFrame]:
     no grid left, so tuning it again is a no-op) and the table of every point and seed
     (``val_accuracy``, and the ``test_accuracy`` that played no part in the choice, for the
     reader). An experiment without a grid comes back unchanged, with an empty table.
+    ``session``: one of ``exp.base`` already made (its data and teacher are reused).
     """
     if not exp.kd_grid:
         return exp, pd.DataFrame()
-    session = Session(exp.base)
+    session = session or Session(exp.base)
     grid = [dict(zip(exp.kd_grid, values))
             for values in itertools.product(*exp.kd_grid.values())]  # fmt: skip
     rows = []
@@ -540,7 +545,9 @@ def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
     and every rank returns its rows (:func:`~xdx_lib.train.on_rank_zero`).
     """
-    session = Session(tune_kd(exp)[0].base)
+    session = Session(exp.base)
+    if exp.kd_grid:  # the students of KD's chosen options, with the same data and teacher
+        session = Session(tune_kd(exp, session)[0].base, session.data, session.teacher)
     students = {}
     for method in exp.claim_methods or exp.methods:
         seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
