@@ -232,7 +232,8 @@ class Budget:
 
     def chapter_kd(self, cfg: RunConfig, work: Work) -> None:
         """The teacher, KD's grid on the validation split, scratch and KD on every seed of
-        the claims (the premise), and both for twice the epochs on one seed (the plateau)."""
+        the claims (the premise), and both for 2, 4, ... times the epochs on one seed (the
+        plateau, ``plateau_doublings`` schedules)."""
         self.teacher(cfg, work)
         exp = load_experiment(experiment_config_path("auto", self.profile))
         for point in kd_points(exp):
@@ -242,9 +243,10 @@ class Budget:
         for seed in exp.seeds + exp.claim_seeds:
             for method in ("scratch", "kd"):
                 self.student(dataclasses.replace(cfg, method=method, seed=seed), work)
-        for method in ("scratch", "kd"):
-            self.student(dataclasses.replace(cfg, method=method,
-                                             student_epochs=2 * cfg.student_epochs), work)
+        for doubling in range(1, self.size["plateau_doublings"] + 1):
+            for method in ("scratch", "kd"):
+                self.student(dataclasses.replace(
+                    cfg, method=method, student_epochs=2**doubling * cfg.student_epochs), work)
 
     def chapter_explainers(self, cfg: RunConfig, work: Work) -> None:
         # every explainer on n_timed images (the slow ones on a sixteenth), on the trained

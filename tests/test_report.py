@@ -597,3 +597,21 @@ def test_intervention_table_with_two_seeds_by_hand():
 def test_intervention_table_errors(change, message):
     with pytest.raises(ValueError, match=message):
         report.intervention_table(change(_intervention_rows()))
+
+
+@pytest.mark.parametrize("accuracies, expected", [
+    ({12: 0.8406, 24: 0.8526, 48: 0.8534}, 24),  # a scratch student: flat from 24 epochs on
+    ({12: 0.8504, 24: 0.8699, 48: 0.8845}, None),  # a KD student: still climbing at 48
+    ({12: 0.850, 24: 0.846}, 12),  # a shorter schedule ending above the longer one
+    ({12: 0.845, 24: 0.850}, 12),  # exactly the tolerance: reached
+    ({12: 0.8449, 24: 0.850}, None),  # just beyond it
+])  # fmt: skip
+def test_plateau_epochs(accuracies, expected):
+    assert report.plateau_epochs(accuracies) == expected
+
+
+def test_plateau_epochs_refuses_one_schedule_and_nan():
+    with pytest.raises(ValueError, match="at least two schedules"):
+        report.plateau_epochs({12: 0.85})
+    with pytest.raises(ValueError, match="not finite for schedules"):
+        report.plateau_epochs({12: float("nan"), 24: 0.85})

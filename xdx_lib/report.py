@@ -162,6 +162,36 @@ def format_interval(diff: dict, digits: int = 3) -> str:
             f"{diff['high']:+.{digits}f}] (n={diff['n']})")  # fmt: skip
 
 
+#: How close (in test accuracy) a student's last epoch must come to where the longest
+#: schedule takes it for the student to count as trained to its plateau.
+PLATEAU_TOLERANCE = 0.005
+
+
+def plateau_epochs(accuracy_by_epochs: Mapping[int, float],
+                   tolerance: float = PLATEAU_TOLERANCE) -> int | None:  # fmt: skip
+    """The shortest schedule (in epochs) whose final accuracy is within ``tolerance`` of
+    the longest schedule's, or None when only the longest is.
+
+    ``accuracy_by_epochs`` maps each schedule's length to the final test accuracy of one
+    student trained with it (each its own cosine schedule). "Within" is one-sided: a
+    shorter schedule that ends above the longest one has reached the plateau too. None
+    means the student still gains from every longer schedule tried, so its plateau lies
+    beyond them. Differences are rounded to 12 decimals, so that a gap of exactly the
+    tolerance (0.850 - 0.845) counts as within it despite binary fractions.
+    """
+    if len(accuracy_by_epochs) < 2:
+        raise ValueError("plateau_epochs needs the final accuracies of at least two "
+                         f"schedules; got {dict(accuracy_by_epochs)}")  # fmt: skip
+    bad = {e: a for e, a in accuracy_by_epochs.items() if not math.isfinite(a)}
+    if bad:
+        raise ValueError(f"plateau_epochs: accuracy not finite for schedules {bad}")
+    longest = max(accuracy_by_epochs)
+    best = accuracy_by_epochs[longest]
+    reached = [e for e, a in accuracy_by_epochs.items()
+               if e < longest and round(best - a, 12) <= tolerance]  # fmt: skip
+    return min(reached) if reached else None
+
+
 # ------------------------------------------------------------------- tables for display
 
 #: How a display table names a metric's column (:func:`display_label`): a mapping from the
