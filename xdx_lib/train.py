@@ -775,7 +775,7 @@ def _resident(train: Split, extras: Extras, device: torch.device) -> tuple[Split
 #: Test images scored after every epoch but the last, for the learning curves; the last
 #: epoch scores the whole test split, the number every table reads. Scoring all 10,000
 #: images after each epoch would cost a small CPU student about as much as training it.
-CURVE_TEST_IMAGES = 2000
+CURVE_TEST_IMAGES = 1000
 
 
 def curve_split(test: Split, extras: dict, n: int = CURVE_TEST_IMAGES) -> tuple[Split, dict]:
