@@ -21,7 +21,7 @@ What one image costs, in forward passes F of the model concerned (assumptions):
 Devices (assumptions, stated again in the output):
 
 * ``cpu``: this project's 2-core machines, calibrated: the effective FLOP/s that makes the
-  book profile's results chapter take its measured 583 s (README), no per-step cost;
+  book profile's results chapter take its measured 561 s (README), no per-step cost;
 * ``t4``: a free Colab T4, 65 TFLOP/s fp16 tensor-core peak; assumed 4 TFLOP/s effective
   (about 6 %: small convolutions, 28x28 images) and 3 ms of host time per optimiser step;
 * ``h200``: an H200-class GPU, about 990 TFLOP/s bf16 dense peak; assumed 60 TFLOP/s
@@ -68,8 +68,8 @@ DATASETS = {"fashion_mnist": (60_000, 10_000, 1, 28), "cifar10": (50_000, 10_000
 #: Seconds every chapter pays before its work (kernel start, imports, data).
 CHAPTER_START = 10.0
 #: Measured on this project's 2-core CPU machines (README; `make book` from a fresh clone
-#: at 2170d93): the book profile's results chapter, the calibration of the ``cpu`` row.
-MEASURED_CPU_RESULTS_SECONDS = 583
+#: at 80049ed): the book profile's results chapter, the calibration of the ``cpu`` row.
+MEASURED_CPU_RESULTS_SECONDS = 561
 #: Forward passes per image of deletion plus insertion (20 steps each: 21 passes), for the
 #: student's and the teacher's maps.
 FAITHFULNESS_PASSES = 2 * 21 * 2
@@ -339,7 +339,8 @@ def cpu_device() -> Device:
     work = Budget("book").chapters()["results"]
     flops = work.flops / (MEASURED_CPU_RESULTS_SECONDS - CHAPTER_START)
     return Device("cpu", flops, 0.0, f"2-core CPU: {flops / 1e9:.1f} GFLOP/s effective, "
-                  "calibrated on the book profile's measured results chapter (583 s)")
+                  "calibrated on the book profile's measured results chapter "
+                  f"({MEASURED_CPU_RESULTS_SECONDS} s)")
 
 
 def estimate(profiles=tuple(PROFILES), devices=None) -> dict[str, dict[str, dict[str, float]]]:
