@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import math
 import sys
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ from xdx_lib.config import PROFILES, RunConfig  # noqa: E402
 from xdx_lib.methods import TRACKED_TEST_IMAGES  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
-from xdx_lib.runner import load_experiment, run_specs  # noqa: E402
+from xdx_lib.runner import kd_grid_points, load_experiment, run_specs  # noqa: E402
 from xdx_lib.train import CURVE_TEST_IMAGES  # noqa: E402
 from xdx_lib.xdistill import build_cae  # noqa: E402
 
@@ -236,7 +235,7 @@ class Budget:
         plateau, ``plateau_doublings`` schedules)."""
         self.teacher(cfg, work)
         exp = load_experiment(experiment_config_path("auto", self.profile))
-        for point in kd_points(exp):
+        for point in kd_grid_points(exp):
             for seed in exp.tune_seeds:
                 self.student(dataclasses.replace(cfg, method="kd", seed=seed, **point), work)
         cfg = tune_kd_on_paper(cfg, exp)
@@ -320,17 +319,10 @@ class Budget:
         return out
 
 
-def kd_points(exp) -> list[dict]:
-    """The points of an experiment's ``kd_grid`` (none without one)."""
-    if not exp.kd_grid:
-        return []
-    return [dict(zip(exp.kd_grid, v)) for v in itertools.product(*exp.kd_grid.values())]
-
-
 def tune_kd_on_paper(cfg: RunConfig, exp) -> RunConfig:
     """The config with the grid's first point: arithmetic cannot know which point the
     validation split will choose, and every point costs the same."""
-    points = kd_points(exp)
+    points = kd_grid_points(exp)
     return dataclasses.replace(cfg, **points[0]) if points else cfg
 
 

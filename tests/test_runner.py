@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from xdx_lib import report, runner
+from xdx_lib import session as session_module
 from xdx_lib.config import ConfigError
 from xdx_lib.runner import load_experiment, run_experiment
 
@@ -100,7 +101,7 @@ def test_a_bad_kd_grid_is_one_line(tmp_path, change, message):
                                           **change}))  # fmt: skip
 
 
-def test_kd_is_tuned_on_the_validation_split(tmp_path, runs):
+def test_kd_is_tuned_on_the_validation_split(tmp_path, runs, monkeypatch):
     d = {**TINY, "run": {**TINY["run"], "val_size": 64}, "methods": ["kd"], "seeds": [0],
          "kd_grid": {"alpha": [0.0, 0.9], "temperature": [2, 4]}, "tune_seeds": [0, 1],
          "sweeps": {}, "localisation_methods": [], "claim_methods": [], "claim_seeds": []}
@@ -111,6 +112,18 @@ def test_kd_is_tuned_on_the_validation_split(tmp_path, runs):
     assert (tuned.run["alpha"], tuned.run["temperature"]) == means.idxmax()
     assert type(tuned.run["temperature"]) is int  # the grid's own value, as written
     assert tuned.kd_grid == {} and runner.tune_kd(tuned)[0] is tuned
+    assert runner.kd_grid_points(exp)[1] == {"alpha": 0.0, "temperature": 4}
+    assert runner.kd_grid_points(tuned) == []
+    # one session serves the tuning and the tuned runs: the data is loaded once
+    loads = []
+    real_load = session_module.load_data
+    monkeypatch.setattr(session_module, "load_data",
+                        lambda cfg: loads.append(cfg) or real_load(cfg))
+    same, session, again = runner.tuned_session(exp)
+    assert same.run == tuned.run and again.equals(table)
+    assert (session.cfg.alpha, session.cfg.temperature) == means.idxmax()
+    session.student(method="kd", seed=0)
+    assert len(loads) == 1
     # the experiment trains its KD students with the chosen values
     result = run_experiment(exp, verbose=False)
     kd = [r for r in result if r.get("method") == "kd"][0]
@@ -245,7 +258,7 @@ def test_seed_spread_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts,
         log.append("score")
         return preds[run.seed]
 
-    monkeypatch.setattr(runner, "Session", lambda cfg: session)
+    monkeypatch.setattr(runner, "Session", lambda cfg, **kw: session)
     monkeypatch.setattr(runner, "predicted_classes", predicted)
     exp = runner.ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"},
                                   methods=["kd"], seeds=[0, 1])  # fmt: skip

@@ -478,10 +478,7 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     ``reference``, stored together in ``references.json``).
     """
     preflight(exp)
-    session = Session(exp.base, verbose=verbose)
-    if exp.kd_grid:  # KD's options chosen first; the tuned config keeps data and teacher
-        exp = tune_kd(exp, session)[0]
-        session = Session(exp.base, session.data, session.teacher, verbose=verbose)
+    exp, session, _ = tuned_session(exp, verbose)  # KD's options are chosen first
     sessions = {None: session}
     sessions[None].teacher  # noqa: B018  (trained first, with its progress shown)
     scorers = _scorers(exp)
@@ -505,6 +502,15 @@ def validation_accuracy(run: TrainedModel, data) -> float:
     return accuracy(run.logits(data.val.x), data.val.y)
 
 
+def kd_grid_points(exp: ExperimentConfig) -> list[dict]:
+    """Every point of ``exp.kd_grid`` as ``{option: value}``, in the grid's order (none
+    without a grid)."""
+    if not exp.kd_grid:
+        return []
+    return [dict(zip(exp.kd_grid, values))
+            for values in itertools.product(*exp.kd_grid.values())]  # fmt: skip
+
+
 def tune_kd(exp: ExperimentConfig,
             session: Session | None = None) -> tuple[ExperimentConfig, pd.DataFrame]:
     """Choose KD's weight and temperature on the validation split, before any test score.
@@ -520,8 +526,7 @@ def tune_kd(exp: ExperimentConfig,
     if not exp.kd_grid:
         return exp, pd.DataFrame()
     session = session or Session(exp.base)
-    grid = [dict(zip(exp.kd_grid, values))
-            for values in itertools.product(*exp.kd_grid.values())]  # fmt: skip
+    grid = kd_grid_points(exp)
     rows = []
     for i, point in enumerate(grid):
         for seed in exp.tune_seeds:
@@ -535,6 +540,19 @@ def tune_kd(exp: ExperimentConfig,
     return tuned, table.drop(columns="point")
 
 
+def tuned_session(exp: ExperimentConfig, verbose: bool = False,
+                  ) -> tuple[ExperimentConfig, Session, pd.DataFrame]:  # fmt: skip
+    """KD's options chosen (:func:`tune_kd`), and a session of the tuned experiment's base
+    config that keeps the data and the teacher the tuning loaded: ``(tuned experiment,
+    session, tuning table)``. Without a grid: the experiment, its session and an empty table.
+    """
+    session = Session(exp.base, verbose=verbose)
+    if not exp.kd_grid:
+        return exp, session, pd.DataFrame()
+    exp, table = tune_kd(exp, session)
+    return exp, Session(exp.base, session.data, session.teacher, verbose=verbose), table
+
+
 def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     """For each method the claims compare, on all its seeds: how far independent per-image
     flips explain the spread of its accuracy and agreement between seeds
@@ -545,9 +563,7 @@ def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
     and every rank returns its rows (:func:`~xdx_lib.train.on_rank_zero`).
     """
-    session = Session(exp.base)
-    if exp.kd_grid:  # the students of KD's chosen options, with the same data and teacher
-        session = Session(tune_kd(exp, session)[0].base, session.data, session.teacher)
+    session = tuned_session(exp)[1]  # the students of KD's chosen options
     students = {}
     for method in exp.claim_methods or exp.methods:
         seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
