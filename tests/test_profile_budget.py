@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from scripts import load_script
 
+from xdx_lib.config import PROFILES
 from xdx_lib.models import create_model
+from xdx_lib.notebook import CHAPTER_SIZES
 from xdx_lib.runner import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +30,20 @@ def test_forward_flops_per_image_are_the_measured_ones(budget, name, mflops):
 
 def test_the_colab_profile_has_its_experiment_and_fits_a_t4(budget):
     exp = load_experiment(ROOT / "configs" / "fashion_mnist_colab.yaml")
-    assert exp.base.profile == "colab" and exp.base.train_subset is None
+    assert exp.base.profile == "colab"
+    assert exp.base.student_epochs == PROFILES["colab"].student_epochs  # not overridden
     t4 = budget.GPUS[0]
     seconds = budget.estimate(("colab",), devices=(t4,))["colab"]["t4"]
     assert seconds["results"] < 45 * 60
     assert max(v for k, v in seconds.items() if k not in ("results", "book")) < 15 * 60
+
+
+def test_the_colab_profile_trains_the_book_students_for_the_longest_book_schedule():
+    book, colab = PROFILES["book"], PROFILES["colab"]
+    same = ("train_subset", "test_subset", "teacher_subset", "val_size", "teacher", "student")
+    assert all(getattr(colab, k) == getattr(book, k) for k in same)
+    longest = book.student_epochs * 2 ** CHAPTER_SIZES["book"]["plateau_doublings"]
+    assert colab.student_epochs == longest and colab.teacher_epochs > book.teacher_epochs
 
 
 def test_the_smoke_profile_costs_seconds_and_the_cpu_is_calibrated(budget):
