@@ -124,10 +124,16 @@ def test_kd_is_tuned_on_the_validation_split(tmp_path, runs, monkeypatch):
     assert (session.cfg.alpha, session.cfg.temperature) == means.idxmax()
     session.student(method="kd", seed=0)
     assert len(loads) == 1
+    # ... and so do the experiment and the seed spread, given that session
+    given = run_experiment(same, verbose=False, session=session)
+    assert runner.seed_spread_table(same, session) == [] and len(loads) == 1
+    with pytest.raises(ValueError, match="tuned_session returned"):
+        run_experiment(exp, verbose=False, session=session)  # the untuned experiment
     # the experiment trains its KD students with the chosen values
     result = run_experiment(exp, verbose=False)
     kd = [r for r in result if r.get("method") == "kd"][0]
     assert kd["config"]["alpha"] == tuned.run["alpha"]
+    assert [r.get("key") for r in given] == [r.get("key") for r in result]
 
 
 def test_smoke_reproduction_and_resume(tmp_path, runs):

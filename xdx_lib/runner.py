@@ -464,7 +464,8 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
     return result
 
 
-def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
+def run_experiment(exp: ExperimentConfig, verbose: bool = True,
+                   session: Session | None = None) -> list[dict]:  # fmt: skip
     """Train what is missing, evaluate it, and return one result dict per run.
 
     Each result is written atomically to ``runs/<name>/results/<label>.json`` with its
@@ -476,9 +477,12 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True) -> list[dict]:
     (accuracy, agreement, Grad-CAM and CAE similarity; no T2, no faithfulness). After the
     teacher come one ``reference: <name>`` result per image-blind reference map (group
     ``reference``, stored together in ``references.json``).
+
+    ``session``: the one :func:`tuned_session` returned with ``exp``, whose data and
+    teacher are then used instead of loaded again; None: KD's options are chosen here.
     """
     preflight(exp)
-    exp, session, _ = tuned_session(exp, verbose)  # KD's options are chosen first
+    exp, session = _tuned(exp, session, verbose)
     sessions = {None: session}
     sessions[None].teacher  # noqa: B018  (trained first, with its progress shown)
     scorers = _scorers(exp)
@@ -553,7 +557,19 @@ def tuned_session(exp: ExperimentConfig, verbose: bool = False,
     return exp, Session(exp.base, session.data, session.teacher, verbose=verbose), table
 
 
-def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
+def _tuned(exp: ExperimentConfig, session: Session | None,
+           verbose: bool = False) -> tuple[ExperimentConfig, Session]:  # fmt: skip
+    """``(exp, session)`` ready to train KD's chosen options: :func:`tuned_session`'s when
+    ``session`` is None, else the given pair once checked to belong together."""
+    if session is None:
+        return tuned_session(exp, verbose)[:2]
+    if exp.kd_grid or session.cfg != exp.base:
+        raise ValueError("the session does not belong to this experiment: pass the tuned "
+                         "experiment and the session that runner.tuned_session returned")
+    return exp, session
+
+
+def seed_spread_table(exp: ExperimentConfig, session: Session | None = None) -> list[dict]:
     """For each method the claims compare, on all its seeds: how far independent per-image
     flips explain the spread of its accuracy and agreement between seeds
     (:func:`~xdx_lib.metrics.flip_spread` of the per-image right/wrong, or
@@ -561,9 +577,10 @@ def seed_spread_table(exp: ExperimentConfig) -> list[dict]:
     students come from the run cache (run :func:`run_experiment` first, or they train).
 
     Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
-    and every rank returns its rows (:func:`~xdx_lib.train.on_rank_zero`).
+    and every rank returns its rows (:func:`~xdx_lib.train.on_rank_zero`). ``session``: as
+    in :func:`run_experiment`.
     """
-    session = tuned_session(exp)[1]  # the students of KD's chosen options
+    exp, session = _tuned(exp, session)  # the students of KD's chosen options
     students = {}
     for method in exp.claim_methods or exp.methods:
         seeds = exp.seeds + (exp.claim_seeds if method in exp.claim_methods else [])
