@@ -32,17 +32,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xdx_lib import session  # noqa: E402
+from xdx_lib.batches import Extras  # noqa: E402
 from xdx_lib.cae import predict_maps  # noqa: E402
+from xdx_lib.cae_training import build_cae, pretrain_cae  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Split  # noqa: E402
+from xdx_lib.devices import resolve_device, seed_everything  # noqa: E402
 from xdx_lib.evaluation import timed  # noqa: E402
 from xdx_lib.explain import explain  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.metrics import pearson  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.train import Extras, fit, resolve_device, seed_everything  # noqa: E402
+from xdx_lib.train import Hardware, Schedule, fit  # noqa: E402
 from xdx_lib.trained import model_maps  # noqa: E402
-from xdx_lib.xdistill import build_cae, pretrain_cae  # noqa: E402
 
 #: The old reading of XDistillation, before the defaults were chosen by measurement.
 OLD = {"schedule": "joint", "cae_grad": "all", "cae_output": "full", "cae_variant": "both",
@@ -59,8 +61,9 @@ def epoch_seconds(cfg: RunConfig, n: int, device: torch.device) -> float:
     method = create_method(cfg)
     seed_everything(0)
     model = method.build_model(1, 10)
-    history = fit(model, method, train, test, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
-                  device=device, extras=Extras(train=extras), verbose=False)  # fmt: skip
+    schedule = Schedule(epochs=1, batch_size=cfg.batch_size, lr=cfg.lr)
+    history = fit(model, method, train, test, schedule, hardware=Hardware(device),
+                  extras=Extras(train=extras), verbose=False)  # fmt: skip
     return history[-1]["epoch_time"]
 
 

@@ -40,8 +40,9 @@ from train_throughput import METHODS, make_data, random_teacher, time_method  # 
 
 from xdx_lib.cache import atomic_write_json  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
+from xdx_lib.devices import resolve_device  # noqa: E402
+from xdx_lib.precision import resolve_precision  # noqa: E402
 from xdx_lib.runner import provenance  # noqa: E402
-from xdx_lib.train import resolve_device, resolve_precision  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

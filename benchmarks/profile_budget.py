@@ -52,13 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xdx_lib.cae import CAE_OUTPUTS, CAE_VARIANTS  # noqa: E402
+from xdx_lib.cae_training import build_cae  # noqa: E402
 from xdx_lib.config import PROFILES, RunConfig  # noqa: E402
+from xdx_lib.experiment import load_experiment  # noqa: E402
 from xdx_lib.methods import TRACKED_TEST_IMAGES  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
-from xdx_lib.runner import kd_grid_points, load_experiment, run_specs  # noqa: E402
+from xdx_lib.runner import TeacherSpec, run_specs  # noqa: E402
 from xdx_lib.train import CURVE_TEST_IMAGES  # noqa: E402
-from xdx_lib.xdistill import build_cae  # noqa: E402
+from xdx_lib.tuning import kd_grid_points  # noqa: E402
 
 CHAPTERS = ("kd", "explainers", "gap", "cae", "xdistill", "results")
 #: Images of each split, channels and side of the datasets the profiles use.
@@ -295,7 +297,7 @@ class Budget:
         base = tune_kd_on_paper(exp.base, exp)
         for spec in run_specs(exp):
             cfg = dataclasses.replace(base, **spec.changes).resolved()
-            if spec.is_teacher:
+            if isinstance(spec, TeacherSpec):
                 self.teacher(cfg, work)
                 continue
             self.student(cfg, work)

@@ -13,7 +13,7 @@ first runs a short warm-up epoch (not timed) on two batches.
 Prints one table from one run, on whatever device ``--device`` resolves to: method, signal,
 images/s (training only: ``epoch_time`` excludes the per-epoch evaluation) and the ratio
 to KD with the same signal. With ``--compile`` a method that cannot train compiled (e2KD:
-``Method.cannot_compile``) is timed uncompiled and marked ``(eager)``.
+``MethodOptions.cannot_compile``) is timed uncompiled and marked ``(eager)``.
 
 Usage::
 
@@ -35,14 +35,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xdx_lib.batches import Extras  # noqa: E402
 from xdx_lib.cache import atomic_torch_save  # noqa: E402
 from xdx_lib.config import RunConfig  # noqa: E402
 from xdx_lib.data import Dataset, Split, load_dataset  # noqa: E402
+from xdx_lib.devices import resolve_device  # noqa: E402
 from xdx_lib.methods import METHODS as REGISTERED  # noqa: E402
 from xdx_lib.methods import create_method  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.signals import provide  # noqa: E402
-from xdx_lib.train import Extras, fit, resolve_device  # noqa: E402
+from xdx_lib.train import Hardware, Schedule, fit  # noqa: E402
 from xdx_lib.trained import TrainedModel, teacher_logits  # noqa: E402
 
 METHODS = ("scratch", "kd", "at", "e2kd", "xdistill")
@@ -96,16 +98,16 @@ def time_method(cfg: RunConfig, teacher: TrainedModel, data: Dataset, device) ->
         method.prepare(teacher, data)
     extras = provide(cfg.teacher_signal, teacher, data, method.signals(), device, cfg.amp)
     extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
-    kw = dict(batch_size=cfg.batch_size, lr=1e-3, device=device, augment=cfg.augment,
-              compile=cfg.compile, amp=cfg.amp, verbose=False)  # fmt: skip
+    schedule = Schedule(epochs=1, batch_size=cfg.batch_size, lr=1e-3, augment=cfg.augment)
+    kw = dict(hardware=Hardware(device, precision=cfg.amp, compile=cfg.compile), verbose=False)
     warm = 2 * cfg.batch_size
     small = Split(data.train.x[:warm], data.train.y[:warm])
     warm_extras = Extras({k: _head(v, warm) for k, v in extras.train.items()}, extras.test,
                          extras.per_batch)  # fmt: skip
     torch.manual_seed(0)
-    fit(method.build_model(1, 10), method, small, data.test, epochs=1, extras=warm_extras, **kw)
+    fit(method.build_model(1, 10), method, small, data.test, schedule, extras=warm_extras, **kw)
     torch.manual_seed(0)
-    hist = fit(method.build_model(1, 10), method, data.train, data.test, epochs=1,
+    hist = fit(method.build_model(1, 10), method, data.train, data.test, schedule,
                extras=extras, **kw)  # fmt: skip
     return len(data.train) / hist[0]["epoch_time"]
 
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         for m in methods:
             if signal == "online" and m == "scratch":
                 continue  # no teacher: nothing to compute online
-            compiled = args.compile and not REGISTERED.get(m).cannot_compile
+            compiled = args.compile and not REGISTERED.options(m).cannot_compile
             cfg = dataclasses.replace(base, method=m, teacher_signal=signal, compile=compiled,
                                       augment=signal == "online")  # fmt: skip
             label = m if compiled or not args.compile else f"{m} (eager)"

@@ -13,11 +13,12 @@ import torch
 
 import xdx_lib
 from xdx_lib import runner, session
+from xdx_lib.batches import augment_batch
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import KD, create_method
 from xdx_lib.models import create_model
-from xdx_lib.train import augment_batch, fit
+from xdx_lib.train import Schedule, fit
 
 TORCH_DIR = str(Path(torch.__file__).parent)
 
@@ -79,7 +80,7 @@ def test_teacher_trains_augmented_by_default_and_is_keyed_by_it(tiny_data, monke
     real_fit = session.fit
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["augment"])
+        seen.append(kwargs["schedule"].augment)
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(session, "fit", spy)
@@ -175,8 +176,8 @@ def test_no_item_in_a_step_and_the_sums_are_the_per_step_means(shapes, monkeypat
     monkeypatch.setattr(torch.Tensor, "item", counting_item)
     monkeypatch.setattr(type(method), "loss_terms", spy)
     torch.manual_seed(0)
-    hist = fit(create_model("student_tiny", 1, 4), method, train, test, epochs=1,
-               batch_size=32, verbose=False,
+    hist = fit(create_model("student_tiny", 1, 4), method, train, test,
+               Schedule(epochs=1, batch_size=32), verbose=False,
                callback=lambda epoch, step: items_at_step.append(count[0]))  # fmt: skip
     assert len(items_at_step) == 8 and len(set(items_at_step)) == 1  # no .item() per step
     expected = sum(float(v) * k for v, k in losses) / len(train)

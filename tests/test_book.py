@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -131,7 +132,7 @@ def test_stored_without_outputs(path):
 def test_colab_cell_names_the_configured_repository(path):
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
     sources = "\n".join(c.source for c in _code_cells(path))
-    found = re.findall(r'_REPOSITORY = "([^"]+)"', sources)
+    found = re.findall(r'"XDX_REPO_URL", "([^"]+)"', sources)
     assert found == [url], f"{path.name}: Colab set-up cell names {found}, _config.yml {url}"
 
 
@@ -297,13 +298,55 @@ def test_bookkeeping_rule_by_hand():
     assert marks == [True, True, False, True, True, True, True, True, False]
     nb = {"cells": [
         {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "n: int = 0  # n"},
+        {"cell_type": "code", "metadata": {"tags": ["remove-cell"]},
+         "source": 'import sys as _sys\nif "google.colab" in _sys.modules:\n    _x = 1'},
+        {"cell_type": "code", "metadata": {"tags": ["remove-cell"]},
+         "source": "from xdx_lib import notebook\n\nparams = notebook.check_parameters(globals())"},
         {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": "glue('a', 1)"},
+        {"cell_type": "code", "metadata": {"tags": ["remove-cell"]}, "source": "assert x\n"},
         {"cell_type": "code", "metadata": {}, "source": source},
     ]}  # fmt: skip
-    assert tool.count(nb) == (9, 7)
-    assert tool.count(nb, with_parameters=True) == (10, 8)
+    assert tool.count(nb) == (11, 8)  # hidden cells count; the frame does not
+    assert tool.count(nb, with_frame=True) == (17, 14)
+    assert [kind for _, kind in tool.code_cells(nb)] == ["hidden", "hidden", "shown"]
+    wrapped = "from xdx_lib import (\n    notebook,\n    plots,\n)\nfig = plots.show(x)\n"
+    assert tool.cell_lines(wrapped) == [("from xdx_lib import (", True),  # one line, wrapped
+                                        ("fig = plots.show(x)", False)]  # fmt: skip
     branches = "if rows:\n    glue('a', 1)\nelse:\n    glue('a', 2)\nshow(rows)\n"
     assert [b for _, b in tool.cell_lines(branches)] == [True, True, True, True, False]
+
+
+def test_a_third_bookkeeping_is_the_most():
+    tool = _bookkeeping_tool()
+    assert not tool.over_share((90, 30)) and tool.over_share((90, 31))
+    assert tool.over_share((0, 1)) and not tool.over_share((0, 0))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_bookkeeping_is_at_most_a_third_of_the_chapter(path):
+    tool = _bookkeeping_tool()
+    lines, kept = tool.count(json.loads(path.read_text()))
+    assert not tool.over_share((lines, kept)), (
+        f"{path.name}: {kept} of {lines} code lines are bookkeeping, over a third; "
+        f"python tools/notebook_bookkeeping.py -v {path.relative_to(ROOT)} marks each")
+
+
+#: The most non-blank lines of a hidden cell (the Colab set-up cell excepted, which
+#: tests/test_colab_cell.py holds to its own size): what a chapter concludes from its
+#: numbers is in the library (``xdx_lib.readings``), not in code the book does not show.
+HIDDEN_CELL_LINES = 10
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_hidden_cells_are_short(path):
+    for cell in _code_cells(path):
+        hidden = any(t.startswith(("remove-", "hide-")) for t in cell.metadata.get("tags", []))
+        if not hidden or "google.colab" in cell.source:
+            continue
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        assert len(lines) <= HIDDEN_CELL_LINES, (
+            f"{path.name}, cell {cell.get('id')}: {len(lines)} lines hidden; a reading belongs "
+            "in xdx_lib.readings")
 
 
 def _make_book_commands(profile: str) -> str:

@@ -15,6 +15,7 @@ import torch
 
 from xdx_lib import cache
 from xdx_lib.cache import (
+    CacheReadError,
     CacheWriteError,
     atomic_torch_save,
     atomic_write_json,
@@ -23,6 +24,7 @@ from xdx_lib.cache import (
     hash_dict,
     load_tensors,
     runs_dir,
+    using_runs_dir,
 )
 
 
@@ -198,8 +200,9 @@ def _corrupt_files(tmp_path: Path) -> dict[str, Path]:
 
 def test_load_tensors_on_a_corrupt_file_says_so_in_one_line(tmp_path):
     for name, path in _corrupt_files(tmp_path).items():
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(CacheReadError) as info:
             load_tensors(path)
+        assert isinstance(info.value, RuntimeError)  # as a failed torch.load is
         message = str(info.value)
         assert "\n" not in message, name
         assert message.startswith(f"cannot read {path}: "), name
@@ -263,3 +266,16 @@ def test_runs_dir_without_xdx_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(outside)
     assert cache.project_root() is None
     assert runs_dir().resolve() == outside.resolve() / "runs"
+
+
+def test_using_runs_dir_chooses_the_folder_inside_the_block_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDX_RUNS", str(tmp_path / "env"))
+    with using_runs_dir(tmp_path / "chosen"):
+        assert runs_dir() == tmp_path / "chosen"
+        assert os.environ["XDX_RUNS"] == str(tmp_path / "env")  # the environment is left
+        with using_runs_dir(None):  # None: as outside
+            assert runs_dir() == tmp_path / "chosen"
+    assert runs_dir() == tmp_path / "env"
+    with pytest.raises(KeyboardInterrupt), using_runs_dir(tmp_path / "chosen"):
+        raise KeyboardInterrupt
+    assert runs_dir() == tmp_path / "env"  # restored however the block ends

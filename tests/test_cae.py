@@ -1,5 +1,5 @@
-"""Tests of the CAE ``g``, its loss (:mod:`xdx_lib.losses`), its stand-alone training
-(:func:`xdx_lib.xdistill.fit_cae`) and inference."""
+"""Tests of the CAE ``g``, its loss (:mod:`xdx_lib.losses`) and inference; its stand-alone
+training is tested with :mod:`xdx_lib.cae_training` (``test_cae_training.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 from xdx_lib.cae import CAE, CAE_VARIANTS, cae_parameter_counts, create_cae, predict_maps
 from xdx_lib.losses import explanation_loss
 from xdx_lib.models import count_parameters
-from xdx_lib.xdistill import fit_cae
 
 LOSS_KINDS = ("mse", "bce", "ssim", "pearson")
 
@@ -188,47 +187,7 @@ def test_unknown_loss_kind_lists_the_choices():
         explanation_loss(x, torch.rand(1, 1, 8, 9))
 
 
-# ----------------------------------------------------------------------------- training
-
-
-@pytest.mark.parametrize("loss", LOSS_KINDS)
-def test_fit_cae_learns_a_tiny_task(loss):
-    """Target maps = the blob itself: the CAE must learn where the object is (30 steps)."""
-    torch.manual_seed(0)
-    x = blobs(96, seed=0)
-    maps = x.clone()
-    g = create_cae("both", width=8)
-    before = explanation_loss(predict_maps(g, x), maps, loss).item()
-    history = fit_cae(g, x, maps, epochs=5, batch_size=16, lr=2e-2, loss=loss, seed=0)
-    assert len(history) == 5 and all(math.isfinite(v) for v in history)
-    assert history[-1] < history[0]
-    after = explanation_loss(predict_maps(g, x), maps, loss).item()
-    assert after < 0.7 * before, (before, after)  # here mse 0.22 -> 0.006, ssim 0.99 -> 0.1
-
-
-def test_fit_cae_is_reproducible_and_restores_the_mode():
-    x = blobs(64)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(3)
-        g = create_cae("skips", width=4).eval()
-        runs.append(fit_cae(g, x, x, epochs=2, batch_size=16, seed=5))
-        assert not g.training
-    assert runs[0] == runs[1]
-    torch.manual_seed(3)
-    g = create_cae("skips", width=4)
-    assert fit_cae(g, x, x, epochs=2, batch_size=16, seed=6) != runs[0]  # order matters
-
-
-def test_fit_cae_rejects_misaligned_data_and_unknown_loss():
-    g = create_cae("plain", width=4)
-    x = torch.rand(8, 1, 28, 28)
-    with pytest.raises(ValueError, match="aligned"):
-        fit_cae(g, x, torch.rand(7, 1, 28, 28), epochs=1)
-    with pytest.raises(ValueError, match="maps are"):
-        fit_cae(g, x, torch.rand(8, 1, 14, 14), epochs=1)
-    with pytest.raises(ValueError, match="choose one of"):
-        fit_cae(g, x, torch.rand(8, 1, 28, 28), epochs=1, loss="l1")
+# ----------------------------------------------------------------------------- inference
 
 
 def test_predict_maps_batches_in_eval_mode_on_the_cpu():

@@ -1,13 +1,14 @@
-"""The Colab set-up cell of the chapters (``tools/colab_cell.py``), run in this process
-with a stand-in ``google.colab`` and a stand-in pip: it is the same in every chapter, does
-nothing outside Colab, completes a half-made clone, stops loudly at a failing step and can
-put the run cache on Google Drive. ``test_reader.py`` runs it for real, in a fresh
-environment."""
+"""The Colab set-up cell of the chapters (``tools/colab_cell.py``) and the set-up it hands
+over to (``tools/colab_setup.py``), run in this process with a stand-in ``google.colab`` and
+a stand-in pip: the cell is the same in every chapter, does nothing outside Colab, completes
+a half-made clone, stops loudly at a failing step and can put the run cache on Google
+Drive. ``test_reader.py`` runs it for real, in a fresh environment."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -34,6 +35,17 @@ def test_every_chapter_has_the_one_cell_after_its_parameters():
         assert "drive: bool = False" in "".join(code[0]["source"]), (
             f"{path.name}: the parameters lack drive, which the Colab cell reads")
     assert tool.main(["--check"]) == 0
+
+
+def test_the_cell_only_fetches_the_clone_then_hands_over():
+    """The set-up past the fetch is tools/colab_setup.py's, tested code, not the cell's."""
+    code = [line for line in _tool().cell_source().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
+    assert len(code) <= 15, code
+    assert code[-1].strip() == (
+        '_runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)')
+    ready = load_script("tools/colab_setup.py").READY  # the cell fetches while it is missing
+    assert f'f"{{_home}}/{ready}"' in _tool().cell_source()
 
 
 @pytest.fixture
@@ -84,10 +96,13 @@ def colab(tmp_path, monkeypatch, environ):
 
 
 def _repository(path: Path) -> Path:
-    """A small git repository shaped like the project (``book/``, ``pyproject.toml``)."""
+    """A small git repository shaped like the project (``book/``, ``pyproject.toml``,
+    ``tools/colab_setup.py``)."""
     (path / "book").mkdir(parents=True)
     (path / "book" / "intro.md").write_text("# intro\n")
     (path / "pyproject.toml").write_text("[project]\nname = 'xdx'\n")
+    (path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "colab_setup.py", path / "tools")
     git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@localhost"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
@@ -133,14 +148,14 @@ def test_the_cell_completes_a_failed_checkout(colab):
     assert (colab.home / "book" / "intro.md").is_file()
 
 
-def test_a_failing_step_stops_with_its_output_and_one_sentence(colab, capsys):
+def test_a_failing_step_stops_with_one_sentence_and_its_output(colab):
     os.environ["XDX_REPO_URL"] = str(colab.tmp / "no-such-repository")
     with pytest.raises(SystemExit) as stop:
         colab.run()
-    message = str(stop.value)
-    assert message.startswith("Colab set-up failed: `git -C ") and "fetch" in message
-    assert message.endswith("exited with status 128; its output is above.")
-    assert "no-such-repository" in capsys.readouterr().out  # git's own explanation
+    sentence, explanation = str(stop.value).split("\n", 1)
+    assert sentence.startswith("Colab set-up failed: `git -C ") and "fetch" in sentence
+    assert sentence.endswith("exited with status 128:")
+    assert "no-such-repository" in explanation  # git's own
 
 
 def test_a_failed_install_is_retried_on_the_next_run(colab, capsys):

@@ -186,7 +186,7 @@ def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypat
     module, name = stage.split(".")
     monkeypatch.setattr(importlib.import_module(f"xdx_lib.{module}"), name, interrupted)
     monkeypatch.setattr(session, "load_data", lambda cfg: None)
-    monkeypatch.setattr("xdx_lib.runner.preflight", lambda exp: None)
+    monkeypatch.setattr("xdx_lib.experiment.preflight", lambda exp: None)
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     try:
         status = main(argv)
@@ -197,3 +197,53 @@ def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypat
     assert err.count("\n") == 1 and err.startswith("stopped: training was interrupted")
     assert "run cache" in err and "running the same command again resumes" in err
     assert "Traceback" not in out + err
+
+
+def _stub_training(monkeypatch, train):
+    """``train-teacher`` with ``train`` in place of the training (and no data loaded)."""
+    from xdx_lib import session
+
+    monkeypatch.setattr(session, "load_data", lambda cfg: None)
+    monkeypatch.setattr(session, "train_teacher", train)
+
+
+def test_runs_flag_chooses_the_folder_and_leaves_the_environment(tmp_path, monkeypatch,
+                                                                capsys):  # fmt: skip
+    import os
+
+    from xdx_lib.cache import runs_dir
+
+    seen = []
+
+    def train(cfg, data, progress=False):
+        seen.append(runs_dir())
+        raise KeyboardInterrupt
+
+    _stub_training(monkeypatch, train)
+    before = os.environ["XDX_RUNS"]
+    mine = tmp_path / "mine"
+    assert main(["train-teacher", "--profile", "smoke", "--dataset", "shapes",
+                 "--runs", str(mine)]) == 130  # fmt: skip
+    assert seen == [mine] and mine.is_dir()
+    assert f"run cache ({mine})" in capsys.readouterr().err  # the interruption names it too
+    assert os.environ["XDX_RUNS"] == before and runs_dir() == Path(before)
+
+
+def test_the_type_of_a_read_error_decides_the_exit_not_its_text(monkeypatch, capsys):
+    from xdx_lib.cache import CacheReadError
+
+    def unreadable(cfg, data, progress=False):
+        raise CacheReadError("cannot read teacher.pt: EOFError: -- the file is corrupt")
+
+    argv = ["train-teacher", "--profile", "smoke", "--dataset", "shapes"]
+    _stub_training(monkeypatch, unreadable)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == ("error: cannot read teacher.pt: EOFError: -- the file "
+                                       "is corrupt\n")  # fmt: skip
+
+    def other(cfg, data, progress=False):
+        raise RuntimeError("cannot read the tea leaves")  # a bug, not a corrupt cache file
+
+    _stub_training(monkeypatch, other)
+    with pytest.raises(RuntimeError, match="tea leaves"):
+        main(argv)

@@ -11,6 +11,7 @@ from xdx_lib import session as session_module
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.evaluation import LIGHT, evaluate_model, localisation_scores, predicted_classes
+from xdx_lib.metrics import CAE, faithfulness_keys, keys_of, metric_key
 from xdx_lib.session import Session
 from xdx_lib.trained import model_maps
 
@@ -35,16 +36,18 @@ def test_evaluation_never_trains(trained_session, monkeypatch):
 
     monkeypatch.setattr(session_module, "fit", no_training)
     s = trained_session
-    scores = evaluate_model(s.student(method="kd"), s.teacher, s.data, n_faithful=4)
+    scores = evaluate_model(s.student(method="kd"), s.teacher(), s.data, n_faithful=4)
     assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["agreement"] <= 1
+    assert faithfulness_keys(scores) == ["faith/deletion", "faith/insertion",
+                                         "faith_teacher/deletion", "faith_teacher/insertion"]
     assert scores["accuracy"] == (predicted_classes(s.student(method="kd"), s.data)
                                   == s.data.test.y).float().mean().item()  # fmt: skip
 
 
 def test_a_model_without_maps_deploys_its_gradcam(trained_session):
     s = trained_session
-    scores = evaluate_model(s.student(method="kd"), s.teacher, s.data, n_faithful=0)
-    assert not any(k.startswith("cae/") for k in scores)
+    scores = evaluate_model(s.student(method="kd"), s.teacher(), s.data, n_faithful=0)
+    assert keys_of(scores, CAE) == []
     for sim in ("pearson", "topk_iou"):
         assert scores[f"deployed/{sim}"] == scores[f"gradcam/{sim}"]
 
@@ -52,12 +55,12 @@ def test_a_model_without_maps_deploys_its_gradcam(trained_session):
 def test_the_deployed_maps_come_from_the_methods_hook(trained_session, monkeypatch):
     s = trained_session
     run = s.student(method="xdistill")
-    teacher_maps = model_maps(s.teacher, s.data.test.x, "gradcam")
+    teacher_maps = model_maps(s.teacher(), s.data.test.x, "gradcam")
     monkeypatch.setattr(run.method, "deployed_maps", lambda model, x: teacher_maps)
-    scores = evaluate_model(run, s.teacher, s.data, n_faithful=0, similarities=LIGHT)
+    scores = evaluate_model(run, s.teacher(), s.data, n_faithful=0, similarities=LIGHT)
     assert scores["cae/pearson"] == pytest.approx(1.0) == scores["deployed/pearson"]
     assert scores["cae/topk_iou"] == pytest.approx(1.0)
-    assert set(k.split("/")[1] for k in scores if k.startswith("cae/")) == set(LIGHT)
+    assert keys_of(scores, CAE) == [metric_key(CAE, k) for k in LIGHT]
 
 
 def test_localisation_scores_the_deployed_maps_too(tiny):

@@ -20,11 +20,11 @@ from xdx_lib.__main__ import main
 from xdx_lib.cache import CacheWriteError, atomic_write_bytes, atomic_write_json, check_writable
 from xdx_lib.config import ConfigError, RunConfig, config_from_dict, load_config
 from xdx_lib.data import BadDataError, DataNotFoundError, check_data_root, load_dataset
+from xdx_lib.devices import DeviceUnavailable, available_devices, resolve_device
+from xdx_lib.experiment import load_experiment
 from xdx_lib.explain import explain
 from xdx_lib.methods import create_method
 from xdx_lib.notebook import ParameterError, check_papermill_parameters
-from xdx_lib.runner import load_experiment
-from xdx_lib.train import DeviceUnavailable, available_devices, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--train-subset", "256", "--test-subset", "128", "--epochs", "1"]
@@ -84,7 +84,7 @@ def test_experiment_check_refuses_what_the_run_would_crash_on(tmp_path, capsys, 
 
 
 def test_experiment_config_in_python_is_validated_too():
-    from xdx_lib.runner import ExperimentConfig
+    from xdx_lib.experiment import ExperimentConfig
 
     with pytest.raises(ConfigError, match="seeds=.* repeats 0"):
         ExperimentConfig(seeds=[0, 0])
@@ -338,8 +338,9 @@ def test_runs_folder_read_only_fails_before_training(tmp_path, capsys, monkeypat
     split = Split(torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,)))
     steps = []
     with pytest.raises(CacheWriteError, match="Read-only file system"):
-        train.fit(model, METHODS.get("scratch")(RunConfig()), split, split, epochs=1,
-                  ckpt_path=runs / "x" / "model.pt", verbose=False,
+        train.fit(model, METHODS.get("scratch")(RunConfig()), split, split,
+                  train.Schedule(epochs=1),
+                  checkpointing=train.Checkpointing(runs / "x" / "model.pt"), verbose=False,
                   callback=lambda e, s: steps.append(s))  # fmt: skip
     assert calls and not steps  # refused before a single step
     monkeypatch.setattr(train, "check_writable", real)

@@ -1,5 +1,5 @@
 """Map interventions: which maps the XDistillation student is shown in place of its CAE's,
-how they are scored, and the runner's cached rows."""
+and how they are scored."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from xdx_lib import runner, xdistill
+from xdx_lib import interventions
 from xdx_lib.cae import predict_maps
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
+from xdx_lib.interventions import INTERVENTIONS, derangement, intervention_maps, map_interventions
 from xdx_lib.methods import create_method
 from xdx_lib.metrics import accuracy, agreement
 from xdx_lib.models import create_model
-from xdx_lib.session import Session
 from xdx_lib.trained import TrainedModel, model_maps, teacher_logits
-from xdx_lib.xdistill import INTERVENTIONS, derangement, intervention_maps, map_interventions
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +96,7 @@ def test_a_student_that_ignores_its_map_scores_alike_under_every_intervention(fa
     with torch.no_grad():
         first.weight[:, 1] = 0  # the map's channel reaches nothing
     x = tiny.test.x
-    logits = {name: xdistill.logits_with_maps(run.model, x, m)
+    logits = {name: interventions.logits_with_maps(run.model, x, m)
               for name, m in intervention_maps(run, teacher, tiny).items()}  # fmt: skip
     for name in INTERVENTIONS:
         torch.testing.assert_close(logits[name], logits["own"], msg=name)
@@ -109,10 +108,10 @@ def test_a_student_that_reads_its_map_gets_other_logits_from_other_maps(fakes, t
     teacher, run = fakes
     x = tiny.test.x
     maps = intervention_maps(run, teacher, tiny)
-    own = xdistill.logits_with_maps(run.model, x, maps["own"])
+    own = interventions.logits_with_maps(run.model, x, maps["own"])
     torch.testing.assert_close(own, run.logits(x))
     for name in ("zeroed", "other image", "teacher true"):
-        assert not torch.allclose(xdistill.logits_with_maps(run.model, x, maps[name]), own)
+        assert not torch.allclose(interventions.logits_with_maps(run.model, x, maps[name]), own)
 
 
 def test_interventions_need_a_student_that_sees_a_map(fakes, tiny, tmp_path):
@@ -126,22 +125,3 @@ def test_interventions_need_a_student_that_sees_a_map(fakes, tiny, tmp_path):
     fused = _trained(feature.build_model(1, 4), feature, tmp_path / "f" / "model.pt")
     with pytest.raises(ValueError, match=r"fusion feature"):
         map_interventions(fused, teacher, tiny)
-
-
-def test_intervention_rows_score_each_seed_once_and_read_them_back(tiny, monkeypatch):
-    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
-                    student="student_tiny", batch_size=32, cae_width=4, cae_epochs=1)  # fmt: skip
-    session = Session(cfg, tiny)
-    rows = runner.intervention_rows(session, [0])
-    assert [(r["seed"], r["intervention"]) for r in rows] == [(0, i) for i in INTERVENTIONS]
-    run = session.student(method="xdistill", seed=0)
-    direct = map_interventions(run, session.teacher, tiny)
-    assert {r["intervention"]: {"accuracy": r["accuracy"], "agreement": r["agreement"]}
-            for r in rows} == direct  # fmt: skip
-    assert (run.path.parent / "interventions.json").is_file()
-
-    def no_scoring(*args, **kwargs):
-        raise AssertionError("the cached interventions were scored again")
-
-    monkeypatch.setattr(runner, "map_interventions", no_scoring)
-    assert runner.intervention_rows(Session(cfg, tiny), [0]) == rows

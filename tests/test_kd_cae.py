@@ -10,12 +10,13 @@ import torch
 
 from xdx_lib import session as session_module
 from xdx_lib.cae import predict_maps
+from xdx_lib.cae_training import pretrain_cae
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.evaluation import LIGHT, evaluate_model
 from xdx_lib.methods import create_method
 from xdx_lib.session import Session
-from xdx_lib.xdistill import KDWithCAE, pretrain_cae
+from xdx_lib.xdistill import KDWithCAE
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def _cfg(**kw) -> RunConfig:
 def _count_fits(monkeypatch) -> list:
     calls = []
     real = session_module.fit
-    monkeypatch.setattr(session_module, "fit",
-                        lambda *a, **k: calls.append(k["ckpt_path"]) or real(*a, **k))  # fmt: skip
+    monkeypatch.setattr(session_module, "fit", lambda *a, **k: calls.append(
+        k["checkpointing"].path) or real(*a, **k))  # fmt: skip
     return calls
 
 
@@ -67,15 +68,15 @@ def test_kd_cae_deploys_the_seeds_pretrained_cae_as_xdistill_does(tiny):
     x = tiny.test.x
     kd_cae = s.student(method="kd_cae", seed=1)
     xd = s.student(method="xdistill", seed=1)  # staged, its CAE frozen (the defaults)
-    cae = pretrain_cae(s.config(method="xdistill", seed=1), tiny, s.teacher, verbose=False)
+    cae = pretrain_cae(s.config(method="xdistill", seed=1), tiny, s.teacher(), verbose=False)
     assert kd_cae.method.attached_key == cae.key
     maps = kd_cae.method.deployed_maps(kd_cae.model, x)
     torch.testing.assert_close(maps, predict_maps(cae.model, x))
     torch.testing.assert_close(maps, xd.method.deployed_maps(xd.model, x))
-    other = pretrain_cae(s.config(method="kd_cae", seed=2), tiny, s.teacher, verbose=False)
+    other = pretrain_cae(s.config(method="kd_cae", seed=2), tiny, s.teacher(), verbose=False)
     assert other.key != cae.key  # the seed picks the CAE, as it does XDistillation's
 
-    scores = {m: evaluate_model(s.student(method=m, seed=1), s.teacher, tiny, n_faithful=0,
+    scores = {m: evaluate_model(s.student(method=m, seed=1), s.teacher(), tiny, n_faithful=0,
                                 similarities=LIGHT) for m in ("kd_cae", "xdistill", "kd")}
     assert "cae/pearson" not in scores["kd"]  # kd deploys its Grad-CAM
     for k in ("cae/pearson", "deployed/pearson", "deployed/topk_iou"):

@@ -13,11 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdx_lib"
 #: "Architecture" section draws the same order).
 ORDER = [
     "registry", "config", "cache", "_utils",
-    "data", "models", "cae", "losses", "explain", "metrics", "faithfulness",
-    "train", "trained", "signals",
-    "methods", "xdistill",
+    "data", "sources", "models", "cae", "fusion", "losses", "explain", "metrics", "faithfulness",
+    "devices", "precision", "batches", "checkpoints", "train", "trained", "signals",
+    "cae_training", "methods", "xdistill", "interventions",
     "session",
-    "evaluation", "runner", "report", "plots", "notebook", "__main__",
+    "evaluation", "experiment", "tuning", "runner", "studies",
+    "stats", "claims", "tables", "readings", "plots", "notebook", "__main__",
 ]  # fmt: skip
 
 

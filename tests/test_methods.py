@@ -11,7 +11,15 @@ import torch
 
 from xdx_lib import losses
 from xdx_lib.config import ConfigError, RunConfig
-from xdx_lib.methods import METHODS, create_method
+from xdx_lib.methods import (
+    METHODS,
+    E2KDOptions,
+    KDOptions,
+    Method,
+    NoOptions,
+    Scratch,
+    create_method,
+)
 from xdx_lib.models import create_model
 from xdx_lib.signals import Signal, teacher_attention
 from xdx_lib.trained import STUDENT_FIELDS
@@ -50,6 +58,51 @@ def test_options_come_from_the_config_and_key_only_their_method():
 def test_each_method_declares_what_it_reads_from_the_teacher(name, changes, kinds):
     method = create_method(RunConfig(method=name, **changes))
     assert [s.kind for s in method.signals()] == kinds
+
+
+_SIGNAL_CONFIGS = [{}, {"schedule": "joint"}, {"cae_freeze": False},
+                   {"schedule": "joint", "beta": 0.0}, {"map_target": "label"}]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+@pytest.mark.parametrize("changes", _SIGNAL_CONFIGS)
+def test_options_say_whether_their_method_reads_the_teacher(name, changes):
+    """The config refuses augment with cached signals by ``Options.reads_teacher``: it must
+    say what the method's own signals say, for every method and option."""
+    method = create_method(RunConfig(method=name, **changes))
+    assert METHODS.options(name) is type(method.opts) is METHODS.get(name).Options
+    assert type(method.opts).reads_teacher == bool(method.signals()), name
+
+
+def test_scratch_is_the_method_base_under_a_name():
+    scratch = create_method(RunConfig(method="scratch"))
+    assert type(scratch) is Scratch and isinstance(scratch, Method)
+    assert (scratch.name, scratch.trains_as, Method.name) == ("scratch", "scratch", "")
+    assert not isinstance(create_method(RunConfig(method="kd")), Scratch)
+
+
+def test_validation_builds_no_method(monkeypatch):
+    def refuse(self, cfg):
+        raise AssertionError("config validation built a method")
+
+    monkeypatch.setattr(Method, "__init__", refuse)
+    for name in METHODS.names():
+        assert RunConfig(method=name, augment=True, teacher_signal="online").method == name
+    with pytest.raises(ConfigError, match="augment=True with teacher_signal='cached'"):
+        RunConfig(method="at", augment=True)
+
+
+def test_each_options_class_checks_its_own_rules():
+    cfg = RunConfig(method="scratch", augment=True)  # scratch reads no teacher: legal
+    NoOptions.check(cfg)
+    with pytest.raises(ConfigError, match="would train method 'scratch' on teacher logits"):
+        KDOptions.check(cfg)  # a KD term would read the cached logits
+    cfg = RunConfig(method="kd", compile=True)
+    KDOptions.check(cfg)
+    cfg.method = "e2kd"  # behind validation's back, to call e2KD's own check on it
+    with pytest.raises(ConfigError, match="compile=True with method 'e2kd': its loss "
+                                          "backpropagates .* set compile: false$"):
+        E2KDOptions.check(cfg)
 
 
 def test_declared_maps_follow_the_options():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from xdx_lib import notebook, runner
+from xdx_lib import experiment, notebook, tuning
 from xdx_lib.config import PROFILES, RunConfig
 
 
@@ -73,8 +73,8 @@ def test_a_negative_kd_option_is_chosen_on_the_validation_split():
     given = notebook.run_config({"profile": "smoke", "alpha": 0.7, "temperature": 3.0})
     assert (given.alpha, given.temperature) == (0.7, 3.0)  # given values stay, nothing trains
     cfg = notebook.run_config({"profile": "smoke", "alpha": -1.0, "temperature": 3.0})
-    grid = runner.load_experiment(notebook.experiment_config_path("auto", "smoke")).kd_grid
+    grid = experiment.load_experiment(notebook.experiment_config_path("auto", "smoke")).kd_grid
     assert cfg.alpha in grid["alpha"] and cfg.temperature == 3.0
-    tuned, table = runner.tune_kd(runner.load_experiment(
+    tuned, table = tuning.tune_kd(experiment.load_experiment(
         notebook.experiment_config_path("auto", "smoke")))
     assert len(table) == len(grid["alpha"])

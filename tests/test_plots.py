@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from xdx_lib import plots, report  # noqa: E402
+from xdx_lib import claims, plots, stats, tables  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +24,11 @@ def _close_figures():
 def _diffs():
     rows = []
     for a, b in [("kd", "scratch"), ("xdistill", "kd"), ("at", "kd")]:
-        for metric, low in [("accuracy", 0.01), ("gradcam/pearson", -0.1)]:
-            rows.append({"a": a, "b": b, "metric": metric, "n": 3, "mean": low + 0.05,
-                         "low": low, "high": low + 0.1})
+        for metric, lower in [("accuracy", 0.01), ("gradcam/pearson", -0.1)]:
+            rows.append({"a": a, "b": b, "metric": metric, "n": 3, "mean": lower + 0.05,
+                         "lower": lower, "upper": lower + 0.1})
     rows.append({"a": "e2kd", "b": "kd", "metric": "accuracy", "n": 1, "mean": 0.02,
-                 "low": math.nan, "high": math.nan})
+                 "lower": math.nan, "upper": math.nan})
     return pd.DataFrame(rows)
 
 
@@ -73,14 +73,14 @@ def _claims_runs():
 
 def test_forest_plot_draws_each_parts_margin_bounds_and_verdict():
     df = _claims_runs()
-    diffs = report.paired_differences(df, group="claims")
-    parts = report.claim_parts(df, group="claims")
-    fig = plots.forest_plot(diffs, labels=report.METRIC_LABELS, parts=parts)
+    diffs = claims.paired_difference_table(df, group="claims")
+    parts = claims.claim_parts(df, group="claims")
+    fig = plots.forest_plot(diffs, labels=tables.METRIC_LABELS, parts=parts)
     assert [ax.get_xlabel().split("\n")[0] for ax in fig.axes] == ["accuracy", "agreement"]
     acc_ax, agree_ax = fig.axes
     # C2 reads accuracy xdistill - kd; C1 agreement kd - scratch and C3 agreement
     # xdistill - kd; the Grad-CAM and deployed r are not in these runs: skipped, not drawn
-    read = parts[parts.verdict != "skipped"]
+    read = parts[parts.verdict != claims.PartVerdict.SKIPPED]
     assert len(read) == 3
     for ax, metric in ((acc_ax, "accuracy"), (agree_ax, "agreement")):
         mine = read[read.metric == metric]
@@ -107,12 +107,12 @@ def test_forest_plot_draws_each_parts_margin_bounds_and_verdict():
     assert c2.xy[1] == ticks.index("xdistill - kd")
 
 
-def test_forest_plot_takes_report_output():
+def test_forest_plot_takes_the_paired_difference_table():
     rows = []
     for seed, (a, b) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.83)]):
         rows += [{"group": "main", "method": "kd", "seed": seed, "accuracy": a},
                  {"group": "main", "method": "scratch", "seed": seed, "accuracy": b}]
-    diffs = report.paired_differences(pd.DataFrame(rows))
+    diffs = claims.paired_difference_table(pd.DataFrame(rows))
     fig = plots.forest_plot(diffs, parts=[])
     assert len(fig.axes) == 1
     assert len(_by_gid(fig.axes[0], "means")[0].get_offsets()) == 1
@@ -126,7 +126,7 @@ def _summary():
         for seed, (acc, r) in enumerate(zip(accs, rs)):
             rows.append({"group": "main", "method": method, "seed": seed, "accuracy": acc,
                          "gradcam/pearson": r})
-    return report.summary(pd.DataFrame(rows), ["accuracy", "gradcam/pearson"])
+    return stats.summary(pd.DataFrame(rows), ["accuracy", "gradcam/pearson"])
 
 
 def test_accuracy_vs_similarity_one_marker_per_method_with_error_bars():
@@ -149,3 +149,17 @@ def test_accuracy_vs_similarity_one_seed_has_no_bars():
     table[("gradcam/pearson", "std")] = math.nan
     fig = plots.plot_accuracy_vs_similarity(table)
     assert not any(c.has_xerr or c.has_yerr for c in fig.axes[0].containers)
+
+
+def test_speed_quality_draws_the_named_rows_as_squares_whatever_their_names():
+    table = pd.DataFrame({"images/s": [10.0, 1000.0, 500.0], "Pearson": [0.9, 0.7, 0.6]},
+                         index=["gradcam", "CAE grid", "a decoder"])  # fmt: skip
+    fig = plots.plot_speed_quality(table, squares=["CAE grid", "a decoder"], reference=0.5)
+    ax = fig.axes[0]
+    markers = {t.get_text(): c.get_paths()[0].vertices.shape[0]
+               for t, c in zip(ax.texts, ax.collections)}  # fmt: skip
+    square, circle = markers["CAE grid"], markers["gradcam"]
+    assert square != circle and markers["a decoder"] == square
+    assert ax.get_xscale() == "log" and ax.lines[0].get_ydata()[0] == 0.5
+    unnamed = plots.plot_speed_quality(table).axes[0]  # no name makes a square by itself
+    assert len({c.get_paths()[0].vertices.shape[0] for c in unnamed.collections}) == 1

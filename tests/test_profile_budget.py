@@ -9,9 +9,9 @@ import pytest
 from scripts import load_script
 
 from xdx_lib.config import PROFILES
+from xdx_lib.experiment import load_experiment
 from xdx_lib.models import create_model
 from xdx_lib.notebook import CHAPTER_SIZES
-from xdx_lib.runner import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ def _count_fits(monkeypatch) -> list:
     real = session_module.fit
 
     def spy(*args, **kwargs):
-        calls.append(kwargs["epochs"])
+        calls.append(kwargs["schedule"].epochs)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(session_module, "fit", spy)
@@ -41,6 +41,7 @@ def test_students_are_made_once_per_session(tiny, monkeypatch):
     assert s.student(method="kd", seed=1) is kd
     assert len(fits) == 2  # the teacher and one student
     assert s.student(method="kd", seed=2) is not kd and len(fits) == 3
+    assert s.teacher() is s.teacher() and len(fits) == 3  # the students' teacher, made once
 
 
 def test_a_cached_student_is_loaded_without_preparing_its_method(tiny, monkeypatch):
@@ -64,7 +65,7 @@ def test_the_checkpoint_is_hashed_once(tiny, monkeypatch):
     fresh = Session(_cfg(), tiny)
     for seed in range(2):
         fresh.student(method="kd", seed=seed)
-        trained.model_maps(fresh.teacher, tiny.test.x[:4])
+        trained.model_maps(fresh.teacher(), tiny.test.x[:4])
     assert len(hashed) <= 3  # the teacher once; each of the two students at most once
 
 

@@ -1,9 +1,10 @@
-"""The training loop: it learns, it resumes to the same weights after a kill, checkpoints
-are checked against the model, every method trains, and DDP runs with 2 CPU processes
-(one model, one history, one writer, each rank its own augmentation)."""
+"""The training loop: it learns, it stops on a NaN loss, its records come from a config in
+one place, every method trains, and DDP runs with 2 CPU processes (one model, one history,
+one writer, each rank its own augmentation)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from xdx_lib import session as session_module
 from xdx_lib.cache import load_tensors
@@ -21,148 +21,26 @@ from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
-from xdx_lib.session import train_student, train_teacher
-from xdx_lib.train import (
-    RANK_ZERO_WAIT,
-    CheckpointMismatch,
-    DeviceUnavailable,
-    augmentation_seed,
-    distributed,
-    epoch_batches,
-    fit,
-    load_checkpoint,
-    resolve_device,
-    steps_per_epoch,
-)
+from xdx_lib.session import loop_records, student_job, teacher_job, train_student, train_teacher
+from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Kill(Exception):
-    pass
 
 
 def _scratch():
     return create_method(RunConfig(method="scratch", student="student_tiny"))
 
 
-def _fit(shapes, path=None, epochs=2, callback=None, seed=0):
-    train, test = shapes
-    torch.manual_seed(seed)
-    model = create_model("student_tiny", 1, 4)
-    hist = fit(model, _scratch(), train, test, epochs=epochs, batch_size=64, lr=1e-2,
-               seed=seed, ckpt_path=path, meta={"m": "tiny"}, callback=callback,
-               verbose=False)  # fmt: skip
-    return model, hist
-
-
 def test_fit_learns_shapes(shapes):
     train, test = make_shapes(512, seed=0), shapes[1]
     torch.manual_seed(0)
     model = create_model("student_tiny", 1, 4)
-    hist = fit(model, _scratch(), train, test, epochs=6, batch_size=32, lr=3e-3, verbose=False)
+    hist = fit(model, _scratch(), train, test, Schedule(epochs=6, batch_size=32, lr=3e-3),
+               verbose=False)  # fmt: skip
     assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert hist[-1]["test_acc"] > 0.45  # 4 classes: chance is 0.25
     assert {"epoch_time", "test_loss", "lr", "ce"} <= set(hist[-1])
     assert hist[-1]["lr"] == pytest.approx(0.0, abs=1e-9)  # the cosine ends at zero
-
-
-def test_a_killed_run_resumes_to_the_same_weights(shapes, tmp_path):
-    full, full_hist = _fit(shapes, tmp_path / "full.pt", epochs=3)
-
-    def kill(epoch, step):
-        if epoch == 1 and step == 1:
-            raise Kill
-
-    path = tmp_path / "killed.pt"
-    with pytest.raises(Kill):
-        _fit(shapes, path, epochs=3, callback=kill)
-    assert load_checkpoint(path, create_model("student_tiny", 1, 4))["epoch"] == 1
-    assert not list(tmp_path.glob("*.tmp*"))  # nothing half-written beside it
-    resumed, hist = _fit(shapes, path, epochs=3, seed=0)
-    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
-        assert torch.equal(a, b)
-    assert [h["test_acc"] for h in hist] == [h["test_acc"] for h in full_hist]
-
-
-def test_a_finished_run_is_loaded_not_retrained(shapes, tmp_path):
-    path = tmp_path / "m.pt"
-    _fit(shapes, path, epochs=1)
-
-    def fail(epoch, step):
-        raise AssertionError("trained again")
-
-    _, hist = _fit(shapes, path, epochs=1, callback=fail)
-    assert len(hist) == 1
-
-
-def test_checkpoint_of_another_model_is_refused(shapes, tmp_path):
-    path = tmp_path / "m.pt"
-    _fit(shapes, path, epochs=1)
-    with pytest.raises(CheckpointMismatch, match="does not fit this model"):
-        load_checkpoint(path, create_model("student_small", 1, 4))
-    with pytest.raises(CheckpointMismatch, match="was written for"):
-        load_checkpoint(path, create_model("student_tiny", 1, 4), meta={"m": "other"})
-
-
-def test_corrupt_checkpoint_says_delete_it(tmp_path):
-    path = tmp_path / "m.pt"
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="corrupt.*delete it"):
-        load_checkpoint(path, create_model("student_tiny", 1, 4))
-
-
-def test_epoch_batches_cover_every_image_once_and_split_across_ranks():
-    batches = list(epoch_batches(10, 4, seed=0, epoch=0))
-    assert sorted(torch.cat(batches).tolist()) == list(range(10))
-    assert [len(b) for b in batches] == [4, 4, 2]
-    ranks = [list(epoch_batches(10, 4, 0, 0, rank=r, world=2)) for r in (0, 1)]
-    joined = torch.cat([torch.cat([a, b]) for a, b in zip(*ranks)])
-    assert sorted(joined.tolist()) == list(range(10))
-    assert not torch.equal(batches[0], next(epoch_batches(10, 4, seed=0, epoch=1)))
-
-
-def test_ranks_never_get_an_empty_batch_and_the_schedule_counts_the_steps():
-    for n, batch_size, world in [(10, 4, 1), (9, 4, 2), (8, 4, 2), (65, 32, 2), (64, 32, 4)]:
-        per_rank = [list(epoch_batches(n, batch_size, 0, 0, r, world)) for r in range(world)]
-        assert all(len(b) >= 1 for batches in per_rank for b in batches)
-        assert {len(batches) for batches in per_rank} == {steps_per_epoch(n, batch_size, world)}
-    assert steps_per_epoch(10, 4) == 3 and steps_per_epoch(9, 4, world=2) == 2
-
-
-def test_each_rank_augments_with_its_own_seed_and_rank_zero_keeps_the_old_one():
-    assert augmentation_seed(3, 2) == augmentation_seed(3, 2, rank=0) == 3 * 7919 + 2
-    seeds = {augmentation_seed(0, e, r) for e in range(200) for r in range(8)}
-    assert len(seeds) == 200 * 8  # no two (epoch, rank) pairs share their draws
-
-
-@pytest.fixture
-def two_gpu_torchrun(monkeypatch):
-    """This process as rank 1 of 2 under torchrun on a machine with two (pretended) GPUs;
-    returns the log of the CUDA and process-group calls."""
-    calls = []
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
-    monkeypatch.setattr(dist, "is_initialized", lambda: any(c[0] == "init" for c in calls))
-    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(
-        ("init", backend, kw["device_id"], kw["timeout"])))  # fmt: skip
-    monkeypatch.setattr(dist, "get_rank", lambda: 1)
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    return calls
-
-
-def test_each_rank_sets_its_gpu_before_the_process_group(two_gpu_torchrun):
-    assert distributed() == (1, 2)
-    wait = RANK_ZERO_WAIT  # the others wait while rank 0 makes the cache
-    assert two_gpu_torchrun == [("set_device", 1), ("init", "nccl", torch.device("cuda", 1), wait)]
-    assert distributed() == (1, 2) and len(two_gpu_torchrun) == 3  # started once
-    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda:1")
-    assert resolve_device("cuda:1") == torch.device("cuda:1")
-    with pytest.raises(DeviceUnavailable, match="cuda:1 for this one; set device: cuda or auto"):
-        resolve_device("cuda:0")
 
 
 def test_training_or_loading_starts_by_choosing_the_ranks_gpu(monkeypatch, tiny_data):
@@ -189,15 +67,37 @@ def test_nan_loss_stops_with_a_clear_error(shapes):
     bad.x[0] = float("nan")
     model = create_model("student_tiny", 1, 4)
     with pytest.raises(FloatingPointError, match="lower the learning rate or check the inputs"):
-        fit(model, _scratch(), bad, test, epochs=1, batch_size=len(bad), verbose=False)
+        fit(model, _scratch(), bad, test, Schedule(epochs=1, batch_size=len(bad)), verbose=False)
 
 
-def test_resolve_device():
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    assert resolve_device("cpu").type == "cpu"
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="device 'cuda' is not available here"):
-            resolve_device("cuda")
+def test_the_records_keep_the_loops_defaults_and_the_state_is_built_by_keyword():
+    # the defaults every run that names none trains with; changing one changes its numbers
+    assert Schedule(epochs=1) == Schedule(1, batch_size=128, lr=3e-3, weight_decay=5e-4,
+                                          seed=0, augment=False)  # fmt: skip
+    assert Hardware() == Hardware("cpu", precision="auto", compile=False, channels_last=True)
+    assert Checkpointing() == Checkpointing(path=None, meta=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Schedule(epochs=1).epochs = 2
+    with pytest.raises(TypeError):
+        LoopState(*range(16))  # every field named
+
+
+def test_a_jobs_records_come_from_its_config_and_its_role(tiny_data):
+    cfg = RunConfig(dataset="shapes", profile="smoke", method="kd", teacher="student_tiny",
+                    student="student_tiny", batch_size=48, lr=2e-3, weight_decay=1e-4,
+                    teacher_epochs=3, student_epochs=2, teacher_seed=7, seed=5,
+                    teacher_augment=True, augment=False, amp="off").resolved()  # fmt: skip
+    tjob = teacher_job(cfg, tiny_data)
+    schedule, hardware, checkpointing = loop_records(tjob, torch.device("cpu"))
+    assert schedule == Schedule(epochs=3, batch_size=48, lr=2e-3, weight_decay=1e-4, seed=7,
+                                augment=True)  # fmt: skip
+    assert hardware == Hardware(torch.device("cpu"), precision="off", compile=False)
+    assert checkpointing == Checkpointing(tjob.path, tjob.meta)
+    teacher = train_teacher(cfg, tiny_data, verbose=False)
+    sjob = student_job(cfg, teacher)
+    schedule, _, checkpointing = loop_records(sjob, torch.device("cpu"))
+    assert (schedule.epochs, schedule.seed, schedule.augment) == (2, 5, False)
+    assert checkpointing.path == sjob.path and checkpointing.meta["method"] == "kd"
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +129,7 @@ DDP_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     import torch
-    from xdx_lib import session, train, trained, xdistill
+    from xdx_lib import cae_training, checkpoints, session, train, trained
     from xdx_lib.cache import runs_dir
     from xdx_lib.config import RunConfig
     from xdx_lib.data import Dataset, Split, make_shapes
@@ -252,10 +152,10 @@ DDP_SCRIPT = textwrap.dedent(
     def wrote(obj, path):
         log["writes"].append(Path(path).relative_to(runs_dir()).as_posix())
 
-    for module in (train, trained, xdistill):
+    for module in (checkpoints, trained, cae_training):
         spy(module, "atomic_torch_save", before=wrote)
     spy(trained, "explain", before=lambda *a, **k: log["computed"].append("maps"))
-    spy(xdistill, "fit_cae", before=lambda *a, **k: log["computed"].append("cae"))
+    spy(cae_training, "fit_cae", before=lambda *a, **k: log["computed"].append("cae"))
     spy(trained.TrainedModel, "logits", before=lambda *a: log["computed"].append("logits"))
     spy(train, "training_step",
         after=lambda out, loop, batch, where: log["steps"].append(
@@ -264,7 +164,7 @@ DDP_SCRIPT = textwrap.dedent(
 
     def fitted(history, model, *args, **kwargs):
         state = {k: v.clone() for k, v in model.state_dict().items()}
-        log["fits"].append({"path": str(kwargs["ckpt_path"]), "history": history,
+        log["fits"].append({"path": str(kwargs["checkpointing"].path), "history": history,
                             "steps": log["steps"], "augmented": log["augmented"],
                             "state": state})
         log["steps"], log["augmented"] = [], []
@@ -368,7 +268,8 @@ UNUSED_SCRIPT = textwrap.dedent(
     from xdx_lib.config import RunConfig
     from xdx_lib.data import make_shapes
     from xdx_lib.methods import create_method
-    from xdx_lib.train import Extras, fit
+    from xdx_lib.batches import Extras
+    from xdx_lib.train import Schedule, fit
 
     train, test = make_shapes(64, seed=0), make_shapes(16, seed=1)
     g = torch.Generator().manual_seed(0)
@@ -381,7 +282,7 @@ UNUSED_SCRIPT = textwrap.dedent(
         torch.manual_seed(0)
         model = method.build_model(1, 4)
         before = {k: v.clone() for k, v in model.cae.state_dict().items()}
-        fit(model, method, train, test, epochs=2, batch_size=32, extras=extras,
+        fit(model, method, train, test, Schedule(epochs=2, batch_size=32), extras=extras,
             verbose=False)
         states[str(changes)] = {"before": before, "after": model.state_dict()}
     torch.save(states, sys.argv[1] + f".rank{torch.distributed.get_rank()}")
@@ -411,59 +312,3 @@ def test_only_a_cae_left_without_a_loss_asks_ddp_to_find_unused_parameters():
     assert unused(beta=0.0, schedule="joint") and unused(beta=0.0, cae_freeze=False)
     assert not unused(beta=0.0)  # staged and frozen: the CAE has no trainable parameter
     assert not unused(schedule="joint") and not _scratch().may_leave_parameters_unused
-
-
-@pytest.mark.parametrize("amp, capability, expected", [
-    ("auto", (8, 0), torch.bfloat16),   # A100, H100: bfloat16 tensor cores
-    ("auto", (9, 0), torch.bfloat16),
-    ("auto", (7, 5), torch.float16),    # T4: no bfloat16 convolutions in cuDNN
-    ("auto", (7, 0), torch.float16),    # V100
-    ("bf16", (7, 5), torch.bfloat16),   # forced
-    ("fp16", (9, 0), torch.float16),
-    ("off", (9, 0), None),
-    (True, (7, 5), torch.float16),      # True reads as auto
-    (False, (9, 0), None),
-])  # fmt: skip
-def test_precision_fits_the_gpu(monkeypatch, amp, capability, expected):
-    from xdx_lib.train import resolve_precision
-
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert resolve_precision(amp, torch.device("cuda:0")) is expected
-
-
-def test_auto_precision_is_none_on_a_cpu_and_forced_ones_apply_there():
-    from xdx_lib.train import resolve_precision
-
-    assert resolve_precision("auto", "cpu") is None
-    assert resolve_precision("fp16", "cpu") is torch.float16
-    with pytest.raises(ValueError, match="choose one of: auto, bf16, fp16, off"):
-        resolve_precision("fp8", "cpu")
-
-
-def test_fp16_trains_through_the_gradient_scaler_on_a_cpu(shapes, monkeypatch):
-    from xdx_lib import train as train_module
-
-    scaled = []
-    real = torch.amp.GradScaler.scale
-
-    def spy(self, loss):
-        scaled.append(self.is_enabled())
-        return real(self, loss)
-
-    monkeypatch.setattr(torch.amp.GradScaler, "scale", spy)
-    train, test = shapes
-    torch.manual_seed(0)
-    model = create_model("student_tiny", 1, 4)
-    hist = train_module.fit(model, _scratch(), train, test, epochs=2, batch_size=32, lr=3e-3,
-                            amp="fp16", verbose=False)  # fmt: skip
-    assert scaled and all(scaled)  # every step went through the enabled scaler
-    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
-    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
-
-
-def test_bf16_and_off_never_scale(shapes, monkeypatch):
-    from xdx_lib.train import grad_scaler
-
-    assert not grad_scaler("cpu", torch.bfloat16).is_enabled()
-    assert not grad_scaler("cpu", None).is_enabled()
-    assert grad_scaler("cpu", torch.float16).is_enabled()

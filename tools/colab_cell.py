@@ -7,12 +7,11 @@ The cell is the same in every chapter; this file holds its one copy (``tests/tes
 checks the notebooks against it). It is the second code cell, after the parameters, so that
 a reader can set ``drive = True`` there. It does nothing outside Colab (the book build and
 nbval run it too). On Colab it completes a clone of the repository named in ``_config.yml``
-(also one left half-made by an interrupted run), installs the library, lets torchvision
-download the data and, with ``drive``, keeps the run cache on Google Drive, since a
-disconnect loses the VM's disk. Any failing step stops the notebook with the step's output
-and one sentence. Two environment variables let ``tests/test_reader.py`` play Colab on
-another machine: ``XDX_REPO_URL`` (where to clone from) and ``XDX_CONTENT`` (Colab's disk,
-``/content``).
+(also one left half-made by an interrupted run), then hands over to the clone's
+``tools/colab_setup.py``, which installs the library and sets the chapter up. Any failing
+step stops the notebook with the step's output and one sentence. Two environment variables
+let ``tests/test_reader.py`` play Colab on another machine: ``XDX_REPO_URL`` (where to
+clone from) and ``XDX_CONTENT`` (Colab's disk, ``/content``).
 """
 
 from __future__ import annotations
@@ -25,51 +24,34 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CELL = '''\
-# On Colab only: clone the book's repository and install it (tools/colab_cell.py writes
-# this cell). A failing step stops here and shows its output.
+#: The cell, with ``{url}`` for the repository's URL. Only the fetch is here: nothing of the
+#: project is on Colab's disk before it, and the rest is tested code in the clone.
+CELL = """\
+# On Colab only: fetch the book's repository, then its tools/colab_setup.py installs it and
+# sets the chapter up (tools/colab_cell.py writes this cell). A failing step stops here.
 import os as _os
+import runpy as _runpy
 import subprocess as _subprocess
 import sys as _sys
 
-_REPOSITORY = "{url}"
-
-
-def _run(*command):
-    """Run one set-up step; when it fails, show its output and stop the notebook."""
-    done = _subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        print(done.stdout, done.stderr, sep="\\n")
-        raise SystemExit(f"Colab set-up failed: `{{' '.join(command)}}` exited with status "
-                         f"{{done.returncode}}; its output is above.")
-
-
 if "google.colab" in _sys.modules:
-    _content = _os.environ.get("XDX_CONTENT", "/content")  # Colab's disk
-    _home = f"{{_content}}/xdx"
-    _ready = f"{{_home}}/.git/xdx-ready"  # written once the clone and the install worked
-    if not _os.path.isfile(_ready):  # new, or half-made by an interrupted run: complete it
-        _run("git", "init", "-q", _home)
-        _run("git", "-C", _home, "fetch", "-q", "--depth", "1",
-             _os.environ.get("XDX_REPO_URL", _REPOSITORY), "HEAD")
-        _run("git", "-C", _home, "checkout", "-q", "-f", "FETCH_HEAD")
-        _run(_sys.executable, "-m", "pip", "install", "-q", "-e", _home)
-        open(_ready, "w").close()
-    _sys.path.insert(0, _home)
-    _os.chdir(f"{{_home}}/book")  # the run cache and the data go to xdx/runs and xdx/data
-    _os.environ.setdefault("XDX_DOWNLOAD", "1")  # Colab has a network: torchvision downloads
-    if drive:  # the parameter: keep the run cache where a disconnect does not lose it
-        from google.colab import drive as _drive
-
-        _drive.mount(f"{{_content}}/drive")
-        _os.environ.setdefault("XDX_RUNS", f"{{_content}}/drive/MyDrive/xdx/runs")
-'''
+    _home = _os.environ.get("XDX_CONTENT", "/content") + "/xdx"  # on Colab's disk
+    if not _os.path.isfile(f"{_home}/.git/xdx-ready"):  # new, or half-made: fetch it (again)
+        _url = _os.environ.get("XDX_REPO_URL", "{url}")
+        for _git in (["init", "-q", _home], ["-C", _home, "fetch", "-q", "--depth", "1", _url,
+                     "HEAD"], ["-C", _home, "checkout", "-q", "-f", "FETCH_HEAD"]):  # fmt: skip
+            _done = _subprocess.run(["git", *_git], capture_output=True, text=True)
+            if _done.returncode:  # stop, with git's own explanation
+                raise SystemExit(f"Colab set-up failed: `git {' '.join(_git)}` exited with "
+                                 f"status {_done.returncode}:\\n{_done.stdout}{_done.stderr}")
+    _runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)
+"""
 
 
 def cell_source(root: Path = ROOT) -> str:
     """The cell's text, naming the repository set in ``_config.yml``."""
     url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
-    return CELL.format(url=url).rstrip("\n")
+    return CELL.replace("{url}", url).rstrip("\n")
 
 
 def _lines(text: str) -> list[str]:

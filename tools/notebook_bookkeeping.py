@@ -1,12 +1,17 @@
-"""How much of each chapter's visible code is bookkeeping rather than the chapter's story.
+"""How much of each chapter's code is bookkeeping rather than the chapter's story.
 
-Counted: the non-blank, non-comment lines of the code cells a reader sees, that is every
-code cell except those tagged ``remove-cell`` or ``remove-input`` and except the
-``parameters`` cell (the chapter's knobs, which papermill documents; ``--with-parameters``
-counts its lines as bookkeeping too).
+Counted: the non-blank, non-comment lines of the chapter's code cells, those a reader sees
+and those the book hides (tagged ``remove-cell``, ``remove-input``, ...) alike. Left out is
+the frame every chapter shares, which tests of their own check: the ``parameters`` cell
+(the chapter's knobs, which papermill documents), the Colab set-up cell
+(``tools/colab_cell.py`` writes it) and the parameter check (``check_parameters``);
+``--with-frame`` counts them too, as bookkeeping. A chapter's bookkeeping may be at most a
+third of its lines (:data:`MAX_SHARE`): the tool exits with status 1 when one is over, and
+``tests/test_book.py`` holds every chapter to it.
 
-The rule works on statements (``ast``); every line of a bookkeeping statement counts. A
-simple statement is bookkeeping when it
+The rule works on statements (``ast``); every line of a bookkeeping statement counts, but
+an import counts as one line however the formatter wraps its names. A simple statement is
+bookkeeping when it
 
 1. imports;
 2. calls a glue function (``glue``, ``glue_many``, ``glue_column``, ...) or sets the
@@ -21,7 +26,10 @@ simple statement is bookkeeping when it
    assigns a dict literal of strings to strings (display names of columns).
 
 A compound statement's header line (``for``, ``if``, ``with``, ``def``) is bookkeeping when
-every statement of its body is. Everything else is the story.
+every statement of its body is. Everything else is the story, the hidden checks that nbval
+runs included: they state what the chapter's text relies on. The numbers and readings the
+text quotes are glued, so bookkeeping; the rules that pick a reading's words are in
+``xdx_lib.readings``.
 
 Usage::
 
@@ -37,15 +45,19 @@ import ast
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HIDDEN_TAGS = {"remove-cell", "remove-input"}
+#: Tags that hide a cell's code in the book (Jupyter Book's ``remove-*`` and ``hide-*``).
+HIDDEN_TAG_PREFIXES = ("remove-", "hide-")
 SETUP_CALLS = {"run_config", "describe_run", "sizes", "check_parameters",
                "experiment_config_path"}  # fmt: skip
 TABLE_CALLS = {"rename", "rename_axis", "reindex", "set_index", "reset_index", "astype",
                "format", "DataFrame", "from_dict", "concat"}  # fmt: skip
 PROFILE_NAMES = {"smoke"}
+#: The most of a chapter's code lines that may be bookkeeping.
+MAX_SHARE = Fraction(1, 3)
 
 
 def _size_attr(node: ast.AST) -> str | None:
@@ -120,49 +132,76 @@ def _classify(body: list[ast.stmt], marks: dict[int, bool]) -> bool:
     return every
 
 
+def _python_lines(source: str) -> list[str]:
+    """A cell's lines, with IPython magics and shell escapes blanked: they are not Python,
+    and neither story nor counted."""
+    return ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+
+
 def cell_lines(source: str) -> list[tuple[str, bool]]:
     """The counted lines of a cell's source, each with whether it is bookkeeping."""
-    lines = source.splitlines()
-    # IPython magics and shell escapes are not Python: neither story nor counted
-    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in lines]
+    lines = _python_lines(source)
     tree = ast.parse("\n".join(lines))
     marks: dict[int, bool] = {}
     _classify(tree.body, marks)
+    wrapped = {line for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+               for line in range(node.lineno + 1, node.end_lineno + 1)}  # fmt: skip
     out = []
     for number, text in enumerate(lines, start=1):
         stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
+        if not stripped or stripped.startswith("#") or number in wrapped:
             continue
         out.append((text, marks.get(number, False)))
     return out
 
 
-def visible_code(notebook: dict, with_parameters: bool = False) -> list[tuple[str, str]]:
-    """``(source, tag)`` of each code cell a reader sees; tag ``parameters`` or ``""``."""
+def _checks_parameters(source: str) -> bool:
+    """Whether a cell is the parameter check: imports, then ``check_parameters(...)``."""
+    *imports, last = ast.parse("\n".join(_python_lines(source))).body or [None]
+    calls = [n for n in ast.walk(last) if isinstance(n, ast.Call)] if last else []
+    only_imports = all(isinstance(stmt, (ast.Import, ast.ImportFrom)) for stmt in imports)
+    return only_imports and any(_call_name(c) == "check_parameters" for c in calls)
+
+
+def code_cells(notebook: dict, with_frame: bool = False) -> list[tuple[str, str]]:
+    """``(source, kind)`` of each counted code cell, in order: ``"shown"`` or ``"hidden"``,
+    and with ``with_frame`` also ``"frame"`` (the parameters, the Colab set-up and the
+    parameter check)."""
     out = []
     for cell in notebook["cells"]:
+        if cell["cell_type"] != "code":
+            continue
         tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell["cell_type"] != "code" or tags & HIDDEN_TAGS:
-            continue
-        if "parameters" in tags and not with_parameters:
-            continue
-        out.append(("".join(cell["source"]), "parameters" if "parameters" in tags else ""))
+        source = "".join(cell["source"])
+        if "parameters" in tags or "google.colab" in source or _checks_parameters(source):
+            if with_frame:
+                out.append((source, "frame"))
+        else:
+            hidden = any(t.startswith(HIDDEN_TAG_PREFIXES) for t in tags)
+            out.append((source, "hidden" if hidden else "shown"))
     return out
 
 
-def count(notebook: dict, with_parameters: bool = False, verbose: bool = False) -> tuple[int, int]:
-    """``(visible code lines, bookkeeping lines)`` of one notebook."""
+def count(notebook: dict, with_frame: bool = False, verbose: bool = False) -> tuple[int, int]:
+    """``(code lines, bookkeeping lines)`` of one notebook."""
     total = kept = 0
-    for source, tag in visible_code(notebook, with_parameters):
+    for source, kind in code_cells(notebook, with_frame):
         for text, bookkeeping in cell_lines(source):
-            bookkeeping = bookkeeping or tag == "parameters"
+            bookkeeping = bookkeeping or kind == "frame"
             total += 1
             kept += bookkeeping
             if verbose:
                 print(f"{'B' if bookkeeping else 's'} {text}")
         if verbose:
-            print("-" * 40)
+            print(f"{'-' * 30} {kind}")
     return total, kept
+
+
+def over_share(counts: tuple[int, int]) -> bool:
+    """Whether ``(lines, bookkeeping lines)`` holds more bookkeeping than :data:`MAX_SHARE`
+    (exactly, in fractions: 30 of 90 lines pass)."""
+    total, kept = counts
+    return kept > total * MAX_SHARE
 
 
 def _at_revision(path: Path, rev: str) -> dict | None:
@@ -185,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", type=Path,
                    help="notebooks to count (default: book/*.ipynb)")  # fmt: skip
     p.add_argument("--before", metavar="REV", help="also count the notebooks at git revision REV")
-    p.add_argument("--with-parameters", action="store_true",
-                   help="count the parameters cell, as bookkeeping")  # fmt: skip
+    p.add_argument("--with-frame", action="store_true",
+                   help="count the parameters, Colab set-up and parameter check cells too, "
+                        "as bookkeeping")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true", help="print each line, marked")
     args = p.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "book").glob("*.ipynb"))
@@ -194,13 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.before:
         head += f"{'before: B / lines':>18}  "
     print(head + f"{'now: B / lines':>18}")
+    over = []
     for path in paths:
         row = f"{path.stem:<12}"
         if args.before:
             old = _at_revision(path, args.before)
-            row += _cell(old and count(old, args.with_parameters)) + "  "
-        now = count(json.loads(path.read_text()), args.with_parameters, args.verbose)
+            row += _cell(old and count(old, args.with_frame)) + "  "
+        notebook = json.loads(path.read_text())
+        now = count(notebook, args.with_frame, args.verbose)
         print(row + _cell(now))
+        if over_share(count(notebook) if args.with_frame else now):  # the rule leaves out the frame
+            over.append(path.stem)
+    if over:
+        print(f"over a third bookkeeping: {', '.join(over)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import typing
 
@@ -111,11 +110,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def _errors() -> tuple[type[BaseException], ...]:
     """The errors that are one line for the user (bad input), never a traceback."""
     from .cache import CacheWriteError
+    from .checkpoints import CheckpointMismatch
     from .data import DataNotFoundError
-    from .train import CheckpointMismatch, DeviceUnavailable
+    from .devices import DeviceUnavailable
 
     return (ConfigError, DataNotFoundError, CheckpointMismatch, DeviceUnavailable,
             CacheWriteError)  # fmt: skip
+
+
+def _is_cuda_failure(e: RuntimeError) -> bool:
+    """Whether ``e`` is torch's report of a CUDA failure (no usable device, out of memory, a
+    kernel error), which is one line for the user. torch raises most of these as plain
+    RuntimeErrors (a type of their own exists only in recent versions), so the text is
+    the one mark they share."""
+    return "CUDA" in str(e)
 
 
 def _fail(e: BaseException) -> int:
@@ -127,11 +135,12 @@ def _experiment(args: argparse.Namespace) -> int:
     """``experiment CONFIG``: validate, then train and evaluate everything it names.
 
     ``--check`` runs exactly the checks the real run starts with: every value of every run
-    (:func:`~xdx_lib.runner.load_experiment`), then the device, the data root and the runs
-    folder (:func:`~xdx_lib.runner.preflight`).
+    (:func:`~xdx_lib.experiment.load_experiment`), then the device, the data root and the runs
+    folder (:func:`~xdx_lib.experiment.preflight`).
     """
-    from .runner import load_experiment, preflight, run_experiment
-    from .train import is_rank_zero
+    from .devices import is_rank_zero
+    from .experiment import load_experiment, preflight
+    from .runner import run_experiment
 
     try:
         exp = load_experiment(args.config)
@@ -167,10 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         return _check_params(args)
     if args.command == "data":
         return _data(args)
-    try:
-        return _train(args)
-    except KeyboardInterrupt:
-        return _interrupted()
+    from .cache import using_runs_dir
+
+    with using_runs_dir(getattr(args, "runs", None) or None):  # --runs, for all it calls
+        try:
+            return _train(args)
+        except KeyboardInterrupt:
+            return _interrupted()
 
 
 def _check_params(args: argparse.Namespace) -> int:
@@ -202,16 +214,16 @@ def _data(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """``train-teacher``, ``distill`` and ``experiment``: train (or load) and report."""
-    if getattr(args, "runs", None):
-        os.environ["XDX_RUNS"] = args.runs
     if args.command == "experiment":
         return _experiment(args)
+    from .cache import CacheReadError
+
     try:
         cfg = config_from_args(args)
         from . import session
         from .cache import check_writable, runs_dir
         from .data import check_data_root
-        from .train import is_rank_zero, resolve_device
+        from .devices import is_rank_zero, resolve_device
 
         # what would otherwise fail late: the device, the data root, the runs folder
         resolve_device(cfg.device)
@@ -222,10 +234,10 @@ def _train(args: argparse.Namespace) -> int:
             run = session.train_teacher(cfg, data, progress=args.progress)
         else:
             run = session.train_student(cfg, data, progress=args.progress)
-    except _errors() as e:
+    except (*_errors(), CacheReadError) as e:
         return _fail(e)
     except RuntimeError as e:
-        if "cannot read" in str(e) or "CUDA" in str(e):
+        if _is_cuda_failure(e):
             return _fail(e)
         raise
     if not is_rank_zero():  # under torchrun, one summary, not one per process

@@ -3,7 +3,8 @@
 Everything expensive (teacher checkpoints, teacher logits and maps, students, metrics)
 is stored under the runs directory, keyed by a short hash of what determines it. A file
 is always written to a temporary name and renamed into place, so a killed process never
-leaves a half-written checkpoint or result behind.
+leaves a half-written checkpoint or result behind. A file that cannot be read back is a
+:class:`CacheReadError`, one that cannot be written a :class:`CacheWriteError`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,37 @@ def project_root() -> Path | None:
     return None
 
 
+#: The runs folder chosen for the code running inside :func:`using_runs_dir` (None: none).
+_CHOSEN_RUNS_DIR: ContextVar[Path | None] = ContextVar("xdx_runs_dir", default=None)
+
+
 def runs_dir() -> Path:
-    """Where the run cache lives: ``$XDX_RUNS``, else ``<project>/runs``, else ``./runs``."""
+    """Where the run cache lives: the folder :func:`using_runs_dir` chose, else
+    ``$XDX_RUNS``, else ``<project>/runs``, else ``./runs``."""
+    chosen = _CHOSEN_RUNS_DIR.get()
+    if chosen is not None:
+        return chosen
     if os.environ.get("XDX_RUNS"):
         return Path(os.environ["XDX_RUNS"])
     root = project_root()
     return (root or Path.cwd()) / "runs"
+
+
+@contextmanager
+def using_runs_dir(folder: str | os.PathLike | None) -> Iterator[None]:
+    """Inside the block, :func:`runs_dir` is ``folder`` (None: as outside the block).
+
+    The command line's ``--runs`` chooses the folder this way for the code it calls, so
+    that neither the environment of the process nor anything outside the block changes.
+    """
+    if folder is None:
+        yield
+        return
+    token = _CHOSEN_RUNS_DIR.set(Path(folder))
+    try:
+        yield
+    finally:
+        _CHOSEN_RUNS_DIR.reset(token)
 
 
 def hash_dict(d: Any, length: int = 12) -> str:
@@ -52,6 +81,11 @@ def file_hash(path: str | os.PathLike, length: int = 12) -> str:
 
 class CacheWriteError(OSError):
     """A file of the run cache cannot be written; the message says where, why and what to do."""
+
+
+class CacheReadError(RuntimeError):
+    """A file of the run cache cannot be read back (corrupt, truncated, or not one of ours);
+    the message says which and what to do. A RuntimeError, as a failed ``torch.load`` is."""
 
 
 def _why(e: OSError) -> str:
@@ -118,11 +152,12 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
 
 
 def load_tensors(path: str | os.PathLike) -> Any:
-    """``torch.load`` with ``weights_only=True`` on the CPU; a corrupt file says so clearly."""
+    """``torch.load`` with ``weights_only=True`` on the CPU; a corrupt file is a
+    :class:`CacheReadError` that says so clearly."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same to a user
-        raise RuntimeError(
+        raise CacheReadError(
             f"cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             " -- the file is corrupt or not one of ours; delete it and run again"
         ) from None

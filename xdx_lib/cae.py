@@ -22,8 +22,8 @@ modified CAE. Which one XDistillation deploys is a config option (``cae_variant`
 default ``skips``, chosen by measurement in the book's XDistillation chapter). This module
 holds the architecture and batched inference (:func:`predict_maps`) only: the CAE's loss
 is with the other losses (:func:`xdx_lib.losses.explanation_loss`), and its stand-alone
-training on cached teacher maps, the ``staged`` schedule's first stage, is beside the
-method that uses it (:func:`xdx_lib.xdistill.pretrain_cae`). Imports: :mod:`xdx_lib.models`,
+training on cached teacher maps, the ``staged`` schedule's first stage, is in a module of
+its own (:func:`xdx_lib.cae_training.pretrain_cae`). Imports: :mod:`xdx_lib.models`,
 :mod:`xdx_lib.registry` and ``xdx_lib._utils``.
 """
 
@@ -330,7 +330,7 @@ def create_cae(
 
     ``output`` picks the decoder (:data:`CAE_OUTPUTS`; ``full`` builds the autoencoder as the
     paper draws it). XDistillation builds its CAE from the config instead
-    (:func:`xdx_lib.xdistill.build_cae`, whose defaults are the config's). Extra keyword
+    (:func:`xdx_lib.cae_training.build_cae`, whose defaults are the config's). Extra keyword
     arguments go to the class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for
     :class:`GridCAE`).
 

@@ -11,7 +11,8 @@ Every field is declared once, with :func:`option`: its type, default, a help lin
 in :mod:`xdx_lib.registry` at run time, and the command line (``python -m xdx_lib``)
 builds its flags, help, choices and defaults from the same fields, so a new option appears
 everywhere at once. Each method reads its own options as a small typed dataclass made from
-this config (``Method.Options``, e.g. :class:`xdx_lib.methods.KDOptions`).
+this config (``Method.Options``, e.g. :class:`xdx_lib.methods.KDOptions`), and that class
+checks the rules between the method and the other fields (:func:`validate`).
 
 Layer: the bottom, beside the registry: it imports only :mod:`xdx_lib.registry`, so every
 module may name :class:`RunConfig` as a type.
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .registry import choices, lookup
+from .registry import choices, options_class
 
 
 class ConfigError(ValueError):
@@ -206,13 +207,14 @@ def fits_type(value: Any, annotation: Any) -> bool:
     return isinstance(value, origin or annotation)
 
 
-#: The field that names a profile takes its choices from :data:`PROFILES`.
-_LOCAL_KINDS = {"profile": lambda: tuple(PROFILES)}
+#: The kinds of name whose choices this module defines, not the registry: the field that
+#: names a profile takes its choices from :data:`PROFILES`.
+_CHOICES_DEFINED_HERE = {"profile": lambda: tuple(PROFILES)}
 
 
 def kind_choices(kind: str) -> tuple[str, ...]:
     """The allowed names of a field's ``kind`` (registries, declared lists, profiles)."""
-    local = _LOCAL_KINDS.get(kind)
+    local = _CHOICES_DEFINED_HERE.get(kind)
     return local() if local else choices(kind)
 
 
@@ -239,6 +241,15 @@ def validate(cfg: RunConfig) -> None:
     Runs from ``RunConfig.__post_init__``, so no config escapes it: types (bool is not an
     int), finite numbers (NaN passes every range check, so it is refused first), ranges,
     the named choices of each field's kind, devices, and the cross-field rules.
+
+    The rules between the method and the other fields (a method that reads the teacher
+    refuses augmented batches with cached signals, e2KD refuses ``compile``) belong to the
+    method, and its options class checks them (``check``, see
+    :class:`xdx_lib.methods.MethodOptions`). Each method declares that class when it
+    registers, and the registry records it, so validation looks the class up by the
+    method's name (:func:`xdx_lib.registry.options_class`) and calls its check: a lookup
+    at run time, as every kind's choices are, that builds no method and no model and keeps
+    this module from importing the methods above it.
     """
 
     def bad(name, msg):
@@ -273,17 +284,7 @@ def validate(cfg: RunConfig) -> None:
         bad("alpha", "must lie in [0, 1]")
     if not cfg.temperature > 0:
         bad("temperature", "must be positive")
-    # cross-field rules
-    method = lookup("method", cfg.method)(cfg)
-    if cfg.augment and cfg.teacher_signal == "cached" and method.signals():
-        raise ConfigError(
-            f"config: augment=True with teacher_signal='cached' would train method "
-            f"{cfg.method!r} on teacher logits and maps of un-augmented images; "
-            "set teacher_signal: online or augment: false"
-        )
-    if cfg.compile and method.cannot_compile:
-        raise ConfigError(f"config: compile=True with method {cfg.method!r}: "
-                          f"{method.cannot_compile}; set compile: false")  # fmt: skip
+    options_class("method", cfg.method).check(cfg)  # the method's cross-field rules
 
 
 def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:

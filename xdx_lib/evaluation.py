@@ -11,6 +11,7 @@ Layer: above the trained models, metrics and explainers; below the runner.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ import torch
 from .data import Dataset
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from .metrics import (
+    CAE,
+    DEPLOYED,
     accuracy,
     agreement,
+    faithfulness_key,
+    metric_key,
     pearson,
     reference_maps,
     similarity_table,
@@ -94,7 +99,9 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
                    similarities: Sequence[str] | None = None) -> dict[str, float]:  # fmt: skip
     """Every metric of one trained model against its teacher, on the test split.
 
-    Keys: ``accuracy``, ``agreement`` (of the last epoch), ``parameters``, ``epoch_seconds``,
+    Keys (named by :func:`~xdx_lib.metrics.metric_key`, picked out of a table by
+    :func:`~xdx_lib.metrics.keys_of` and its kin): ``accuracy``, ``agreement`` (of the last
+    epoch), ``parameters``, ``epoch_seconds``,
     ``latency_ms``; for the first explainer ``<explainer>/<similarity>`` (Pearson,
     Spearman, SSIM, cosine, top-k IoU of the model's map with the teacher's), for the others
     ``<explainer>/pearson`` (explainers outside :data:`FAST_EXPLAINERS` on the first
@@ -121,29 +128,32 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         "latency_ms": sum(latency_ms(m, x[:256].to(next(m.parameters()).device))
                           for m in (run.model, *attached)),
     }
-    out.update(_explanation_scores(run, teacher, x, explainers, n_slow, similarities))
+    explained = _explanation_scores(run, teacher, x, explainers, n_slow, similarities)
+    for explainer, scores in explained.items():
+        out.update({metric_key(explainer, k): v for k, v in scores.items()})
     own = run.method.deployed_maps(run.model, x)
     if own is None:  # the deployed explanation is its Grad-CAM
-        if "gradcam" in explainers:
-            deployed = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("gradcam/")}
+        if "gradcam" in explained:
+            deployed = explained["gradcam"]
         else:
             deployed = summarize(similarity_table(model_maps(run, x, "gradcam"),
                                                   model_maps(teacher, x, "gradcam"),
                                                   similarities))  # fmt: skip
-        out.update({f"deployed/{k}": v for k, v in deployed.items()})
+        out.update({metric_key(DEPLOYED, k): v for k, v in deployed.items()})
     else:  # its own maps, against the teacher's maps they imitate
         target_maps = model_maps(teacher, x, run.method.imitated_explainer)
         for k, v in summarize(similarity_table(own, target_maps, similarities)).items():
-            out[f"cae/{k}"] = v
-            out[f"deployed/{k}"] = v
+            out[metric_key(CAE, k)] = v
+            out[metric_key(DEPLOYED, k)] = v
     out.update(_faithfulness_scores(run, teacher, x[: min(n_faithful, len(x))], own))
     return out
 
 
 def _explanation_scores(run: TrainedModel, teacher: TrainedModel, x: torch.Tensor,
                         explainers: Sequence[str], n_slow: int,
-                        similarities: Sequence[str] | None) -> dict[str, float]:  # fmt: skip
-    """``<explainer>/<similarity>`` of the model's maps against the teacher's: every
+                        similarities: Sequence[str] | None
+                        ) -> dict[str, dict[str, float]]:  # fmt: skip
+    """``{explainer: {similarity: mean}}`` of the model's maps against the teacher's: every
     similarity for the first explainer (T1), Pearson r for the others (T2), the slow ones
     on the first ``n_slow`` images."""
     out = {}
@@ -154,8 +164,7 @@ def _explanation_scores(run: TrainedModel, teacher: TrainedModel, x: torch.Tenso
             table = similarity_table(s_maps, t_maps, similarities)
         else:
             table = {"pearson": pearson(s_maps, t_maps)}
-        for k, v in summarize(table).items():
-            out[f"{e}/{k}"] = v
+        out[e] = summarize(table)
     return out
 
 
@@ -165,15 +174,16 @@ def _faithfulness_scores(run: TrainedModel, teacher: TrainedModel, xf: torch.Ten
     ``own``, when it has them), judged by the model itself and by the teacher."""
     if len(xf) == 0:
         return {}
-    gradcam = model_maps(run, xf, "gradcam")
-    judged = {"faith": (run.model, gradcam), "faith_teacher": (teacher.model, gradcam)}
+    judges = {"model": run.model, "teacher": teacher.model}
+    judged = {"gradcam": model_maps(run, xf, "gradcam")}
     if own is not None:
-        judged["cae_faith"] = (run.model, own[: len(xf)])
-        judged["cae_faith_teacher"] = (teacher.model, own[: len(xf)])
+        judged[CAE] = own[: len(xf)]
     out = {}
-    for prefix, (model, maps) in judged.items():
-        out[f"{prefix}/deletion"] = deletion_auc(model, xf, maps).mean().item()
-        out[f"{prefix}/insertion"] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
+    for name, maps in judged.items():
+        for judge, model in judges.items():
+            key = functools.partial(faithfulness_key, name, judge)
+            out[key("deletion")] = deletion_auc(model, xf, maps).mean().item()
+            out[key("insertion")] = insertion_auc(model, xf, maps, baseline="blur").mean().item()
     return out
 
 
@@ -189,10 +199,10 @@ def localisation_scores(run: TrainedModel, data: Dataset) -> dict[str, float]:
     maps = {"gradcam": model_maps(run, x, "gradcam")}
     own = run.method.deployed_maps(run.model, x)
     if own is not None:
-        maps["cae"] = own
+        maps[CAE] = own
     for name, m in maps.items():
-        out[f"{name}/pointing_game"] = pointing_game(m, masks).float().mean().item()
-        out[f"{name}/relevance_mass"] = relevance_mass(m, masks).mean().item()
+        out[metric_key(name, "pointing_game")] = pointing_game(m, masks).float().mean().item()
+        out[metric_key(name, "relevance_mass")] = relevance_mass(m, masks).mean().item()
     return out
 
 
@@ -206,6 +216,7 @@ def reference_scores(teacher: TrainedModel, data: Dataset,
     test = model_maps(teacher, data.test.x, explainer)
     train = model_maps(teacher, data.train.x, explainer, split="train")
     return {
-        name: {f"{explainer}/{k}": v for k, v in summarize(similarity_table(m, test)).items()}
+        name: {metric_key(explainer, k): v
+               for k, v in summarize(similarity_table(m, test)).items()}
         for name, m in reference_maps(train, test).items()
     }

@@ -1,8 +1,9 @@
 """Training methods: how a student is built, run forward, scored and tracked, with the
 options each method reads and the teacher signals it declares.
 
-A method differs from another in small hooks, never in a copied training loop
-(:func:`xdx_lib.train.fit` is the only student loop). ``scratch`` trains on labels,
+A method differs from another in small hooks of :class:`Method`, never in a copied training
+loop (:func:`xdx_lib.train.fit` is the only student loop). ``scratch`` (:class:`Scratch`)
+trains on labels,
 ``kd`` adds Hinton's soft-target term, ``at`` attention transfer and ``e2kd`` e2KD's
 Grad-CAM match; XDistillation (:mod:`xdx_lib.xdistill`) registers itself, and ``kd_cae``
 (a KD student with XDistillation's pre-trained CAE attached), in the same :data:`METHODS`.
@@ -11,7 +12,9 @@ that one place.
 
 Each method has a small options dataclass (``Options``: :class:`KDOptions`, ...) made from
 the run's :class:`~xdx_lib.config.RunConfig`; its fields are the config fields that change
-what the method trains (they enter the student's cache key). Each lists what it reads from
+what the method trains (they enter the student's cache key), and the class checks the
+config rules the method's training imposes (:meth:`MethodOptions.check`), which the config's
+validation runs through the registry without building the method. Each lists what it reads from
 the teacher in every batch (:meth:`Method.signals`); :mod:`xdx_lib.signals` provides them,
 from the cache or online, and the method never learns which.
 
@@ -29,7 +32,7 @@ import torch
 from torch import nn
 
 from . import losses
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .explain import explain
 from .metrics import agreement, pearson
 from .models import create_model
@@ -38,8 +41,9 @@ from .signals import Signal
 from .trained import model_maps
 
 #: The training methods by name (``scratch``, ``kd``, ``at``, ``e2kd``, ``xdistill``,
-#: ``kd_cae``).
-METHODS = Registry("method")
+#: ``kd_cae``), each with the options class it declares (``Options``), which the config
+#: validates through :func:`xdx_lib.registry.options_class`.
+METHODS = Registry("method", options_attribute="Options")
 
 #: Test images on which each student's Grad-CAM is compared with the teacher's every epoch.
 TRACKED_TEST_IMAGES = 500
@@ -58,18 +62,57 @@ def tracked_gradcam_pearson(model: nn.Module, x: torch.Tensor,
 
 
 @dataclass(frozen=True)
-class NoOptions:
-    """A method without options of its own (``scratch``)."""
+class MethodOptions:
+    """The base of every method's options: its fields are the method's own config fields,
+    and :meth:`check` refuses the configs the method cannot train with.
+
+    Two class attributes state what the checks need to know of the method's training, so
+    that the config's validation reads them here, with no method built:
+
+    * ``reads_teacher``: whether the method reads teacher signals in every training batch
+      (its :meth:`Method.signals` are not empty);
+    * ``cannot_compile``: why the method cannot train through ``torch.compile``, or empty
+      when it can.
+    """
+
+    reads_teacher: ClassVar[bool] = False
+    cannot_compile: ClassVar[str] = ""
+
+    @classmethod
+    def check(cls, cfg: RunConfig) -> None:
+        """Refuse a config whose other fields the method named by ``cfg.method`` cannot
+        train with; raises one :class:`~xdx_lib.config.ConfigError` line.
+
+        Augmented batches need the teacher's signals of the augmented images: a method that
+        reads the teacher needs ``teacher_signal: online`` with ``augment: true``. A method
+        that cannot train compiled refuses ``compile: true``, saying why.
+        """
+        if cfg.augment and cfg.teacher_signal == "cached" and cls.reads_teacher:
+            raise ConfigError(
+                f"config: augment=True with teacher_signal='cached' would train method "
+                f"{cfg.method!r} on teacher logits and maps of un-augmented images; "
+                "set teacher_signal: online or augment: false"
+            )
+        if cfg.compile and cls.cannot_compile:
+            raise ConfigError(f"config: compile=True with method {cfg.method!r}: "
+                              f"{cls.cannot_compile}; set compile: false")  # fmt: skip
 
 
 @dataclass(frozen=True)
-class KDOptions:
-    """Knowledge distillation's options.
+class NoOptions(MethodOptions):
+    """A method without options of its own that reads nothing of the teacher (``scratch``)."""
+
+
+@dataclass(frozen=True)
+class KDOptions(MethodOptions):
+    """Knowledge distillation's options; KD reads the teacher's logits in every batch.
 
     Attributes:
         alpha: weight of the KD term; ``1 - alpha`` weighs cross-entropy.
         temperature: the softmax temperature of both distributions.
     """
+
+    reads_teacher: ClassVar[bool] = True
 
     alpha: float
     temperature: float
@@ -81,11 +124,13 @@ def options_from(cfg: RunConfig, options: type) -> object:
 
 
 class Method:
-    """Train on the labels only: ``L = CE(S(x), y)``. The base of every method.
+    """The base of every method: the hooks a method overrides, whose defaults train on the
+    labels only, ``L = CE(S(x), y)`` (registered as :class:`Scratch`).
 
     Subclasses override a few hooks:
 
-    * ``Options``: the dataclass of the method's own config fields (``self.opts``);
+    * ``Options``: the dataclass of the method's own config fields (``self.opts``) and of
+      the config rules its training imposes (a :class:`MethodOptions`);
     * :meth:`signals`: what it reads from the teacher in every training batch;
     * :meth:`prepare`: one-off work with the teacher before training (CAE pre-training);
     * :meth:`build_model`: the network that is trained (and deployed);
@@ -103,15 +148,11 @@ class Method:
     Grad-CAM with the teacher's on :data:`TRACKED_TEST_IMAGES` test images.
     """
 
-    name = "scratch"
-    Options: ClassVar[type] = NoOptions
-    #: Why the method cannot train through ``torch.compile`` (the config refuses
-    #: ``compile: true`` with this reason), or empty when it can.
-    cannot_compile: ClassVar[str] = ""
+    #: The name the method is registered under (:class:`Scratch` and every subclass set it).
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[MethodOptions]] = NoOptions
     #: The method whose students this one shares, or empty for students of its own.
     shares_training_of: ClassVar[str] = ""
-    #: Identifies what ``attach`` added (empty when nothing), for the keys of scores.
-    attached_key = ""
 
     @property
     def may_leave_parameters_unused(self) -> bool:
@@ -125,6 +166,8 @@ class Method:
         self.cfg = cfg
         self.opts = options_from(cfg, self.Options)
         self.tracked_maps: torch.Tensor | None = None
+        #: Identifies what :meth:`attach` added (empty when nothing), for the keys of scores.
+        self.attached_key: str = ""
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -199,7 +242,11 @@ class Method:
         return {"ce": losses.cross_entropy(out["logits"], batch["y"])}
 
 
-METHODS.register("scratch")(Method)
+@METHODS.register("scratch")
+class Scratch(Method):
+    """Train on the labels only, ``L = CE(S(x), y)``: :class:`Method`'s hooks as they are."""
+
+    name = "scratch"
 
 
 @METHODS.register("kd")
@@ -260,7 +307,12 @@ class AttentionTransfer(KD):
 
 @dataclass(frozen=True)
 class E2KDOptions(KDOptions):
-    """e2KD's options: KD's, the weight of its term and the class the maps explain."""
+    """e2KD's options: KD's, the weight of its term and the class the maps explain; e2KD
+    cannot train compiled (``cannot_compile``, see :class:`E2KD`)."""
+
+    cannot_compile: ClassVar[str] = (
+        "its loss backpropagates through the student's Grad-CAM, a gradient taken inside "
+        "the network (a double backward), which torch.compile's graphs do not support")
 
     e2kd_weight: float
     map_target: str
@@ -278,7 +330,7 @@ class E2KD(KD):
     Both maps are raw, ``ReLU(sum_k w_k A_k)`` upsampled bilinearly and never min-max
     normalised, as in the paper's reference code (cosine ignores a scale, not a shift).
 
-    ``compile: true`` is refused with e2KD (:func:`xdx_lib.config.validate` says why): the
+    ``compile: true`` is refused with e2KD (:class:`E2KDOptions` says why): the
     Grad-CAM needs the gradient of the logits with respect to a layer inside the network,
     and a compiled graph neither exposes that layer's output as a node the logits depend on
     nor differentiates its own backward a second time.
@@ -286,9 +338,6 @@ class E2KD(KD):
 
     name = "e2kd"
     Options = E2KDOptions
-    cannot_compile = ("its loss backpropagates through the student's Grad-CAM, a gradient "
-                      "taken inside the network (a double backward), which torch.compile's "
-                      "graphs do not support")  # fmt: skip
 
     def signals(self) -> list[Signal]:
         target = self.opts.map_target

@@ -172,14 +172,15 @@ def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) ->
     """``cfg`` with KD's weight and temperature chosen on the validation split.
 
     The grid and its seeds are those of the profile's experiment config
-    (:func:`experiment_config_path`); the choice is :func:`xdx_lib.runner.tune_kd`'s, made
+    (:func:`experiment_config_path`); the choice is :func:`xdx_lib.tuning.tune_kd`'s, made
     with ``cfg``'s data, models and schedule, so with the profile's defaults it is the KD
     chapter's (read from the run cache). Options given in ``keep`` stay; without a grid,
     or without a validation split, ``cfg`` comes back unchanged.
     """
     import dataclasses
 
-    from .runner import load_experiment, tune_kd
+    from .experiment import load_experiment
+    from .tuning import tune_kd
 
     keep = dict(keep or {})
     path = experiment_config_path("auto", cfg.profile)
@@ -331,7 +332,7 @@ def glue_column(prefix: str, column: pd.Series, fmt: str = "") -> None:
 
 
 def glue_verdicts(table: pd.DataFrame) -> None:
-    """Glue each claim of a :func:`xdx_lib.report.verdicts` table for the book's text.
+    """Glue each claim of a :func:`xdx_lib.tables.claim_sentences` table for the book's text.
 
     Names: ``<claim>_verdict``, ``<claim>_evidence`` and ``<claim>_power`` (e.g.
     ``C1_verdict``), the columns ``verdict``, ``evidence`` and ``power``.

@@ -103,16 +103,18 @@ def plot_agreement_matrix(agree):
 
 
 def plot_speed_quality(table, speed: str = "images/s", quality: str = "Pearson",
-                       reference: float | None = None,
-                       reference_label: str = "reference"):  # fmt: skip
+                       reference: float | None = None, reference_label: str = "reference",
+                       squares: Sequence = ()):  # fmt: skip
     """Quality against speed (log scale), one labelled marker per row of ``table``.
 
-    Rows whose name starts with ``CAE`` are squares, the others circles; ``reference`` draws
-    a dashed horizontal line (e.g. what the mean-map reference scores).
+    The rows named in ``squares`` (e.g. the CAEs, beside the explainers they replace) are
+    squares, the others circles; ``reference`` draws a dashed horizontal line (e.g. what the
+    mean-map reference scores).
     """
     fig, ax = plt.subplots(figsize=(6, 4))
+    squares = set(squares)
     for how, r in table.iterrows():
-        marker = "s" if str(how).startswith("CAE") else "o"
+        marker = "s" if how in squares else "o"
         ax.scatter(r[speed], r[quality], marker=marker)
         ax.annotate(str(how), (r[speed], r[quality]), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")  # fmt: skip
@@ -131,12 +133,14 @@ def _forest_rows(diffs, parts):
     """``diffs`` and the claims' parts that were read (not skipped) as DataFrames."""
     import pandas as pd
 
+    from .claims import PartVerdict
+
     def frame(x):
         return x if isinstance(x, pd.DataFrame) else pd.DataFrame(list(x))
 
     cols = ["claim", "a", "b", "metric", "mean", "lower", "upper", "margin", "verdict"]
     parts = frame(parts) if parts is not None and len(parts) else pd.DataFrame(columns=cols)
-    return frame(diffs), parts[parts["verdict"] != "skipped"]
+    return frame(diffs), parts[parts["verdict"] != PartVerdict.SKIPPED]
 
 
 def _draw_part(ax, y: float, p) -> None:
@@ -150,7 +154,7 @@ def _draw_part(ax, y: float, p) -> None:
         ax.hlines(y, p["lower"], p["upper"], color="black", lw=5, alpha=0.35,
                   gid="one-sided bounds")  # fmt: skip
     x = 0.0 if math.isnan(p["mean"]) else p["mean"]
-    ax.annotate(f"{p['claim']}: {p['verdict']}", (x, y), xytext=(0, -9),
+    ax.annotate(f"{p['claim']}: {p['verdict'].value}", (x, y), xytext=(0, -9),
                 textcoords="offset points", ha="center", va="top", fontsize=6,
                 gid="verdict")  # fmt: skip
 
@@ -160,11 +164,11 @@ def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None):
 
     Args:
         diffs: a DataFrame or a list of dicts with ``a``, ``b``, ``metric``, ``mean``,
-            ``low``, ``high`` (e.g. :func:`xdx_lib.report.paired_differences`).
+            ``lower``, ``upper`` (e.g. :func:`xdx_lib.claims.paired_difference_table`).
         labels: optional metric -> axis label.
         parts: optional parts of the claims, a DataFrame or list of dicts with ``claim``,
             ``a``, ``b``, ``metric``, ``mean``, ``lower``, ``upper``, ``margin`` and
-            ``verdict`` (:func:`xdx_lib.report.claim_parts`, on the same runs as
+            ``verdict`` (:func:`xdx_lib.claims.claim_parts`, on the same runs as
             ``diffs``); skipped parts are not drawn.
 
     Each panel has a dashed vertical line at zero; a difference whose interval (thin bar)
@@ -189,11 +193,11 @@ def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None):
         ys = [pairs.index((a, b)) for a, b in zip(part["a"], part["b"])]
         colours = []
         for y, (_, r) in zip(ys, part.iterrows()):
-            shown = not math.isnan(r["low"]) and (r["low"] > 0 or r["high"] < 0)
+            shown = not math.isnan(r["lower"]) and (r["lower"] > 0 or r["upper"] < 0)
             colours.append("C0" if shown else "grey")
-            if not math.isnan(r["low"]):
-                ax.hlines(y, r["low"], r["high"], color=colours[-1], lw=1.5, gid="interval")
-        fills = ["none" if math.isnan(lo) else c for lo, c in zip(part["low"], colours)]
+            if not math.isnan(r["lower"]):
+                ax.hlines(y, r["lower"], r["upper"], color=colours[-1], lw=1.5, gid="interval")
+        fills = ["none" if math.isnan(lo) else c for lo, c in zip(part["lower"], colours)]
         means = ax.scatter(part["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
         means.set_gid("means")
         ax.axvline(0, color="black", lw=0.8, ls="--", gid="zero-line")
@@ -213,7 +217,7 @@ def plot_accuracy_vs_similarity(table, similarity: str = "gradcam/pearson",
     """Accuracy against explanation similarity, one marker per method with error bars.
 
     Args:
-        table: a :func:`xdx_lib.report.summary` table (rows: methods; columns
+        table: a :func:`xdx_lib.stats.summary` table (rows: methods; columns
             ``(metric, "mean")`` and ``(metric, "std")``); the bars are one standard
             deviation over seeds (none with one seed).
         references: optional name -> similarity of an image-blind reference map, drawn as

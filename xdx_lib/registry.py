@@ -10,6 +10,11 @@ Every :class:`Registry` and every list declared with :func:`declare_choices` is 
 its *kind* ("model", "fusion", ...). The config (:mod:`xdx_lib.config`) validates a field
 by the kind it names, so it imports this module only and sits below everything it
 configures; a new option appears in validation and in the command line's help at once.
+
+A registry may also record, for every name, the options class its factory declares (a
+method's ``Options``, see :meth:`Registry.options`): the config validates a method's
+options through that class without building the method, and without importing the module
+that defines it.
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ T = TypeVar("T", bound=Callable)
 
 #: Every kind of name, with a function giving its allowed names (called when asked, so
 #: that registrations made after a kind is declared count).
-_KINDS: dict[str, Callable[[], Sequence[str]]] = {}
+_NAMES_OF_KIND: dict[str, Callable[[], Sequence[str]]] = {}
 _REGISTRIES: dict[str, Registry] = {}
 
 
 def _declare(kind: str, names: Callable[[], Sequence[str]]) -> None:
-    if kind in _KINDS:
+    if kind in _NAMES_OF_KIND:
         raise ValueError(f"the kind {kind!r} is declared twice")
-    _KINDS[kind] = names
+    _NAMES_OF_KIND[kind] = names
 
 
 def declare_choices(kind: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -49,14 +54,16 @@ def choices(kind: str) -> tuple[str, ...]:
         KeyError: ``kind`` was never declared (a programming error, not bad input).
     """
     try:
-        return tuple(_KINDS[kind]())
+        return tuple(_NAMES_OF_KIND[kind]())
     except KeyError:
-        raise KeyError(f"no kind of name {kind!r} is declared; known: {sorted(_KINDS)}") from None
+        known = sorted(_NAMES_OF_KIND)
+        raise KeyError(f"no kind of name {kind!r} is declared; known: {known}") from None
 
 
-def lookup(kind: str, name: str) -> Callable:
-    """The factory registered as ``name`` in the registry of ``kind`` (see :meth:`Registry.get`)."""
-    return _REGISTRIES[kind].get(name)
+def options_class(kind: str, name: str) -> type:
+    """The options class the factory registered as ``name`` in the registry of ``kind``
+    declares (see :meth:`Registry.options`); nothing is built."""
+    return _REGISTRIES[kind].options(name)
 
 
 class Registry:
@@ -64,6 +71,9 @@ class Registry:
 
     Args:
         kind: what the registry holds ("model", "explainer", "method"), used in errors.
+        options_attribute: the class attribute in which every registered factory declares
+            its options class (``"Options"`` for methods), recorded at registration and
+            returned by :meth:`options`; None (default): the factories declare none.
 
     Examples::
 
@@ -75,9 +85,11 @@ class Registry:
         'built'
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, options_attribute: str | None = None):
         self.kind = kind
+        self.options_attribute = options_attribute
         self._items: dict[str, Callable] = {}
+        self._options: dict[str, type] = {}
         _declare(kind, self.names)
         _REGISTRIES[kind] = self
 
@@ -88,6 +100,11 @@ class Registry:
             key = name or fn.__name__
             if key in self._items:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
+            if self.options_attribute is not None:
+                if not hasattr(fn, self.options_attribute):
+                    raise TypeError(f"{self.kind} {key!r} declares no options class "
+                                    f"{self.options_attribute!r}")  # fmt: skip
+                self._options[key] = getattr(fn, self.options_attribute)
             self._items[key] = fn
             return fn
 
@@ -100,6 +117,18 @@ class Registry:
         except KeyError:
             known = ", ".join(sorted(self._items))
             raise ValueError(f"unknown {self.kind} {name!r}; choose one of: {known}") from None
+
+    def options(self, name: str) -> type:
+        """The options class the factory registered as ``name`` declared at registration.
+
+        Raises:
+            ValueError: ``name`` is not registered (the message lists the known names).
+            TypeError: this registry records no options (``options_attribute`` is None).
+        """
+        if self.options_attribute is None:
+            raise TypeError(f"the {self.kind} registry records no options classes")
+        self.get(name)  # an unknown name fails here, listing the known ones
+        return self._options[name]
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

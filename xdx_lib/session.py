@@ -18,10 +18,11 @@ images) or computed on each augmented batch (``online``, needed with ``augment``
 A student that the cache already holds is loaded without preparing its method (no teacher
 maps fetched, no CAE pre-trained for its training); what its method attaches to the
 trained model (``kd_cae``'s CAE) is attached either way. Under ``torchrun`` every rank
-runs the same calls: the models train with DDP (:func:`xdx_lib.train.fit`), and what is
-cached is made by rank 0 while the others wait, then load it. Layer: above the methods
-and the loop; below the evaluation, the experiment runner (:mod:`xdx_lib.runner`), the
-notebooks and the command line.
+runs the same calls: the models train with DDP (:func:`xdx_lib.train.fit`, told the
+config's schedule and hardware by :func:`loop_records`), and what is cached is made by
+rank 0 while the others wait, then load it. Layer: above the methods and the loop; below
+the evaluation, the experiment runner (:mod:`xdx_lib.runner`), the notebooks and the
+command line.
 """
 
 from __future__ import annotations
@@ -33,21 +34,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .batches import Extras
 from .cache import hash_dict, runs_dir
+from .checkpoints import checkpoint_epochs, load_checkpoint
 from .config import RunConfig
 from .data import Dataset, load_dataset
+from .devices import distributed, rank_zero_first, resolve_device, seed_everything
 from .methods import Method, create_method
 from .signals import provide
-from .train import (
-    Extras,
-    checkpoint_epochs,
-    distributed,
-    fit,
-    load_checkpoint,
-    rank_zero_first,
-    resolve_device,
-    seed_everything,
-)
+from .train import Checkpointing, Hardware, Schedule, fit
 from .trained import (
     RUN_FORMAT,
     STUDENT_FIELDS,
@@ -101,7 +96,7 @@ def _extras(job: Job, data: Dataset, teacher: TrainedModel | None) -> Extras:
 
     Under ``torchrun`` rank 0 does this first, computing and caching the teacher's logits
     and maps and pre-training a CAE; the other ranks wait, then load them from the cache
-    (:func:`~xdx_lib.train.rank_zero_first`).
+    (:func:`~xdx_lib.devices.rank_zero_first`).
     """
     if teacher is None:
         return Extras()
@@ -146,18 +141,31 @@ def _train(job: Job, data: Dataset, teacher: TrainedModel | None, device: torch.
            progress: bool, verbose: bool) -> tuple[nn.Module, list[dict]]:  # fmt: skip
     """Prepare the job's method (given a teacher), then seed, build and train its model;
     returns the model and its history."""
-    cfg, method = job.cfg, job.method
+    method = job.method
     extras = _extras(job, data, teacher)
     seed_everything(job.seed)
     model = method.build_model(data.in_channels, data.num_classes)
-    history = fit(
-        model, method, getattr(data, job.images), data.test,
-        epochs=job.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, seed=job.seed, device=device,
-        ckpt_path=job.path, meta=job.meta, extras=extras, amp=cfg.amp,
-        augment=job.augment, compile=cfg.compile, progress=progress, verbose=verbose,
-    )  # fmt: skip
+    schedule, hardware, checkpointing = loop_records(job, device)
+    history = fit(model, method, getattr(data, job.images), data.test, schedule=schedule,
+                  hardware=hardware, checkpointing=checkpointing, extras=extras,
+                  progress=progress, verbose=verbose)  # fmt: skip
     return model, history
+
+
+def loop_records(job: Job, device: torch.device) -> tuple[Schedule, Hardware, Checkpointing]:
+    """What :func:`~xdx_lib.train.fit` is told about a job: the one place where a config's
+    fields become the loop's records.
+
+    The schedule takes the config's batch size, learning rate and weight decay, and the
+    job's own epochs, seed and augmentation (a teacher's ``teacher_epochs``,
+    ``teacher_seed`` and ``teacher_augment``, a student's ``student_epochs``, ``seed`` and
+    ``augment``); the hardware the resolved ``device``, ``amp`` and ``compile``.
+    """
+    cfg = job.cfg
+    schedule = Schedule(epochs=job.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                        weight_decay=cfg.weight_decay, seed=job.seed, augment=job.augment)
+    hardware = Hardware(device=device, precision=cfg.amp, compile=cfg.compile)
+    return schedule, hardware, Checkpointing(path=job.path, meta=job.meta)
 
 
 def teacher_job(cfg: RunConfig, data: Dataset) -> Job:
@@ -227,7 +235,8 @@ class Session:
     """One config's data, teacher and students, each made once and then reused.
 
     ``Session(cfg).student(method="kd", seed=3)`` trains (or loads) that student with the
-    session's data and teacher; asking again returns the same object. Variants of the
+    session's data and teacher; asking again returns the same object. ``teacher()`` trains
+    (or loads) the teacher, which a first ``student`` call does too. Variants of the
     config (another method, seed or option) share the data and the teacher, so a chapter or
     the runner loads each once. A variant that changes the data or the teacher is refused:
     make another session.
@@ -254,8 +263,9 @@ class Session:
             self._data = load_data(self.cfg)
         return self._data
 
-    @property
     def teacher(self) -> TrainedModel:
+        """The config's teacher, trained or read from the run cache on the first call (which
+        prints and shows progress as the session does); the same object after."""
         if self._teacher is None:
             self._teacher = train_teacher(self.cfg, self.data, self.progress, self.verbose)
         return self._teacher
@@ -269,13 +279,18 @@ class Session:
                              "make another Session for them")  # fmt: skip
         return cfg
 
-    def student(self, **changes) -> TrainedModel:
-        """The student of the session's config with ``changes`` (method, seed, options)."""
-        job = student_job(self.config(**changes), self.teacher)
+    def student(self, *, verbose: bool | None = None, **changes) -> TrainedModel:
+        """The student of the session's config with ``changes`` (method, seed, options).
+
+        ``verbose``: print its per-epoch lines if it trains (None: as the session does), so
+        that a caller can train quietly without changing the session.
+        """
+        job = student_job(self.config(**changes), self.teacher())
         # methods that share a checkpoint (kd, kd_cae) are still apart here: each attaches
         # its own parts to the model
         key = (job.method.name, job.meta["key"])
         if key not in self._students:
-            self._students[key] = train_or_load(job, self.data, self.teacher, self.progress,
-                                                self.verbose)  # fmt: skip
+            loud = self.verbose if verbose is None else verbose
+            self._students[key] = train_or_load(job, self.data, self.teacher(), self.progress,
+                                                loud)  # fmt: skip
         return self._students[key]

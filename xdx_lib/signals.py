@@ -13,8 +13,9 @@ them from the batch under :attr:`Signal.key` and never learns where they came fr
   teacher on each (augmented) batch.
 
 Both give the same numbers on the same images (a test checks it). Layer: beside the trained
-models (:mod:`xdx_lib.trained`), above the loop, the losses and the explainers; below the
-methods, which only declare.
+models (:mod:`xdx_lib.trained`), above the batches (:class:`~xdx_lib.batches.Extras`, what
+it provides), the precision, the losses and the explainers; below the methods, which only
+declare.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from torch import Tensor, nn
 
 from . import losses
 from ._utils import channels_last
+from .batches import Extras
 from .explain import make_explainer
+from .precision import autocast, resolve_precision
 from .registry import declare_choices
-from .train import Extras, autocast, resolve_precision
 from .trained import TrainedModel, model_maps, teacher_logits
 
 #: Where a student's teacher signals come from, ``cached`` (computed once on the
@@ -38,9 +40,9 @@ TEACHER_SIGNALS = declare_choices("teacher signal", ("cached", "online"))
 #: The classes a teacher's map may explain, its prediction (``pred``) or the label.
 MAP_TARGETS = declare_choices("map target", ("pred", "label"))
 
-#: What a signal is, and the batch key it is read under.
-KINDS = {"logits": "teacher_logits", "maps": "teacher_maps", "target_class": "target_class",
-         "attention": "teacher_attention"}  # fmt: skip
+#: Each kind of signal, and the batch key it is read under.
+BATCH_KEYS = {"logits": "teacher_logits", "maps": "teacher_maps",
+              "target_class": "target_class", "attention": "teacher_attention"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,9 @@ class Signal:
     target: str = "pred"
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown signal {self.kind!r}; choose one of: {', '.join(KINDS)}")
+        if self.kind not in BATCH_KEYS:
+            raise ValueError(f"unknown signal {self.kind!r}; choose one of: "
+                             f"{', '.join(BATCH_KEYS)}")  # fmt: skip
         if self.target not in MAP_TARGETS:
             raise ValueError(f"signal target {self.target!r}; choose one of: "
                              f"{', '.join(MAP_TARGETS)}")  # fmt: skip
@@ -73,7 +76,7 @@ class Signal:
     @property
     def key(self) -> str:
         """The batch key the method reads this signal under."""
-        return KINDS[self.kind]
+        return BATCH_KEYS[self.kind]
 
     @property
     def settings(self) -> dict:
@@ -179,7 +182,7 @@ class OnlineSignals:
 
 def provide(source: str, teacher: TrainedModel, data, signals: list[Signal], device,
             amp: str = "auto") -> Extras:  # fmt: skip
-    """The training loop's :class:`~xdx_lib.train.Extras` for ``signals``, from ``source``.
+    """The training loop's :class:`~xdx_lib.batches.Extras` for ``signals``, from ``source``.
 
     ``cached``: per-image tensors of the training split (:func:`cached_signals`); ``online``:
     a per-batch function (:class:`OnlineSignals`). Nothing is computed when the method

@@ -8,7 +8,8 @@ explanation maps (:func:`model_maps`, on top of the on-disk maps cache
 never reads another's maps.
 
 Layer: below the methods (:mod:`xdx_lib.methods` reads teacher maps from here) and above
-the loop (:mod:`xdx_lib.train`), the explainers and the cache. It imports no method.
+the batches (:func:`xdx_lib.batches.predict_logits`), the explainers and the cache. It
+imports neither a method nor the loop.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from .batches import predict_logits
 from .cache import atomic_torch_save, file_hash, hash_dict, load_tensors, runs_dir
 from .explain import Explainer, explain, make_explainer
 from .models import count_parameters
-from .train import predict_logits
 
 #: Bumped when what a run records changes (history fields, checkpoint layout), so that
 #: older cached runs are retrained instead of read with missing fields (3: e2KD matches

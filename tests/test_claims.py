@@ -1,0 +1,344 @@
+"""The claims, the rule part by part and claim by claim, and the paired table, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from xdx_lib import claims
+from xdx_lib.claims import ClaimVerdict as CV
+from xdx_lib.claims import PartVerdict as PV
+
+M = 0.006
+
+
+@pytest.mark.parametrize("lower, upper, reading", [
+    (0.010, 0.030, PV.SUPPORTED),
+    (-0.030, -0.010, PV.OPPOSITE),
+    (-0.010, 0.010, PV.INCONCLUSIVE),
+    (-0.004, 0.005, PV.NO_DIFFERENCE),
+    # significant and inside the margin: the margin wins, in both directions
+    (0.001, 0.004, PV.NO_DIFFERENCE),
+    (-0.004, -0.001, PV.NO_DIFFERENCE),
+    # a bound touching 0 shows nothing
+    (0.0, 0.020, PV.INCONCLUSIVE),
+    (-0.020, 0.0, PV.INCONCLUSIVE),
+    # a bound touching the margin is not inside it
+    (0.002, M, PV.SUPPORTED),
+    (-M, -0.002, PV.OPPOSITE),
+    (-M, 0.002, PV.INCONCLUSIVE),
+    (math.nan, math.nan, PV.INCONCLUSIVE),
+])  # fmt: skip
+def test_part_verdict_higher(lower, upper, reading):
+    assert claims.part_verdict(lower, upper, M) is reading
+
+
+@pytest.mark.parametrize("lower, upper, reading", [
+    (-0.004, 0.005, PV.SUPPORTED),   # small either way: inside the margin
+    (0.001, 0.005, PV.SUPPORTED),    # higher, but by less than the margin
+    (-0.050, -0.020, PV.SUPPORTED),  # lower
+    (-0.010, M, PV.INCONCLUSIVE),    # the upper bound touches the margin
+    (0.000, 0.020, PV.INCONCLUSIVE),  # not significant is not enough: the bound passes M
+    (M, 0.020, PV.INCONCLUSIVE),     # the lower bound touches the margin
+    (0.007, 0.020, PV.OPPOSITE),     # higher beyond the margin
+    (math.nan, math.nan, PV.INCONCLUSIVE),
+])  # fmt: skip
+def test_part_verdict_not_higher(lower, upper, reading):
+    assert claims.part_verdict(lower, upper, M, needs="not higher") is reading
+
+
+@pytest.mark.parametrize("readings, verdict", [
+    ([PV.SUPPORTED], CV.SUPPORTED),
+    ([PV.SUPPORTED, PV.SUPPORTED], CV.SUPPORTED),
+    ([PV.SUPPORTED, PV.OPPOSITE], CV.NOT_SUPPORTED),
+    ([PV.OPPOSITE, PV.INCONCLUSIVE], CV.NOT_SUPPORTED),
+    ([PV.SUPPORTED, PV.NO_DIFFERENCE], CV.PARTLY_SUPPORTED),
+    ([PV.SUPPORTED, PV.INCONCLUSIVE], CV.PARTLY_SUPPORTED),
+    ([PV.SUPPORTED, PV.SKIPPED], CV.PARTLY_SUPPORTED),
+    ([PV.NO_DIFFERENCE], CV.NOT_SUPPORTED),
+    ([PV.NO_DIFFERENCE, PV.INCONCLUSIVE], CV.NOT_SUPPORTED),
+    ([PV.INCONCLUSIVE], CV.INCONCLUSIVE),
+    ([PV.SKIPPED], CV.INCONCLUSIVE),
+    ([], CV.INCONCLUSIVE),
+])  # fmt: skip
+def test_claim_verdict(readings, verdict):
+    assert claims.claim_verdict(readings) is verdict
+
+
+def test_claim_verdict_refuses_an_unknown_reading():
+    with pytest.raises(ValueError, match="not a valid PartVerdict"):
+        claims.claim_verdict(["maybe"])
+
+
+def test_verdicts_are_the_method_chapters_names():
+    assert [v.value for v in PV] == ["supported", "opposite", "no difference beyond the margin",
+                                     "inconclusive", "skipped"]  # fmt: skip
+    assert [v.value for v in CV] == ["supported", "partly supported", "not supported",
+                                     "inconclusive"]  # fmt: skip
+
+
+def test_evidence_checks_its_need_and_margin():
+    with pytest.raises(ValueError, match="needs"):
+        claims.Evidence("a", "b", "accuracy", 0.01, needs="lower")
+    with pytest.raises(ValueError, match="margin"):
+        claims.Evidence("a", "b", "accuracy", 0.0)
+    with pytest.raises(ValueError, match="needs"):
+        claims.part_verdict(0.0, 1.0, 0.1, needs="lower")
+
+
+def test_claims_carry_the_margins_the_method_chapter_states():
+    got = {c.name: [(ev.a, ev.b, ev.metric, ev.needs, ev.margin) for ev in c.parts]
+           for c in claims.CLAIMS}  # fmt: skip
+    assert got == {
+        "C1": [("kd", "scratch", "agreement", "higher", 0.006),
+               ("kd", "scratch", "gradcam/pearson", "not higher", 0.03)],
+        "C2": [("xdistill", "kd", "accuracy", "higher", 0.006)],
+        "C3": [("xdistill", "kd", "agreement", "higher", 0.006),
+               ("xdistill", "kd", "gradcam/pearson", "higher", 0.03),
+               ("xdistill", "kd", "deployed/pearson", "higher", 0.03)],
+    }  # fmt: skip
+    assert (claims.FRACTION_MARGIN, claims.R_MARGIN) == (0.006, 0.03)
+
+
+# ------------------------------------------------------------------- verdicts from results
+
+T95_1 = 6.313752  # scipy.stats.t.ppf(0.95, 1)
+T95_2 = 2.919986  # scipy.stats.t.ppf(0.95, 2)
+
+
+def _claims_frame(group="main", seeds=3):
+    """Three methods, three seeds; the per-seed differences are written beside each claim."""
+    runs = {  # method: (accuracy, agreement, gradcam/pearson) per seed
+        "scratch": [(0.80, 0.80, 0.30), (0.80, 0.80, 0.30), (0.80, 0.80, 0.30)],
+        "kd": [(0.82, 0.85, 0.31), (0.82, 0.86, 0.29), (0.82, 0.87, 0.30)],
+        "xdistill": [(0.79, 0.87, 0.41), (0.78, 0.89, 0.49), (0.77, 0.88, 0.60)],
+    }
+    rows = []
+    for method, per_seed in runs.items():
+        for seed, (acc, agree, r) in enumerate(per_seed[:seeds]):
+            rows.append({"group": group, "method": method, "seed": seed, "accuracy": acc,
+                         "agreement": agree, "gradcam/pearson": r})
+    return pd.DataFrame(rows)
+
+
+H3 = T95_2 * 0.01 / math.sqrt(3)  # one-sided half-width of three differences with sd 0.01
+
+
+def _by_name(readings):
+    return {r.name: r for r in readings}
+
+
+def test_verdicts_by_hand():
+    v = _by_name(claims.verdicts(_claims_frame()))
+    assert list(v) == ["C1", "C2", "C3"]
+    # C1: agreement kd - scratch = [0.05, 0.06, 0.07]: lower 0.06 - H3 = 0.043 > 0;
+    # Grad-CAM r kd - scratch = [0.01, -0.01, 0.00]: upper 0 + H3 = 0.017 < 0.03.
+    assert v["C1"].verdict is CV.SUPPORTED
+    agree, expl = v["C1"].parts
+    assert agree.lower == pytest.approx(0.06 - H3, abs=1e-6)
+    assert agree.half_width == pytest.approx(H3, abs=1e-6)
+    assert agree.verdict is PV.SUPPORTED and agree.reason == ""
+    assert expl.upper == pytest.approx(H3, abs=1e-6) and expl.verdict is PV.SUPPORTED
+    # C2: accuracy xdistill - kd = [-0.03, -0.04, -0.05]: upper -0.04 + H3 < 0, lower
+    # -0.04 - H3 below -0.006.
+    assert v["C2"].verdict is CV.NOT_SUPPORTED
+    (acc,) = v["C2"].parts
+    assert acc.upper == pytest.approx(-0.04 + H3, abs=1e-6) and acc.verdict is PV.OPPOSITE
+    # the detectable difference: noncentrality 3.979 at 2 degrees of freedom, times sd/sqrt(3)
+    assert acc.detectable == pytest.approx(0.023, abs=5e-4)
+    assert scipy_stats.nct.sf(T95_2, 2, acc.detectable * math.sqrt(3) / 0.01) == pytest.approx(0.8)
+    # C3: agreement xdistill - kd = [0.02, 0.03, 0.01]: lower 0.02 - H3 = 0.0031 > 0, which
+    # the 95 % two-sided interval would not show; Grad-CAM r = [0.10, 0.20, 0.30]: lower
+    # 0.2 - 10 H3 = 0.031 > 0; the deployed r is not in these results: partly supported.
+    assert v["C3"].verdict is CV.PARTLY_SUPPORTED
+    agree3, r3, deployed = v["C3"].parts
+    assert agree3.lower == pytest.approx(0.02 - H3, abs=1e-6)
+    assert agree3.verdict is PV.SUPPORTED
+    assert r3.lower == pytest.approx(0.2 - 10 * H3, abs=1e-6) and r3.verdict is PV.SUPPORTED
+    assert deployed.verdict is PV.SKIPPED and deployed.n == 0 and math.isnan(deployed.mean)
+    assert deployed.reason == "deployed/pearson is not in these results"
+
+
+def test_significant_difference_inside_the_margin_reads_no_difference():
+    df = _claims_frame()
+    # accuracy xdistill - kd = [0.001, 0.002, 0.003]: mean 0.002, sd 0.001, bounds
+    # 0.002 -+ 0.1 H3 = [0.00031, 0.00369]: nonzero, and inside +-0.006
+    kd = df.method == "kd"
+    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + [
+        0.001, 0.002, 0.003]
+    c2 = _by_name(claims.verdicts(df))["C2"]
+    (acc,) = c2.parts
+    assert acc.lower == pytest.approx(0.002 - 0.1 * H3, abs=1e-7) and acc.lower > 0
+    assert acc.verdict is PV.NO_DIFFERENCE
+    assert c2.verdict is CV.NOT_SUPPORTED
+
+
+def test_two_seeds_by_hand():
+    df = _claims_frame(seeds=2)
+    # accuracy xdistill - kd = [-0.03, -0.04]: mean -0.035, sd 0.00707, bounds
+    # -0.035 -+ 6.313752 * 0.00707 / sqrt(2) = -0.035 -+ 0.0316: [-0.0666, -0.0034]
+    v = _by_name(claims.verdicts(df))
+    (acc,) = v["C2"].parts
+    half = T95_1 * (0.01 / math.sqrt(2)) / math.sqrt(2)
+    assert acc.n == 2 and acc.mean == pytest.approx(-0.035)
+    assert acc.half_width == pytest.approx(half, abs=1e-6)
+    assert acc.upper == pytest.approx(-0.035 + half, abs=1e-6)
+    assert acc.verdict is PV.OPPOSITE
+    # agreement kd - scratch = [0.05, 0.06]: lower 0.055 - 0.0316 = 0.0234 > 0
+    agree, _ = v["C1"].parts
+    assert agree.lower == pytest.approx(0.055 - half, abs=1e-6)
+    assert agree.verdict is PV.SUPPORTED
+
+
+def test_zero_variance_and_bounds_touching_by_hand():
+    # exact binary fractions, so the per-seed differences are exactly equal
+    rows = [{"group": "main", "method": m, "seed": s, "x": x}
+            for s in range(3) for m, x in (("p", 0.5), ("q", 0.25), ("r", 0.25))]
+    df = pd.DataFrame(rows)
+    p_q = claims.judge_part(df, "C", claims.Evidence("p", "q", "x", 0.125), "main")
+    assert (p_q.mean, p_q.sd, p_q.lower, p_q.upper) == (0.25, 0.0, 0.25, 0.25)
+    assert p_q.half_width == 0.0 and p_q.detectable == 0.0
+    assert p_q.verdict is PV.SUPPORTED
+    # both bounds exactly 0: inside any margin, neither supported nor opposite
+    q_r = claims.judge_part(df, "C", claims.Evidence("q", "r", "x", 0.125), "main")
+    assert (q_r.lower, q_r.upper) == (0.0, 0.0)
+    assert q_r.verdict is PV.NO_DIFFERENCE
+    # the upper bound exactly at the margin: "not higher" is not shown, nor is its opposite
+    at = claims.judge_part(df, "C", claims.Evidence("p", "q", "x", 0.25, "not higher"), "main")
+    assert at.upper == at.margin == 0.25 and at.verdict is PV.INCONCLUSIVE
+    # exactly at the margin for a superiority part: supported, not "inside the margin"
+    assert claims.judge_part(df, "C", claims.Evidence("p", "q", "x", 0.25), "main").verdict is (
+        PV.SUPPORTED)
+
+
+def test_the_claims_group_the_results_chapter_reads():
+    # the claims' methods on four seeds in group "claims"; group "main" disagrees with it
+    frame = _claims_frame("claims")
+    extra = frame[frame.seed == 0].assign(seed=3)
+    main = _claims_frame("main").assign(accuracy=0.5)
+    df = pd.concat([frame, extra, main], ignore_index=True)
+    c2 = _by_name(claims.verdicts(df, group="claims"))["C2"]
+    (acc,) = c2.parts
+    # accuracy xdistill - kd on seeds 0-3 = [-0.03, -0.04, -0.05, -0.03]
+    d = np.array([-0.03, -0.04, -0.05, -0.03])
+    half = scipy_stats.t.ppf(0.95, 3) * d.std(ddof=1) / 2
+    assert acc.n == 4 and acc.mean == pytest.approx(d.mean())
+    assert acc.lower == pytest.approx(d.mean() - half)
+    assert c2.verdict is CV.NOT_SUPPORTED
+
+
+def test_adding_a_metric_to_a_claim_is_one_evidence():
+    df = _claims_frame()
+    df["deployed/pearson"] = df["gradcam/pearson"] + (df.method == "xdistill") * 0.5
+    claim = claims.Claim("C3", "more faithful", parts=(
+        claims.Evidence("xdistill", "kd", "deployed/pearson", 0.03),))
+    (c3,) = claims.verdicts(df, claims=[claim])
+    # [0.60, 0.70, 0.80]: lower 0.7 - 10 H3 = 0.53 > 0
+    assert c3.verdict is CV.SUPPORTED and c3.parts[0].lower == pytest.approx(0.7 - 10 * H3)
+
+
+def test_claim_without_any_evidence_is_inconclusive():
+    claim = claims.Claim("C9", "x", parts=(claims.Evidence("kd", "scratch", "nope", 0.1),
+                                           claims.Evidence("e2kd", "kd", "accuracy", 0.1)))
+    (c9,) = claims.verdicts(_claims_frame(), claims=[claim])
+    assert c9.verdict is CV.INCONCLUSIVE
+    assert [p.verdict for p in c9.parts] == [PV.SKIPPED, PV.SKIPPED]
+    assert [p.reason for p in c9.parts] == ["nope is not in these results", "no runs of e2kd"]
+    empty = claims.verdicts(_claims_frame(), group="claims")  # no such group
+    assert {c.verdict for c in empty} == {CV.INCONCLUSIVE}
+    assert _by_name(empty)["C2"].parts[0].reason == "no runs in group claims"
+
+
+def test_a_metric_missing_for_one_method_skips_the_part():
+    df = _claims_frame()
+    df["deployed/pearson"] = np.where(df.method == "xdistill", 0.9, np.nan)
+    deployed = _by_name(claims.verdicts(df))["C3"].parts[2]
+    assert deployed.verdict is PV.SKIPPED
+    assert deployed.reason == "deployed/pearson has no value for any run of kd"
+
+
+def test_one_seed_verdicts_are_inconclusive():
+    v = claims.verdicts(_claims_frame(seeds=1))
+    assert {c.verdict for c in v} == {CV.INCONCLUSIVE}
+    (acc,) = _by_name(v)["C2"].parts
+    assert acc.n == 1 and acc.mean == pytest.approx(-0.03) and acc.verdict is PV.INCONCLUSIVE
+    assert math.isnan(acc.lower) and math.isnan(acc.half_width) and math.isnan(acc.detectable)
+
+
+def test_duplicated_seed_and_method_is_an_error_even_where_no_part_reads_it():
+    df = _claims_frame().replace({"xdistill": "other"})
+    twice = pd.concat([df, df[(df.method == "other") & (df.seed == 0)]], ignore_index=True)
+    with pytest.raises(ValueError, match="more than one run of other on seed 0"):
+        claims.verdicts(twice)
+
+
+def test_claim_parts_is_one_row_per_part_with_the_readings_numbers():
+    df = _claims_frame()
+    parts = claims.claim_parts(df)
+    assert list(parts.columns) == list(claims.PART_COLUMNS)
+    assert "note" not in parts.columns and "part" not in parts.columns  # no words but reasons
+    assert list(parts.claim) == ["C1", "C1", "C2", "C3", "C3", "C3"]
+    read = [p for c in claims.verdicts(df) for p in c.parts]
+    assert list(parts.verdict) == [p.verdict for p in read]
+    assert parts.loc[0, "lower"] == read[0].lower
+    assert parts.loc[2, "half_width"] == pytest.approx(H3)
+
+
+# -------------------------------------------------------------------- the paired table
+
+
+def test_pairs_are_each_listed_once():
+    assert len(set(claims.PAIRS)) == len(claims.PAIRS)
+    assert len(set(claims.PAIR_METRICS)) == len(claims.PAIR_METRICS)
+    assert ("xdistill", "kd_cae") in claims.PAIRS
+
+
+def _every_method_frame():
+    rng = np.random.default_rng(0)
+    methods = sorted({m for pair in claims.PAIRS for m in pair})
+    rows = [{"group": "main", "method": m, "seed": s,
+             **{q: float(rng.uniform()) for q in claims.PAIR_METRICS}}
+            for s in range(3) for m in methods]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_every_pair_table_is_unique():
+    diffs = claims.paired_difference_table(_every_method_frame())
+    assert len(diffs) == len(claims.PAIRS) * len(claims.PAIR_METRICS)
+    assert not diffs.duplicated(["a", "b", "metric"]).any()
+    assert list(dict.fromkeys(zip(diffs.a, diffs.b))) == list(claims.PAIRS)
+
+
+def test_paired_difference_table_refuses_a_pair_or_metric_twice():
+    df = _every_method_frame()
+    with pytest.raises(ValueError, match=r"pairs repeat \('kd', 'scratch'\)"):
+        claims.paired_difference_table(df, pairs=[("kd", "scratch"), ("kd", "scratch")])
+    with pytest.raises(ValueError, match="metrics repeat accuracy"):
+        claims.paired_difference_table(df, metrics=["accuracy", "accuracy"])
+
+
+def test_paired_difference_table_skips_absent_pairs_and_metrics():
+    df = _claims_frame()
+    diffs = claims.paired_difference_table(df)
+    assert list(diffs.columns) == ["a", "b", "metric", "n", "mean", "sd", "lower", "upper",
+                                   "half_width"]  # fmt: skip
+    # of PAIRS only kd - scratch, xdistill - kd, xdistill - scratch ran; topk_iou is absent
+    assert [(a, b) for a, b in zip(diffs.a, diffs.b)][::3] == [
+        ("kd", "scratch"), ("xdistill", "kd"), ("xdistill", "scratch")]
+    assert list(diffs.metric[:3]) == ["accuracy", "agreement", "gradcam/pearson"]
+    row = diffs[(diffs.a == "xdistill") & (diffs.b == "kd") & (diffs.metric == "accuracy")]
+    assert row["mean"].item() == pytest.approx(-0.04)
+    assert row["half_width"].item() == pytest.approx(4.302653 * 0.01 / math.sqrt(3), abs=1e-6)
+    only = claims.paired_difference_table(df, methods=["kd", "scratch"])
+    assert list(zip(only.a, only.b, only.metric)) == [
+        ("kd", "scratch", "accuracy"), ("kd", "scratch", "agreement"),
+        ("kd", "scratch", "gradcam/pearson")]  # fmt: skip
+    # a metric one method lacks is left out
+    df["agreement"] = np.where(df.method == "kd", 0.9, np.nan)
+    partial = claims.paired_difference_table(df, pairs=[("kd", "scratch")],
+                                             metrics=["accuracy", "agreement"])  # fmt: skip
+    assert list(partial.metric) == ["accuracy"]

@@ -1,0 +1,77 @@
+"""Mixed precision and the optimiser step: ``auto`` fits the GPU, forced precisions apply
+on a CPU, float16 alone goes through the gradient scaler, and a NaN loss is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xdx_lib.config import RunConfig
+from xdx_lib.methods import create_method
+from xdx_lib.models import create_model
+from xdx_lib.precision import PRECISIONS, grad_scaler, optimizer_step, resolve_precision
+from xdx_lib.train import Hardware, Schedule, fit
+
+
+def _scratch():
+    return create_method(RunConfig(method="scratch", student="student_tiny"))
+
+
+@pytest.mark.parametrize("amp, capability, expected", [
+    ("auto", (8, 0), torch.bfloat16),   # A100, H100: bfloat16 tensor cores
+    ("auto", (9, 0), torch.bfloat16),
+    ("auto", (7, 5), torch.float16),    # T4: no bfloat16 convolutions in cuDNN
+    ("auto", (7, 0), torch.float16),    # V100
+    ("bf16", (7, 5), torch.bfloat16),   # forced
+    ("fp16", (9, 0), torch.float16),
+    ("off", (9, 0), None),
+    (True, (7, 5), torch.float16),      # True reads as auto
+    (False, (9, 0), None),
+])  # fmt: skip
+def test_precision_fits_the_gpu(monkeypatch, amp, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision(amp, torch.device("cuda:0")) is expected
+
+
+def test_auto_precision_is_none_on_a_cpu_and_forced_ones_apply_there():
+    assert resolve_precision("auto", "cpu") is None
+    assert resolve_precision("fp16", "cpu") is torch.float16
+    with pytest.raises(ValueError, match="choose one of: auto, bf16, fp16, off"):
+        resolve_precision("fp8", "cpu")
+    assert PRECISIONS == ("auto", "bf16", "fp16", "off")
+
+
+def test_fp16_trains_through_the_gradient_scaler_on_a_cpu(shapes, monkeypatch):
+    scaled = []
+    real = torch.amp.GradScaler.scale
+
+    def spy(self, loss):
+        scaled.append(self.is_enabled())
+        return real(self, loss)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", spy)
+    train, test = shapes
+    torch.manual_seed(0)
+    model = create_model("student_tiny", 1, 4)
+    hist = fit(model, _scratch(), train, test, Schedule(epochs=2, batch_size=32, lr=3e-3),
+               hardware=Hardware(precision="fp16"), verbose=False)  # fmt: skip
+    assert scaled and all(scaled)  # every step went through the enabled scaler
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+
+
+def test_bf16_and_off_never_scale():
+    assert not grad_scaler("cpu", torch.bfloat16).is_enabled()
+    assert not grad_scaler("cpu", None).is_enabled()
+    assert grad_scaler("cpu", torch.float16).is_enabled()
+
+
+def test_an_optimizer_step_refuses_a_nan_loss_and_otherwise_steps():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.SGD([w], lr=0.5)
+    with pytest.raises(FloatingPointError, match="step 3 became nan; lower the learning "
+                                                 "rate or check the maps"):  # fmt: skip
+        optimizer_step(opt, w.sum() * float("nan"), "step 3", remedy="check the maps")
+    assert w.item() == 1.0  # nothing stepped
+    optimizer_step(opt, (2 * w).sum(), "step 4")
+    assert w.item() == 0.0  # 1 - 0.5 * 2

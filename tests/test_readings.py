@@ -1,0 +1,141 @@
+"""The chapters' readings (``xdx_lib.readings``): for known numbers, the words and the
+decisions the chapters' text quotes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from xdx_lib import readings
+from xdx_lib.config import PROFILES
+
+COLAB = PROFILES["colab"]
+
+
+def test_counted_is_plural_from_two():
+    assert readings.counted(1, "seed") == "1 seed"
+    assert readings.counted(3, "seed") == "3 seeds"
+
+
+def test_plateau_reached_at_the_profile_short_of_it_or_still_climbing():
+    at_budget = {8: 0.850, 16: 0.853, 32: 0.852}
+    assert readings.plateau("kd", at_budget, 8) == (
+        "the KD student has reached its plateau at the profile's 8 epochs")
+    later = {8: 0.840, 16: 0.851, 32: 0.853}
+    assert readings.plateau("scratch", later, 8) == (
+        "the scratch student reaches its plateau by 16 epochs; at the profile's 8 it is "
+        "0.013 short of it")
+    climbing = {8: 0.830, 16: 0.840, 32: 0.850}
+    assert readings.plateau("kd", climbing, 8) == (
+        "the KD student is still climbing: 32 epochs add +0.010 to 16 epochs, and +0.020 "
+        "to the profile's 8")
+    with pytest.raises(ValueError, match="at least two"):
+        readings.plateau("kd", {8: 0.85}, 8)
+
+
+def test_lead_by_budget_lists_every_schedule_shortest_first():
+    kd, scratch = {16: 0.870, 8: 0.860}, {8: 0.850, 16: 0.852}
+    assert readings.lead_by_budget(kd, scratch) == "+0.010 after 8 epochs, +0.018 after 16 epochs"
+
+
+def test_colab_epochs_beyond_only_for_the_same_student_trained_shorter():
+    assert readings.colab_epochs_beyond(COLAB.student, COLAB.student_epochs - 1) == (
+        COLAB.student_epochs)
+    assert readings.colab_epochs_beyond(COLAB.student, COLAB.student_epochs) is None
+    assert readings.colab_epochs_beyond("no such student", 1) is None
+
+
+def test_plateau_consequence():
+    both_there = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.87, 16: 0.87}}
+    assert readings.plateau_consequence(both_there, 8, COLAB.student) == (
+        "Comparisons of this profile are of students at their plateau")
+    kd_behind = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
+    text = readings.plateau_consequence(kd_behind, 8, COLAB.student)
+    assert text.startswith("The KD student needs a longer schedule than the scratch student: ")
+    assert "exhausted. Every comparison of this profile is therefore of students trained " in text
+    assert text.endswith(f"likely understated (the colab profile trains the same students for "
+                         f"{COLAB.student_epochs} epochs, on a GPU)")  # fmt: skip
+    scratch_behind = {"scratch": {8: 0.84, 16: 0.86}, "kd": {8: 0.87, 16: 0.87}}
+    text = readings.plateau_consequence(scratch_behind, 8, "another student")
+    assert text.startswith("Every comparison") and text.endswith("likely understated")
+
+
+def test_plateau_paragraph_names_its_phrases():
+    final = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
+    paragraph = readings.plateau_paragraph(final, 8, "another student")
+    assert paragraph == {
+        "plateau_scratch": readings.plateau("scratch", final["scratch"], 8),
+        "plateau_kd": readings.plateau("kd", final["kd"], 8),
+        "kd_lead_by_budget": "+0.010 after 8 epochs, +0.030 after 16 epochs",
+        "plateau_consequence": readings.plateau_consequence(final, 8, "another student")}
+    assert paragraph["plateau_scratch"].startswith("the scratch student has reached its plateau")
+    assert paragraph["plateau_kd"].startswith("the KD student is still climbing")
+
+
+def test_premise_reads_the_interval():
+    assert readings.premise(1, math.nan, math.nan) == "one seed cannot say"
+    assert readings.premise(5, 0.001, 0.02) == (
+        "KD is ahead of training alone: the premise holds here")
+    assert readings.premise(5, -0.03, -0.001).startswith("KD is behind training alone: ")
+    assert readings.premise(5, -0.01, 0.02).startswith(
+        "these seeds cannot tell KD from training alone")
+
+
+def test_sanity_split_at_the_threshold():
+    rho = {"gradcam": 0.1, "saliency": 0.5, "integrated_gradients": 0.9}
+    assert readings.sanity_split(rho) == ("saliency, integrated_gradients", "gradcam")
+    assert readings.sanity_split({"gradcam": 0.7}) == ("gradcam", "none")
+    assert readings.sanity_split({"gradcam": 0.7}, kept_from=0.8) == ("none", "gradcam")
+
+
+def test_gradcam_sanity():
+    assert readings.gradcam_sanity(0.123) == "changes (Spearman 0.12)"
+    assert readings.gradcam_sanity(0.5) == "does not change (Spearman 0.50)"
+
+
+def test_explains_closer():
+    assert readings.explains_closer(0.6, 0.5) == (
+        "explains more like the teacher than the scratch student does")
+    assert readings.explains_closer(0.5, 0.5) == (
+        "does not explain more like the teacher than the scratch student does")
+
+
+def test_beats():
+    assert readings.beats(0.6, 0.5) == "beats"
+    assert readings.beats(0.5, 0.5) == "does not beat"
+
+
+def test_above_or_below():
+    assert readings.above_or_below(0.7, 0.6) == "above"
+    assert readings.above_or_below(0.6, 0.6) == "below"
+
+
+def test_checks_passed():
+    assert readings.checks_passed({"a": True, "b": False, "c": True}) == "2 of 3"
+
+
+def test_ratio_range():
+    assert readings.ratio_range([2.04, 1.26, 3.0]) == "1.3 to 3.0"
+    assert readings.ratio_range([]) == "n/a"
+
+
+def test_seed_spread_reads_the_smallest_ratio():
+    assert readings.seed_spread([]) == "there is no spread to measure with fewer than two seeds"
+    assert readings.seed_spread([1.6, 2.0]).startswith("most of the spread is whole students")
+    assert readings.seed_spread([1.5, 2.0]) == (
+        "much of the spread is the test set's finite size, which more test images shrink")
+
+
+def test_map_use_reads_the_point_estimates_against_the_margin():
+    unused = {"zeroed": -0.005, "other image": 0.003, "teacher true": -0.1, "teacher mean": -0.1}
+    assert readings.map_use(unused) == (
+        "the student hardly uses its map: XDistillation's accuracy does not come from it")
+    explanation = {"zeroed": -0.2, "other image": -0.1, "teacher true": -0.004,
+                   "teacher mean": -0.05}  # fmt: skip
+    assert readings.map_use(explanation).startswith("the student reads the map as the explanation")
+    view = {"zeroed": -0.2, "other image": -0.1, "teacher true": -0.0421, "teacher mean": -0.08}
+    text = readings.map_use(view)
+    assert text.startswith("the student depends on its map, but not as the teacher's explanation")
+    assert "costs it -0.042 in accuracy (a map of no image in particular: -0.080)" in text
+    assert readings.map_use(view, margin=0.05).startswith("the student reads the map")

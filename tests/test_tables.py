@@ -1,0 +1,321 @@
+"""Each table and sentence the chapters show, one test per renderer, on numbers by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from xdx_lib import claims, stats, tables
+from xdx_lib.claims import ClaimVerdict as CV
+from xdx_lib.claims import PartVerdict as PV
+
+
+def _frame():
+    rows = []
+    for seed, (a, b) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.83)]):
+        rows.append({"group": "main", "method": "a", "seed": seed, "accuracy": a})
+        rows.append({"group": "main", "method": "b", "seed": seed, "accuracy": b})
+    rows.append({"group": "sweep", "method": "a", "seed": 0, "accuracy": 0.1})
+    return pd.DataFrame(rows)
+
+
+def _claims_frame(group="main", seeds=3):
+    """Three methods, three seeds (as in the claims' tests): C1 supported, C2 not
+    supported, C3 partly supported with its deployed r skipped."""
+    runs = {  # method: (accuracy, agreement, gradcam/pearson) per seed
+        "scratch": [(0.80, 0.80, 0.30), (0.80, 0.80, 0.30), (0.80, 0.80, 0.30)],
+        "kd": [(0.82, 0.85, 0.31), (0.82, 0.86, 0.29), (0.82, 0.87, 0.30)],
+        "xdistill": [(0.79, 0.87, 0.41), (0.78, 0.89, 0.49), (0.77, 0.88, 0.60)],
+    }
+    rows = []
+    for method, per_seed in runs.items():
+        for seed, (acc, agree, r) in enumerate(per_seed[:seeds]):
+            rows.append({"group": group, "method": method, "seed": seed, "accuracy": acc,
+                         "agreement": agree, "gradcam/pearson": r})
+    return pd.DataFrame(rows)
+
+
+def _part(verdict=PV.SUPPORTED, needs="higher", lower=0.043, upper=0.077, **kw):
+    fields = {"claim": "C1", "a": "kd", "b": "scratch", "metric": "agreement", "needs": needs,
+              "margin": 0.006, "verdict": verdict, "n": 10, "mean": 0.060, "sd": 0.01,
+              "lower": lower, "upper": upper, "half_width": (upper - lower) / 2,
+              "detectable": 0.0234, **kw}  # fmt: skip
+    return claims.PartReading(**fields)
+
+
+# ---------------------------------------------------------------------------- intervals
+
+
+def test_format_interval():
+    assert tables.format_interval(0.0123, -0.0042, 0.0281, note="n=3") == (
+        "+0.012 [-0.004, +0.028] (n=3)")
+    assert tables.format_interval(0.0123, -0.0042, 0.0281, digits=2) == "+0.01 [-0.00, +0.03]"
+    assert tables.format_interval(0.02, math.nan, math.nan, note="n=1",
+                                  no_bounds="n=1, none") == "+0.020 (n=1, none)"  # fmt: skip
+    assert tables.format_interval(-0.02, math.nan, math.nan) == "-0.020"
+
+
+def test_format_difference():
+    d = stats.paired_difference(_frame(), "a", "b", "accuracy")
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert tables.format_difference(d) == f"+0.020 [{0.02 - half:+.3f}, {0.02 + half:+.3f}] (n=3)"
+    one = stats.paired_difference(_frame()[lambda f: f.seed == 0], "a", "b", "accuracy")
+    assert tables.format_difference(one) == "+0.020 (n=1, no interval)"
+
+
+def test_direction():
+    def diff(lower, upper):
+        return stats.PairedDifference("kd", "scratch", "x", 3, 0.0, 0.01, lower, upper)
+
+    assert tables.direction(diff(0.01, 0.03)) == "kd > scratch"
+    assert tables.direction(diff(-0.03, -0.01)) == "kd < scratch"
+    assert tables.direction(diff(-0.01, 0.01)) == "no difference shown"
+    assert tables.direction(diff(math.nan, math.nan)) == "no difference shown"
+
+
+# ------------------------------------------------------------------- means over seeds
+
+
+def test_display_label_strips_then_renames():
+    assert tables.display_label("gradcam/topk_iou", {"topk_iou": "IoU"}, "gradcam/") == "IoU"
+    assert tables.display_label("gradcam/ssim", {"topk_iou": "IoU"}, "gradcam/") == "ssim"
+    assert tables.display_label("saliency/pearson", str.upper) == "SALIENCY/PEARSON"
+    assert tables.display_label("accuracy") == "accuracy"
+
+
+def test_metric_label():
+    assert tables.metric_label("gradcam/pearson") == "Grad-CAM r"
+    assert tables.metric_label("saliency/pearson") == "saliency/pearson"
+
+
+def test_mean_std_strings():
+    shown = tables.mean_std_strings(stats.summary(_frame(), ["accuracy"]))
+    assert list(shown.columns) == ["accuracy", "seeds"]
+    assert shown.loc["a", "accuracy"] == "0.820 ± 0.020" and shown.loc["a", "seeds"] == 3
+    one = tables.mean_std_strings(stats.summary(_frame()[lambda f: f.seed == 0], ["accuracy"]))
+    assert one.loc["a", "accuracy"] == "0.800"  # no spread with one seed
+
+
+def test_mean_std_table_names_columns_and_blanks_missing_means():
+    df = _frame()
+    df["cae/pearson"] = [0.5, None, 0.7, None, 0.6, None, None]  # only method a has CAE maps
+    shown = tables.mean_std_table(df, ["accuracy", "cae/pearson"], labels={"pearson": "CAE r"},
+                                  strip="cae/", missing="")  # fmt: skip
+    assert list(shown.columns) == ["accuracy", "CAE r", "seeds"]
+    assert shown.loc["a", "CAE r"] == "0.600 ± 0.100" and shown.loc["b", "CAE r"] == ""
+    assert shown.loc["b", "accuracy"] == "0.800 ± 0.026" and shown.loc["a", "seeds"] == 3
+    assert tables.mean_std_table(df, ["cae/pearson"]).loc["b", "cae/pearson"] == "nan"
+    by_hand = tables.mean_std_strings(stats.summary(df, ["accuracy"]))
+    assert tables.mean_std_table(df, ["accuracy"]).equals(by_hand)
+
+
+def test_mean_table_holds_the_means_as_numbers():
+    table = tables.mean_table(_frame(), ["accuracy"], labels={"accuracy": "acc"})
+    assert list(table.columns) == ["acc"] and table.index.name == "method"
+    mean = stats.summary(_frame(), ["accuracy"]).loc["a", ("accuracy", "mean")]
+    assert table.loc["a", "acc"] == mean
+
+
+def test_reference_table_keeps_one_explainers_metrics():
+    df = pd.DataFrame([
+        {"group": "reference", "method": "centred blob", "gradcam/pearson": 0.4,
+         "gradcam/topk_iou": 0.2, "saliency/pearson": 0.1},
+        {"group": "main", "method": "kd", "seed": 0, "gradcam/pearson": 0.9},
+    ])
+    refs = tables.reference_table(df, "gradcam/", labels={"topk_iou": "IoU"})
+    assert list(refs.index) == ["centred blob"] and refs.index.name is None
+    assert list(refs.columns) == ["pearson", "IoU"]
+    assert refs.loc["centred blob", "IoU"] == 0.2
+
+
+def test_faithfulness_table_by_judge():
+    rows = []
+    for seed in (0, 1):
+        rows.append({"group": "main", "method": "kd", "seed": seed, "faith/deletion": 0.2,
+                     "faith_teacher/deletion": 0.3 + seed / 10})
+        rows.append({"group": "main", "method": "xdistill", "seed": seed, "faith/deletion": 0.1,
+                     "cae_faith/deletion": 0.4, "faith_teacher/deletion": 0.5})
+    df = pd.DataFrame(rows)
+    model = tables.faithfulness_table(df, "model")
+    assert list(model.columns) == ["Grad-CAM deletion", "CAE deletion", "seeds"]
+    assert model.loc["kd", "CAE deletion"] == ""  # KD has no CAE map
+    assert model.loc["xdistill", "CAE deletion"] == "0.400 ± 0.000"
+    teacher = tables.faithfulness_table(df, "teacher")
+    assert list(teacher.columns) == ["Grad-CAM deletion", "seeds"]
+    assert teacher.loc["kd", "Grad-CAM deletion"] == "0.350 ± 0.071"
+    with pytest.raises(ValueError, match="judge 'student'"):
+        tables.faithfulness_table(df, "student")
+
+
+def test_scores_table_orders_names_and_counts():
+    scores = {"kd": {"accuracy": 0.8, "parameters": 1234.0, "other": 1.0},
+              "xdistill": {"accuracy": 0.9, "parameters": 2345.0, "cae/pearson": 0.7}}
+    table = tables.scores_table(scores, {"parameters": "parameters", "accuracy": "acc",
+                                         "cae/pearson": "CAE r"})  # fmt: skip
+    assert list(table.columns) == ["parameters", "acc", "CAE r"]
+    assert table.index.name == "method" and table["parameters"].dtype.kind == "i"
+    assert math.isnan(table.loc["kd", "CAE r"]) and table.loc["xdistill", "acc"] == 0.9
+
+
+# ------------------------------ paired differences, the options (table T4), the maps (T5)
+
+
+def test_paired_view():
+    diffs = claims.paired_difference_table(_claims_frame(), methods=["kd", "scratch"])
+    view = tables.paired_view(diffs)
+    assert list(view.index) == [("kd - scratch", "accuracy"), ("kd - scratch", "agreement"),
+                                ("kd - scratch", "Grad-CAM r")]
+    assert list(view.columns) == ["difference [95% interval]", "reading", "significant from"]
+    assert view.loc[("kd - scratch", "agreement"), "reading"] == "kd > scratch"
+    assert view.loc[("kd - scratch", "agreement"), "significant from"] == "0.025"
+    assert view.loc[("kd - scratch", "accuracy"), "difference [95% interval]"] == (
+        "+0.020 [+0.020, +0.020] (n=3)")
+    one = tables.paired_view(claims.paired_difference_table(_claims_frame(seeds=1)))
+    assert set(one["significant from"]) == {""}
+    assert set(one["reading"]) == {"no difference shown"}
+
+
+def test_paired_table_is_the_view_of_the_difference_table():
+    df = _claims_frame()
+    table = tables.paired_table(df, methods=["kd", "scratch"])
+    assert table.equals(tables.paired_view(claims.paired_difference_table(df, ["kd", "scratch"])))
+
+
+def test_sweep_table_by_hand():
+    df = _claims_frame()
+    df["option"], df["value"] = None, None
+    sweep = pd.DataFrame([
+        {"group": "sweep", "method": "xdistill", "seed": 0, "option": "beta", "value": 3.0,
+         "accuracy": 0.70, "agreement": 0.75},
+        {"group": "sweep", "method": "xdistill", "seed": 0, "option": "fusion", "value": "gate",
+         "accuracy": 0.60, "agreement": 0.65},
+    ])
+    options = tables.sweep_table(pd.concat([df, sweep], ignore_index=True),
+                                 ["accuracy", "agreement", "cae/pearson"])
+    assert list(options.index) == [("default", ""), ("beta", 3.0), ("fusion", "gate")]
+    assert list(options.columns) == ["accuracy", "agreement"]  # cae/pearson is absent
+    assert options.loc[("default", ""), "accuracy"] == pytest.approx(0.79)  # xdistill, seed 0
+    assert options.loc[("fusion", "gate"), "agreement"] == pytest.approx(0.65)
+    assert tables.sweep_table(df, ["accuracy"]).empty
+    named = tables.sweep_table(pd.concat([df, sweep], ignore_index=True), ["agreement"],
+                               labels={"agreement": "agreement with teacher"})
+    assert list(named.columns) == ["agreement with teacher"]
+
+
+def test_intervention_view():
+    rows = []
+    for seed, (own, zeroed) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.84, 0.75)]):
+        rows.append({"seed": seed, "intervention": "own", "accuracy": own})
+        rows.append({"seed": seed, "intervention": "zeroed", "accuracy": zeroed})
+    view = tables.intervention_view(stats.intervention_table(rows, metrics=["accuracy"]))
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert list(view.columns) == ["accuracy", "accuracy - own [95% interval]"]
+    assert view.loc["zeroed", "accuracy"] == "0.720"
+    assert view.loc["zeroed", "accuracy - own [95% interval]"] == (
+        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")
+    one = stats.intervention_table([r for r in rows if r["seed"] == 0], metrics=["accuracy"])
+    assert tables.intervention_view(one).loc["zeroed", "accuracy - own [95% interval]"] == (
+        "-0.100 (n=1, no interval)")
+
+
+# ----------------------------------------------------------------------- the verdicts
+
+
+def test_part_label():
+    assert tables.part_label(_part()) == "agreement kd - scratch"
+    assert tables.part_label(_part(metric="gradcam/pearson")) == "Grad-CAM r kd - scratch"
+
+
+def test_part_note():
+    inside = _part(PV.NO_DIFFERENCE, lower=0.001, upper=0.004)
+    assert tables.part_note(inside) == "kd > scratch, but within the margin"
+    below = _part(PV.NO_DIFFERENCE, lower=-0.004, upper=-0.001)
+    assert tables.part_note(below) == "kd < scratch, but within the margin"
+    assert tables.part_note(_part(PV.NO_DIFFERENCE, lower=-0.004, upper=0.004)) == ""
+    assert tables.part_note(_part(PV.SUPPORTED)) == ""
+    # "not higher": supported yet shown higher than 0 (within the margin)
+    assert tables.part_note(_part(PV.SUPPORTED, "not higher", 0.001, 0.004)) == (
+        "kd > scratch, but within the margin")
+    assert tables.part_note(_part(PV.SUPPORTED, "not higher", -0.004, -0.001)) == ""
+    skipped = claims.PartReading("C1", "kd", "scratch", "agreement", "higher", 0.006,
+                                 PV.SKIPPED, reason="no runs of kd")  # fmt: skip
+    assert tables.part_note(skipped) == "no runs of kd"
+
+
+def test_format_part():
+    assert tables.format_part(_part()) == (
+        "agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=10; "
+        "margin 0.006): supported")
+    inside = _part(PV.NO_DIFFERENCE, lower=0.001, upper=0.004, mean=0.002)
+    assert tables.format_part(inside).endswith(
+        "no difference beyond the margin (kd > scratch, but within the margin)")
+    one = _part(PV.INCONCLUSIVE, lower=math.nan, upper=math.nan, n=1, mean=-0.03)
+    assert tables.format_part(one) == "agreement kd - scratch -0.030 (n=1, no bounds): inconclusive"
+    skipped = claims.PartReading("C1", "kd", "scratch", "agreement", "higher", 0.006,
+                                 PV.SKIPPED, reason="no runs of kd")  # fmt: skip
+    assert tables.format_part(skipped) == "agreement kd - scratch skipped: no runs of kd"
+
+
+def test_format_power():
+    assert tables.format_power(_part()) == (
+        "agreement kd - scratch: significant from 0.017, 80 % power at 0.023")
+    one = _part(PV.INCONCLUSIVE, lower=math.nan, upper=math.nan, n=1)
+    assert tables.format_power(one) == "agreement kd - scratch: none (n=1, no bounds)"
+    skipped = claims.PartReading("C1", "kd", "scratch", "agreement", "higher", 0.006,
+                                 PV.SKIPPED, reason="no runs of kd")  # fmt: skip
+    assert tables.format_power(skipped) == "agreement kd - scratch: skipped"
+
+
+def test_claim_sentences():
+    text = tables.claim_sentences(claims.verdicts(_claims_frame()))
+    assert list(text.index) == ["C1", "C2", "C3"]
+    assert list(text.columns) == ["verdict", "evidence", "power", "notes"]
+    assert list(text.verdict) == ["supported", "not supported", "partly supported"]
+    assert text.loc["C1", "evidence"] == (
+        "agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=3; "
+        "margin 0.006): supported; Grad-CAM r kd - scratch +0.000 [-0.017, +0.017] "
+        "(one-sided 95 % bounds, n=3; margin 0.03): supported")
+    assert text.loc["C2", "power"] == (
+        "accuracy xdistill - kd: significant from 0.017, 80 % power at 0.023")
+    assert text.loc["C3", "power"].endswith("deployed explanation r xdistill - kd: skipped")
+    assert text.loc["C3", "notes"] == ("deployed explanation r xdistill - kd skipped: "
+                                       "deployed/pearson is not in these results")  # fmt: skip
+    assert text.loc["C1", "notes"] == ""
+    none = tables.claim_sentences([claims.ClaimReading("C9", CV.INCONCLUSIVE, ())])
+    assert (none.loc["C9", "evidence"], none.loc["C9", "power"]) == ("no evidence", "none")
+
+
+def test_verdict_table():
+    table = tables.verdict_table(claims.verdicts(_claims_frame()))
+    assert list(table.index[:3]) == [("C1", "supported", "agreement kd - scratch"),
+                                     ("C1", "supported", "Grad-CAM r kd - scratch"),
+                                     ("C2", "not supported", "accuracy xdistill - kd")]
+    assert list(table.columns) == ["difference [one-sided 95 % bounds]", "needs", "margin",
+                                   "reading", "significant from", "80 % power at"]
+    row = table.loc[("C1", "supported", "Grad-CAM r kd - scratch")]
+    assert row["needs"] == "< 0.03" and row["margin"] == "±0.03"
+    assert row["difference [one-sided 95 % bounds]"] == "+0.000 [-0.017, +0.017] (n=3)"
+    assert row["significant from"] == "0.017" and row["reading"] == "supported"
+    acc = table.loc[("C2", "not supported", "accuracy xdistill - kd")]
+    assert acc["needs"] == "> 0" and acc["80 % power at"] == "0.023"
+    skipped = table.loc[("C3", "partly supported", "deployed explanation r xdistill - kd")]
+    assert skipped["reading"] == "skipped (deployed/pearson is not in these results)"
+    assert skipped["significant from"] == "" and skipped["difference [one-sided 95 % bounds]"] == ""
+    one = tables.verdict_table(claims.verdicts(_claims_frame(seeds=1)))
+    shown = one.loc[("C2", "inconclusive", "accuracy xdistill - kd")]
+    assert shown["difference [one-sided 95 % bounds]"] == "-0.030 (n=1)"
+
+
+def test_glue_verdicts_glues_each_claims_sentences(monkeypatch):
+    from xdx_lib import notebook
+
+    glued = {}
+    monkeypatch.setattr(notebook, "glue", lambda name, value, display: glued.update({name: value}))
+    text = tables.claim_sentences(claims.verdicts(_claims_frame()))
+    notebook.glue_verdicts(text)
+    assert sorted(glued) == sorted(f"C{i}_{c}" for i in (1, 2, 3)
+                                   for c in ("verdict", "evidence", "power"))  # fmt: skip
+    assert glued["C2_verdict"] == "not supported"
+    assert glued["C1_power"] == text.loc["C1", "power"]

@@ -1,0 +1,362 @@
+"""The tables and sentences the chapters show: every format of the numbers in one place.
+
+The numbers come from :mod:`xdx_lib.stats` (means over seeds, paired differences) and
+:mod:`xdx_lib.claims` (the claims' readings); this module only names and formats them.
+Every interval is written by one function, :func:`format_interval` (``+0.012 [-0.004,
++0.028] (n=3)``); columns are named by :func:`display_label`, metrics by
+:data:`METRIC_LABELS`, verdicts by their enum's value.
+
+The tables: ``mean ± std`` over seeds (:func:`mean_std_table`), means (:func:`mean_table`),
+the references (:func:`reference_table`), faithfulness (:func:`faithfulness_table`), one
+row per model (:func:`scores_table`), the paired differences (:func:`paired_table`),
+XDistillation's options (:func:`sweep_table`, the book's table T4), what XDistillation
+students take from their maps (:func:`intervention_view`, T5) and the claims' verdicts
+(:func:`verdict_table`, and :func:`claim_sentences` for the text).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from .claims import (
+    PAIR_METRICS,
+    PAIRS,
+    ClaimReading,
+    PartReading,
+    PartVerdict,
+    paired_difference_table,
+)
+from .stats import PairedDifference, summary
+
+#: How a display table names a metric's column (:func:`display_label`): a mapping from the
+#: metric's name, a function of it, or None for the name itself.
+Labels = Mapping[str, str] | Callable[[str], str] | None
+
+#: Short names of the metrics in tables, evidence strings and figures.
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "agreement": "agreement",
+    "gradcam/pearson": "Grad-CAM r",
+    "gradcam/topk_iou": "Grad-CAM top-10% IoU",
+    "deployed/pearson": "deployed explanation r",
+    "cae/pearson": "CAE r",
+}
+
+
+def metric_label(metric: str) -> str:
+    """The short name of ``metric`` (:data:`METRIC_LABELS`), else the metric key itself."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def display_label(metric: str, labels: Labels = None, strip: str = "") -> str:
+    """A table column's name for ``metric``: ``strip`` (a prefix the columns share, such as
+    ``"gradcam/"``) left out, then renamed by ``labels`` (a mapping, where the name is not
+    in it left as it is, or a function)."""
+    name = metric.removeprefix(strip)
+    if callable(labels):
+        return labels(name)
+    return (labels or {}).get(name, name)
+
+
+# ---------------------------------------------------------------------------- intervals
+
+
+def format_interval(mean: float, lower: float, upper: float, digits: int = 3, note: str = "",
+                    no_bounds: str = "") -> str:  # fmt: skip
+    """``+0.012 [-0.004, +0.028] (note)``: a signed mean and its bounds, then ``note`` in
+    parentheses; without bounds (NaN ``lower``: one seed) the mean and ``no_bounds`` in
+    parentheses. An empty note leaves the parentheses out. Every interval the book shows
+    is written by this function."""
+    f = f"+.{digits}f"
+    if math.isnan(lower):
+        return f"{mean:{f}}" + (f" ({no_bounds})" if no_bounds else "")
+    return f"{mean:{f}} [{lower:{f}}, {upper:{f}}]" + (f" ({note})" if note else "")
+
+
+def format_difference(d: PairedDifference, digits: int = 3) -> str:
+    """``+0.012 [-0.004, +0.028] (n=3)``, or ``+0.012 (n=1, no interval)`` with one seed."""
+    return format_interval(d.mean, d.lower, d.upper, digits, f"n={d.n}", f"n={d.n}, no interval")
+
+
+def direction(d: PairedDifference) -> str:
+    """``"A > B"``, ``"A < B"`` (the interval excludes 0:
+    :attr:`~xdx_lib.stats.PairedDifference.sign`) or ``"no difference shown"``."""
+    if d.sign > 0:
+        return f"{d.a} > {d.b}"
+    if d.sign < 0:
+        return f"{d.a} < {d.b}"
+    return "no difference shown"
+
+
+def _fixed(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals, blank for NaN (no bounds, so nothing to show)."""
+    return "" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+# ------------------------------------------------------------------- means over seeds
+
+
+def _mean_std(mean: float, std: float, digits: int, missing: str) -> str:
+    """``mean ± std``; the mean alone without a spread (one seed); ``missing`` without a mean."""
+    if math.isnan(mean):
+        return missing
+    if math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def mean_std_strings(table: pd.DataFrame, digits: int = 3, labels: Labels = None, strip: str = "",
+                     missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+    """A :func:`~xdx_lib.stats.summary` table as ``mean ± std`` strings, for display, with a
+    ``seeds`` column.
+
+    Each metric's column is named by :func:`display_label` (``labels``, ``strip``); a metric
+    without a mean (NaN: the method has no such map) shows ``missing``.
+    """
+    metrics = [m for m in dict.fromkeys(c[0] for c in table.columns) if m != "n"]
+    out = pd.DataFrame(index=table.index)
+    for m in metrics:
+        mean, std = table[(m, "mean")], table[(m, "std")]
+        out[display_label(m, labels, strip)] = [_mean_std(a, s, digits, missing)
+                                                for a, s in zip(mean, std)]  # fmt: skip
+    out["seeds"] = table[("n", "")]
+    return out
+
+
+def mean_std_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
+                   strip: str = "", group: str | None = "main", by: str = "method",
+                   digits: int = 3, missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+    """The ``mean ± std`` over seeds of each metric, one row per ``by`` value, as the
+    chapters show it: :func:`~xdx_lib.stats.summary` (``group``, ``by``) read by
+    :func:`mean_std_strings` (``digits``, ``labels``, ``strip``, ``missing``)."""
+    return mean_std_strings(summary(df, metrics, group, by), digits, labels, strip, missing)
+
+
+def mean_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
+               group: str | None = "main", by: str = "method") -> pd.DataFrame:  # fmt: skip
+    """The mean over seeds of each metric (:func:`~xdx_lib.stats.summary`), one row per
+    ``by`` value, as numbers; columns named by :func:`display_label` (``labels``)."""
+    means = summary(df, metrics, group, by)
+    return pd.DataFrame({display_label(m, labels): means[(m, "mean")] for m in metrics})
+
+
+def reference_table(df: pd.DataFrame, prefix: str = "gradcam/",
+                    labels: Labels = None) -> pd.DataFrame:  # fmt: skip
+    """What the image-blind reference maps score (the rows of group ``reference``): one row
+    per reference, one column per metric starting with ``prefix``, named by
+    :func:`display_label` (``labels``, ``prefix`` left out)."""
+    refs = df[df["group"] == "reference"].set_index("method")
+    cols = [c for c in refs.columns if c.startswith(prefix)]
+    return refs[cols].rename(columns=lambda c: display_label(c, labels, prefix)).rename_axis(None)
+
+
+#: The maps whose faithfulness a result holds, by the prefix of its metrics
+#: (:func:`~xdx_lib.evaluation.evaluate_model`): each model's Grad-CAM, XDistillation's CAE map.
+FAITHFULNESS_MAPS: dict[str, str] = {"faith": "Grad-CAM", "cae_faith": "CAE"}
+
+
+def faithfulness_table(df: pd.DataFrame, judge: str = "model", group: str = "main",
+                       digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """Deletion and insertion AUC of each method's maps, ``mean ± std`` over seeds.
+
+    ``judge``: ``"model"`` (the model that made the maps scores them) or ``"teacher"`` (does
+    the student's map point at what matters to the teacher?). Columns ``"<map> deletion"``
+    and ``"<map> insertion"`` for the maps of :data:`FAITHFULNESS_MAPS` present in ``df``,
+    blank for a method without such a map, then ``seeds``.
+    """
+    if judge not in ("model", "teacher"):
+        raise ValueError(f"faithfulness_table: judge {judge!r}; choose model or teacher")
+    end = "_teacher" if judge == "teacher" else ""
+    names = {f"{p}{end}/{k}": f"{who} {k}" for p, who in FAITHFULNESS_MAPS.items()
+             for k in ("deletion", "insertion")}  # fmt: skip
+    cols = [c for c in df.columns if c in names]
+    return mean_std_table(df, cols, names, group=group, digits=digits, missing="")
+
+
+def scores_table(scores: Mapping[str, Mapping[str, float]], labels: Mapping[str, str],
+                 index: str = "method") -> pd.DataFrame:  # fmt: skip
+    """One row per model of ``scores`` (``{name: {metric: value}}``, e.g. from
+    :func:`~xdx_lib.evaluation.evaluate_model`), one column per metric of ``labels`` in its
+    order, named by it; a metric a model lacks is NaN and ``parameters`` are integers."""
+    table = pd.DataFrame.from_dict(scores, orient="index").reindex(columns=list(labels))
+    table = table.rename(columns=labels).rename_axis(index)
+    return table.astype({labels[k]: int for k in ("parameters",) if k in labels})
+
+
+# ------------------------------ paired differences, the options (table T4), the maps (T5)
+
+
+def paired_view(diffs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A :func:`~xdx_lib.claims.paired_difference_table` frame as the results chapter shows
+    it.
+
+    Indexed by ``("A - B", "metric")``, with ``difference [95% interval]``
+    (:func:`format_difference`), ``reading`` (:func:`direction`) and ``significant from``
+    (the interval's half-width: the smallest observed difference it calls significant).
+    """
+    fields = [f.name for f in dataclasses.fields(PairedDifference)]
+    rows = []
+    for row in diffs.to_dict("records"):
+        d = PairedDifference(**{k: row[k] for k in fields})
+        rows.append({"A - B": f"{d.a} - {d.b}", "metric": metric_label(d.metric),
+                     "difference [95% interval]": format_difference(d, digits),
+                     "reading": direction(d),
+                     "significant from": _fixed(row["half_width"], digits)})  # fmt: skip
+    columns = ["A - B", "metric", "difference [95% interval]", "reading", "significant from"]
+    return pd.DataFrame(rows, columns=columns).set_index(["A - B", "metric"])
+
+
+def paired_table(df: pd.DataFrame, methods: Iterable[str] | None = None,
+                 pairs: Sequence[tuple[str, str]] = PAIRS,
+                 metrics: Sequence[str] = PAIR_METRICS, group: str = "main",
+                 digits: int = 3) -> pd.DataFrame:  # fmt: skip
+    """The paired-difference table of one group (:func:`paired_view` of
+    :func:`~xdx_lib.claims.paired_difference_table`; arguments as the latter's)."""
+    return paired_view(paired_difference_table(df, methods, pairs, metrics, group=group), digits)
+
+
+def sweep_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistill",
+                sweep_group: str = "sweep", main_group: str = "main",
+                labels: Labels = None) -> pd.DataFrame:  # fmt: skip
+    """XDistillation's options (the book's table T4): the mean over the sweep seeds of each
+    option value, beside the default run.
+
+    One row per ``(option, value)`` of the ``sweep_group`` runs, in order of first
+    appearance, after a ``("default", "")`` row: the ``method`` runs of ``main_group`` on
+    the same seeds. Metrics absent from ``df`` are left out; columns are named by
+    :func:`display_label` (``labels``, e.g. :data:`METRIC_LABELS`); no sweep runs give an
+    empty frame.
+    """
+    sweep = df[df["group"] == sweep_group]
+    cols = [m for m in metrics if m in df.columns]
+    if not len(sweep):
+        return pd.DataFrame()
+    seeds = set(sweep["seed"])
+    default = df[(df["group"] == main_group) & (df["method"] == method) & df["seed"].isin(seeds)]
+    rows = [{"option": "default", "value": "", **default[cols].mean().to_dict()}]
+    for (opt, val), part in sweep.groupby(["option", "value"], sort=False):
+        rows.append({"option": opt, "value": val, **part[cols].mean().to_dict()})
+    table = pd.DataFrame(rows, columns=["option", "value", *cols]).set_index(["option", "value"])
+    return table.rename(columns=lambda c: display_label(c, labels))
+
+
+def intervention_view(table: pd.DataFrame, baseline: str = "own", digits: int = 3,
+                      labels: Labels = None) -> pd.DataFrame:  # fmt: skip
+    """An :func:`~xdx_lib.stats.intervention_table` as the book shows it (table T5): per
+    metric (named by :func:`display_label` with ``labels``) its mean and ``- <baseline>
+    [95% interval]``, the difference from the baseline with its interval
+    (:func:`format_difference`)."""
+    metrics = [m for m in dict.fromkeys(c[0] for c in table.columns) if m != "n"]
+    out = pd.DataFrame(index=table.index)
+    for m in metrics:
+        name = display_label(m, labels)
+        out[name] = [f"{v:.{digits}f}" for v in table[(m, "mean")]]
+        out[f"{name} - {baseline} [95% interval]"] = [
+            format_difference(PairedDifference(str(i), baseline, m, int(n), d, math.nan, lo, hi),
+                              digits)
+            for i, d, lo, hi, n in zip(table.index, table[(m, "difference")],
+                                       table[(m, "lower")], table[(m, "upper")],
+                                       table[("n", "")])
+        ]  # fmt: skip
+    return out
+
+
+# ----------------------------------------------------------------------- the verdicts
+
+
+def part_label(part: PartReading) -> str:
+    """A claim's part as the evidence shows it, e.g. ``agreement kd - scratch``."""
+    return f"{metric_label(part.metric)} {part.a} - {part.b}"
+
+
+def part_note(part: PartReading) -> str:
+    """What a part's reading leaves out, e.g. ``"xdistill > kd, but within the margin"`` (a
+    nonzero difference inside the margin); for a skipped part, why it was skipped."""
+    if part.verdict is PartVerdict.SKIPPED:
+        return part.reason
+    if part.needs == "higher" and part.verdict is not PartVerdict.NO_DIFFERENCE:
+        return ""
+    if part.needs == "not higher" and part.verdict is not PartVerdict.SUPPORTED:
+        return ""
+    if part.lower > 0:
+        return f"{part.a} > {part.b}, but within the margin"
+    if part.upper < 0 and part.needs == "higher":
+        return f"{part.a} < {part.b}, but within the margin"
+    return ""
+
+
+def format_part(part: PartReading, digits: int = 3) -> str:
+    """One part as the evidence shows it, e.g. ``agreement kd - scratch +0.060 [+0.043,
+    +0.077] (one-sided 95 % bounds, n=10; margin 0.006): supported``."""
+    if part.verdict is PartVerdict.SKIPPED:
+        return f"{part_label(part)} skipped: {part.reason}"
+    shown = format_interval(part.mean, part.lower, part.upper, digits,
+                            f"one-sided 95 % bounds, n={part.n}; margin {part.margin:g}",
+                            f"n={part.n}, no bounds")  # fmt: skip
+    note = part_note(part)
+    return f"{part_label(part)} {shown}: {part.verdict.value}" + (f" ({note})" if note else "")
+
+
+def format_power(part: PartReading, digits: int = 3) -> str:
+    """What the seeds resolve for one part: the smallest observed difference they call
+    significant (its half-width) and the true difference they detect with 80 % power."""
+    if part.verdict is PartVerdict.SKIPPED:
+        return f"{part_label(part)}: skipped"
+    if math.isnan(part.half_width):
+        return f"{part_label(part)}: none (n={part.n}, no bounds)"
+    return (f"{part_label(part)}: significant from {part.half_width:.{digits}f}, "
+            f"80 % power at {part.detectable:.{digits}f}")  # fmt: skip
+
+
+def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataFrame:
+    """The claims' verdicts as the results chapter's text quotes them, one row per claim
+    (index ``claim``), every entry a string.
+
+    Columns: ``verdict``, ``evidence`` (each part with its one-sided bounds, margin and
+    reading, :func:`format_part`), ``power`` (what the seeds resolve per part,
+    :func:`format_power`) and ``notes`` (the parts skipped and why); the text glues them
+    (:func:`xdx_lib.notebook.glue_verdicts`).
+    """
+    rows = []
+    for claim in readings:
+        skipped = [p for p in claim.parts if p.verdict is PartVerdict.SKIPPED]
+        rows.append({
+            "claim": claim.name,
+            "verdict": claim.verdict.value,
+            "evidence": "; ".join(format_part(p, digits) for p in claim.parts) or "no evidence",
+            "power": "; ".join(format_power(p, digits) for p in claim.parts) or "none",
+            "notes": "; ".join(f"{part_label(p)} skipped: {p.reason}" for p in skipped),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "power",
+                                       "notes"]).set_index("claim")  # fmt: skip
+
+
+def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataFrame:
+    """The claims' verdicts (:func:`xdx_lib.claims.verdicts`) as the results chapter shows
+    them: one row per part.
+
+    Indexed by ``(claim, verdict, part)``; columns ``difference [one-sided 95 % bounds]``,
+    ``needs`` (``> 0`` or ``< margin``), ``margin``, ``reading`` (the part's verdict and
+    note, :func:`part_note`), ``significant from`` (the bounds' half-width) and ``80 %
+    power at`` (:func:`~xdx_lib.stats.detectable_difference`).
+    """
+    rows = []
+    for claim in readings:
+        for p in claim.parts:
+            note = part_note(p)
+            shown = "" if p.verdict is PartVerdict.SKIPPED else format_interval(
+                p.mean, p.lower, p.upper, digits, f"n={p.n}", f"n={p.n}")  # fmt: skip
+            rows.append({
+                "claim": claim.name, "verdict": claim.verdict.value, "part": part_label(p),
+                "difference [one-sided 95 % bounds]": shown,
+                "needs": "> 0" if p.needs == "higher" else f"< {p.margin:g}",
+                "margin": f"±{p.margin:g}",
+                "reading": p.verdict.value + (f" ({note})" if note else ""),
+                "significant from": "" if math.isnan(p.lower) else f"{p.half_width:.{digits}f}",
+                "80 % power at": "" if math.isnan(p.lower) else f"{p.detectable:.{digits}f}",
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["claim", "verdict", "part"])
