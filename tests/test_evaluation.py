@@ -11,7 +11,7 @@ from xdx_lib import session as session_module
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.evaluation import LIGHT, evaluate_model, localisation_scores, predicted_classes
-from xdx_lib.metrics import CAE, faithfulness_keys, keys_of, metric_key
+from xdx_lib.keys import CAE, faithfulness_keys, keys_of, metric_key
 from xdx_lib.session import Session
 from xdx_lib.trained import model_maps
 

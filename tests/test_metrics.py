@@ -279,34 +279,3 @@ def test_flip_spread_tells_independent_flips_from_whole_seed_shifts():
     assert same["observed_sd"] == 0 and same["independent_sd"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="seeds >= 2"):
         flip_spread(torch.ones(1, 5))
-
-
-# ----------------------------------------------------------------------------- metric keys
-
-RESULT_COLUMNS = ["method", "seed", "accuracy", "cae/pearson", "cae/topk_iou",
-                  "cae_faith/deletion", "cae_faith_teacher/insertion", "deployed/pearson",
-                  "faith/deletion", "faith_teacher/insertion", "gradcam/pearson",
-                  "gradcam/pointing_game", "cae/relevance_mass", "n_faithful"]  # fmt: skip
-
-
-def test_metric_keys_are_built_and_taken_apart_in_one_place():
-    assert metrics.metric_key(metrics.CAE, "pearson") == "cae/pearson"
-    assert metrics.metric_key(metrics.DEPLOYED, "topk_iou") == "deployed/topk_iou"
-    assert metrics.faithfulness_key("gradcam", "model", "deletion") == "faith/deletion"
-    assert metrics.faithfulness_key("cae", "teacher", "insertion") == (
-        "cae_faith_teacher/insertion")
-    assert metrics.split_key("faith_teacher/deletion") == ("faith_teacher", "deletion")
-    assert metrics.split_key("accuracy") == ("", "accuracy")
-
-
-def test_key_families_are_picked_out_of_columns_in_their_order():
-    assert metrics.keys_of(RESULT_COLUMNS, metrics.CAE) == [
-        "cae/pearson", "cae/topk_iou", "cae/relevance_mass"]
-    assert metrics.keys_of(RESULT_COLUMNS, "gradcam") == ["gradcam/pearson",
-                                                          "gradcam/pointing_game"]
-    assert metrics.faithfulness_keys(RESULT_COLUMNS) == [
-        "cae_faith/deletion", "cae_faith_teacher/insertion", "faith/deletion",
-        "faith_teacher/insertion"]  # not n_faithful, whose name merely holds "faith"
-    assert metrics.localisation_keys(RESULT_COLUMNS) == ["gradcam/pointing_game",
-                                                         "cae/relevance_mass"]
-    assert metrics.localisation_keys(["pointing_game"]) == []  # a bare name is no map's

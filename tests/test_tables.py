@@ -124,7 +124,7 @@ def test_reference_table_keeps_one_explainers_metrics():
          "gradcam/topk_iou": 0.2, "saliency/pearson": 0.1},
         {"group": "main", "method": "kd", "seed": 0, "gradcam/pearson": 0.9},
     ])
-    refs = tables.reference_table(df, "gradcam/", labels={"topk_iou": "IoU"})
+    refs = tables.reference_table(df, "gradcam", labels={"topk_iou": "IoU"})
     assert list(refs.index) == ["centred blob"] and refs.index.name is None
     assert list(refs.columns) == ["pearson", "IoU"]
     assert refs.loc["centred blob", "IoU"] == 0.2

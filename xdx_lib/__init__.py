@@ -8,7 +8,8 @@ read from files (the others come with them).
 The layers, from the bottom (each module imports only modules of the layers below it):
 
 1. ``registry`` and ``config`` (every name by kind; the run config, which names them only by
-   kind), ``cache``, ``_utils``: the run cache, shared helpers;
+   kind), ``cache``, ``keys`` (the names of a result's metrics), ``_utils``: the run cache,
+   shared helpers;
 2. ``data``, ``sources`` (the datasets read from files), ``models``, ``cae``, ``fusion``
    (the CAE and the student, fused), ``losses``, ``explain``, ``metrics``, ``faithfulness``;
 3. ``devices`` (devices, ranks, seeds), ``precision`` (mixed precision, the optimiser

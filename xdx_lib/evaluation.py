@@ -21,13 +21,10 @@ import torch
 
 from .data import Dataset
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
+from .keys import CAE, DEPLOYED, faithfulness_key, metric_key
 from .metrics import (
-    CAE,
-    DEPLOYED,
     accuracy,
     agreement,
-    faithfulness_key,
-    metric_key,
     pearson,
     reference_maps,
     similarity_table,
@@ -99,8 +96,8 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
                    similarities: Sequence[str] | None = None) -> dict[str, float]:  # fmt: skip
     """Every metric of one trained model against its teacher, on the test split.
 
-    Keys (named by :func:`~xdx_lib.metrics.metric_key`, picked out of a table by
-    :func:`~xdx_lib.metrics.keys_of` and its kin): ``accuracy``, ``agreement`` (of the last
+    Keys (named by :func:`~xdx_lib.keys.metric_key`, picked out of a table by
+    :func:`~xdx_lib.keys.keys_of` and its kin): ``accuracy``, ``agreement`` (of the last
     epoch), ``parameters``, ``epoch_seconds``,
     ``latency_ms``; for the first explainer ``<explainer>/<similarity>`` (Pearson,
     Spearman, SSIM, cosine, top-k IoU of the model's map with the teacher's), for the others

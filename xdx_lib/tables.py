@@ -30,6 +30,7 @@ from .claims import (
     PartVerdict,
     paired_difference_table,
 )
+from .keys import CAE, FAITHFULNESS_METRICS, faithfulness_key, keys_of, metric_key
 from .stats import PairedDifference, summary
 
 #: How a display table names a metric's column (:func:`display_label`): a mapping from the
@@ -144,19 +145,20 @@ def mean_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
     return pd.DataFrame({display_label(m, labels): means[(m, "mean")] for m in metrics})
 
 
-def reference_table(df: pd.DataFrame, prefix: str = "gradcam/",
+def reference_table(df: pd.DataFrame, maps: str = "gradcam",
                     labels: Labels = None) -> pd.DataFrame:  # fmt: skip
     """What the image-blind reference maps score (the rows of group ``reference``): one row
-    per reference, one column per metric starting with ``prefix``, named by
-    :func:`display_label` (``labels``, ``prefix`` left out)."""
+    per reference, one column per metric measured of ``maps`` (:func:`~xdx_lib.keys.keys_of`),
+    named by :func:`display_label` (``labels``, the maps' name left out)."""
     refs = df[df["group"] == "reference"].set_index("method")
-    cols = [c for c in refs.columns if c.startswith(prefix)]
-    return refs[cols].rename(columns=lambda c: display_label(c, labels, prefix)).rename_axis(None)
+    cols = keys_of(refs.columns, maps)
+    shared = metric_key(maps, "")
+    return refs[cols].rename(columns=lambda c: display_label(c, labels, shared)).rename_axis(None)
 
 
-#: The maps whose faithfulness a result holds, by the prefix of its metrics
-#: (:func:`~xdx_lib.evaluation.evaluate_model`): each model's Grad-CAM, XDistillation's CAE map.
-FAITHFULNESS_MAPS: dict[str, str] = {"faith": "Grad-CAM", "cae_faith": "CAE"}
+#: The maps whose faithfulness a result holds, with the word a table shows for each: each
+#: model's Grad-CAM, XDistillation's CAE map (:data:`~xdx_lib.keys.JUDGED_MAPS`).
+FAITHFULNESS_MAPS: dict[str, str] = {"gradcam": "Grad-CAM", CAE: "CAE"}
 
 
 def faithfulness_table(df: pd.DataFrame, judge: str = "model", group: str = "main",
@@ -170,9 +172,8 @@ def faithfulness_table(df: pd.DataFrame, judge: str = "model", group: str = "mai
     """
     if judge not in ("model", "teacher"):
         raise ValueError(f"faithfulness_table: judge {judge!r}; choose model or teacher")
-    end = "_teacher" if judge == "teacher" else ""
-    names = {f"{p}{end}/{k}": f"{who} {k}" for p, who in FAITHFULNESS_MAPS.items()
-             for k in ("deletion", "insertion")}  # fmt: skip
+    names = {faithfulness_key(maps, judge, k): f"{who} {k}"
+             for maps, who in FAITHFULNESS_MAPS.items() for k in FAITHFULNESS_METRICS}  # fmt: skip
     cols = [c for c in df.columns if c in names]
     return mean_std_table(df, cols, names, group=group, digits=digits, missing="")
 
