@@ -23,8 +23,8 @@ import torch
 from .cache import project_root
 from .registry import Registry
 
-#: The datasets by name: ``shapes`` (here), ``fashion_mnist``, ``mnist``, ``cifar10`` and
-#: ``imagefolder`` (:mod:`xdx_lib.sources`).
+#: Every dataset a config can name, ``shapes`` (here), ``fashion_mnist``, ``mnist``,
+#: ``cifar10`` and ``imagefolder`` (:mod:`xdx_lib.sources`).
 DATASETS = Registry("dataset")
 
 #: The classes of the generated ``shapes`` (:func:`make_shapes`).

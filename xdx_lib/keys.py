@@ -18,7 +18,7 @@ from collections.abc import Iterable
 KEY_SEPARATOR = "/"
 #: The maps a model returns itself (XDistillation's CAE, ``kd_cae``'s attached CAE).
 CAE = "cae"
-#: The explanation the deployed model gives: its own maps where it has them, else its
+#: The explanation the deployed model gives, its own maps where it has them, else its
 #: Grad-CAM.
 DEPLOYED = "deployed"
 #: The faithfulness metrics (:mod:`xdx_lib.faithfulness`): deletion and insertion AUC.

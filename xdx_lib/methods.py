@@ -148,7 +148,8 @@ class Method:
     Grad-CAM with the teacher's on :data:`TRACKED_TEST_IMAGES` test images.
     """
 
-    #: The name the method is registered under (:class:`Scratch` and every subclass set it).
+    #: The name the method is registered under (:class:`~xdx_lib.methods.Scratch` and every
+    #: subclass set it).
     name: ClassVar[str] = ""
     Options: ClassVar[type[MethodOptions]] = NoOptions
     #: The method whose students this one shares, or empty for students of its own.

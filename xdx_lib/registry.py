@@ -73,7 +73,8 @@ class Registry:
         kind: what the registry holds ("model", "explainer", "method"), used in errors.
         options_attribute: the class attribute in which every registered factory declares
             its options class (``"Options"`` for methods), recorded at registration and
-            returned by :meth:`options`; None (default): the factories declare none.
+            returned by :meth:`~xdx_lib.registry.Registry.options`; None (default): the
+            factories declare none.
 
     Examples::
 

@@ -31,7 +31,6 @@ is passed in, and used only through its hooks).
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,7 +117,7 @@ class Checkpointing:
             (:class:`~xdx_lib.checkpoints.CheckpointMismatch`).
     """
 
-    path: str | os.PathLike | None = None
+    path: str | Path | None = None
     meta: dict | None = None
 
 
