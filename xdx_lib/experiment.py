@@ -118,8 +118,8 @@ def _unique(what: str, values: list) -> None:
 def validate_experiment(exp: ExperimentConfig) -> None:
     """Every check the real run relies on, as one ConfigError line (no data, no training).
 
-    First the experiment's own fields (:func:`_check_fields`), then each RunConfig
-    :func:`~xdx_lib.runner.run_experiment` will build (:func:`_check_runs`: every method and
+    First the experiment's own fields (``_check_fields``), then each RunConfig
+    :func:`~xdx_lib.runner.run_experiment` will build (``_check_runs``: every method and
     seed, every sweep value, the shapes runs), so a config that passes cannot fail later on
     its values.
     """
