@@ -13,11 +13,10 @@ Groups (the book's chapter "Method, claims and metrics" defines each):
 * similarity of two explanations of the same images: :func:`pearson`, :func:`spearman`,
   :func:`ssim`, :func:`cosine`, :func:`topk_iou`, all at once with
   :func:`similarity_table`;
-* references: :func:`reference_maps` (the teacher's mean map, a centred blob);
-* the names of a result's metric keys (``accuracy``, ``cae/pearson``, ``faith/deletion``):
-  :func:`metric_key` builds them, and :func:`keys_of`, :func:`faithfulness_keys` and
-  :func:`localisation_keys` pick them out of a table's columns, so that nothing parses a
-  key's text.
+* references: :func:`reference_maps` (the teacher's mean map, a centred blob).
+
+The names of a result's metric keys (``accuracy``, ``cae/pearson``, ``faith/deletion``) are
+built and picked out in :mod:`xdx_lib.keys`, so that nothing parses a key's text.
 
 Faithfulness (deletion, insertion) and localisation (pointing game, relevance mass) judge a
 map against a model or a mask rather than another map: :mod:`xdx_lib.faithfulness`.

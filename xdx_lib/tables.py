@@ -156,8 +156,8 @@ def reference_table(df: pd.DataFrame, maps: str = "gradcam",
     return refs[cols].rename(columns=lambda c: display_label(c, labels, shared)).rename_axis(None)
 
 
-#: The maps whose faithfulness a result holds, with the word a table shows for each: each
-#: model's Grad-CAM, XDistillation's CAE map (:data:`~xdx_lib.keys.JUDGED_MAPS`).
+#: Each map whose faithfulness a result holds, by the word a table shows for it, each
+#: model's Grad-CAM and XDistillation's CAE map (:data:`~xdx_lib.keys.JUDGED_MAPS`).
 FAITHFULNESS_MAPS: dict[str, str] = {"gradcam": "Grad-CAM", CAE: "CAE"}
 
 
