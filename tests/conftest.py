@@ -4,6 +4,7 @@ or download setting from the environment, so tests never touch ``runs/`` or the 
 from __future__ import annotations
 
 import pytest
+import ranks
 
 from xdx_lib.data import Split, make_shapes
 
@@ -19,3 +20,15 @@ def _isolated(tmp_path, monkeypatch):
 def shapes() -> tuple[Split, Split]:
     """A small generated dataset (4 classes, 28x28, with masks)."""
     return make_shapes(256, seed=0), make_shapes(64, seed=1)
+
+
+@pytest.fixture
+def pretend_rank(monkeypatch):
+    """This process plays a rank of a torchrun job (:func:`ranks.pretend_rank`)."""
+    return ranks.pretend_rank(monkeypatch)
+
+
+@pytest.fixture
+def broadcasts(monkeypatch):
+    """What the ranks broadcast, recorded (:func:`ranks.broadcasts`)."""
+    return ranks.broadcasts(monkeypatch)

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from images import LOSS_KINDS, blobs
 
 from xdx_lib.cae import create_cae, predict_maps
 from xdx_lib.cae_training import CAE_FIELDS, build_cae, fit_cae, pretrain_cae
@@ -16,19 +17,6 @@ from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.losses import explanation_loss
 from xdx_lib.session import train_teacher
-
-LOSS_KINDS = ("mse", "bce", "ssim", "pearson")
-
-
-def blobs(n: int, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
-    """Images of one Gaussian blob each, at a random place, in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    centre = torch.rand(n, 2, generator=g) * (size - 8) + 4
-    coords = torch.arange(size, dtype=torch.float32)
-    dy = (coords.view(1, size, 1) - centre[:, 0].view(n, 1, 1)) ** 2
-    dx = (coords.view(1, 1, size) - centre[:, 1].view(n, 1, 1)) ** 2
-    img = torch.exp(-(dy + dx) / (2 * 3.0**2)).unsqueeze(1)
-    return img.expand(n, channels, size, size).contiguous()
 
 
 @pytest.mark.parametrize("loss", LOSS_KINDS)

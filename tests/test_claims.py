@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from frames import claims_frame
 from scipy import stats as scipy_stats
 
 from xdx_lib import claims
@@ -110,21 +111,6 @@ T95_1 = 6.313752  # scipy.stats.t.ppf(0.95, 1)
 T95_2 = 2.919986  # scipy.stats.t.ppf(0.95, 2)
 
 
-def _claims_frame(group="main", seeds=3):
-    """Three methods, three seeds; the per-seed differences are written beside each claim."""
-    runs = {  # method: (accuracy, agreement, gradcam/pearson) per seed
-        "scratch": [(0.80, 0.80, 0.30), (0.80, 0.80, 0.30), (0.80, 0.80, 0.30)],
-        "kd": [(0.82, 0.85, 0.31), (0.82, 0.86, 0.29), (0.82, 0.87, 0.30)],
-        "xdistill": [(0.79, 0.87, 0.41), (0.78, 0.89, 0.49), (0.77, 0.88, 0.60)],
-    }
-    rows = []
-    for method, per_seed in runs.items():
-        for seed, (acc, agree, r) in enumerate(per_seed[:seeds]):
-            rows.append({"group": group, "method": method, "seed": seed, "accuracy": acc,
-                         "agreement": agree, "gradcam/pearson": r})
-    return pd.DataFrame(rows)
-
-
 H3 = T95_2 * 0.01 / math.sqrt(3)  # one-sided half-width of three differences with sd 0.01
 
 
@@ -133,7 +119,7 @@ def _by_name(readings):
 
 
 def test_verdicts_by_hand():
-    v = _by_name(claims.verdicts(_claims_frame()))
+    v = _by_name(claims.verdicts(claims_frame()))
     assert list(v) == ["C1", "C2", "C3"]
     # C1: agreement kd - scratch = [0.05, 0.06, 0.07]: lower 0.06 - H3 = 0.043 > 0;
     # Grad-CAM r kd - scratch = [0.01, -0.01, 0.00]: upper 0 + H3 = 0.017 < 0.03.
@@ -164,7 +150,7 @@ def test_verdicts_by_hand():
 
 
 def test_significant_difference_inside_the_margin_reads_no_difference():
-    df = _claims_frame()
+    df = claims_frame()
     # accuracy xdistill - kd = [0.001, 0.002, 0.003]: mean 0.002, sd 0.001, bounds
     # 0.002 -+ 0.1 H3 = [0.00031, 0.00369]: nonzero, and inside +-0.006
     kd = df.method == "kd"
@@ -178,7 +164,7 @@ def test_significant_difference_inside_the_margin_reads_no_difference():
 
 
 def test_two_seeds_by_hand():
-    df = _claims_frame(seeds=2)
+    df = claims_frame(seeds=2)
     # accuracy xdistill - kd = [-0.03, -0.04]: mean -0.035, sd 0.00707, bounds
     # -0.035 -+ 6.313752 * 0.00707 / sqrt(2) = -0.035 -+ 0.0316: [-0.0666, -0.0034]
     v = _by_name(claims.verdicts(df))
@@ -217,9 +203,9 @@ def test_zero_variance_and_bounds_touching_by_hand():
 
 def test_the_claims_group_the_results_chapter_reads():
     # the claims' methods on four seeds in group "claims"; group "main" disagrees with it
-    frame = _claims_frame("claims")
+    frame = claims_frame("claims")
     extra = frame[frame.seed == 0].assign(seed=3)
-    main = _claims_frame("main").assign(accuracy=0.5)
+    main = claims_frame("main").assign(accuracy=0.5)
     df = pd.concat([frame, extra, main], ignore_index=True)
     c2 = _by_name(claims.verdicts(df, group="claims"))["C2"]
     (acc,) = c2.parts
@@ -232,7 +218,7 @@ def test_the_claims_group_the_results_chapter_reads():
 
 
 def test_adding_a_metric_to_a_claim_is_one_evidence():
-    df = _claims_frame()
+    df = claims_frame()
     df["deployed/pearson"] = df["gradcam/pearson"] + (df.method == "xdistill") * 0.5
     claim = claims.Claim("C3", "more faithful", parts=(
         claims.Evidence("xdistill", "kd", "deployed/pearson", 0.03),))
@@ -244,17 +230,17 @@ def test_adding_a_metric_to_a_claim_is_one_evidence():
 def test_claim_without_any_evidence_is_inconclusive():
     claim = claims.Claim("C9", "x", parts=(claims.Evidence("kd", "scratch", "nope", 0.1),
                                            claims.Evidence("e2kd", "kd", "accuracy", 0.1)))
-    (c9,) = claims.verdicts(_claims_frame(), claims=[claim])
+    (c9,) = claims.verdicts(claims_frame(), claims=[claim])
     assert c9.verdict is CV.INCONCLUSIVE
     assert [p.verdict for p in c9.parts] == [PV.SKIPPED, PV.SKIPPED]
     assert [p.reason for p in c9.parts] == ["nope is not in these results", "no runs of e2kd"]
-    empty = claims.verdicts(_claims_frame(), group="claims")  # no such group
+    empty = claims.verdicts(claims_frame(), group="claims")  # no such group
     assert {c.verdict for c in empty} == {CV.INCONCLUSIVE}
     assert _by_name(empty)["C2"].parts[0].reason == "no runs in group claims"
 
 
 def test_a_metric_missing_for_one_method_skips_the_part():
-    df = _claims_frame()
+    df = claims_frame()
     df["deployed/pearson"] = np.where(df.method == "xdistill", 0.9, np.nan)
     deployed = _by_name(claims.verdicts(df))["C3"].parts[2]
     assert deployed.verdict is PV.SKIPPED
@@ -262,7 +248,7 @@ def test_a_metric_missing_for_one_method_skips_the_part():
 
 
 def test_one_seed_verdicts_are_inconclusive():
-    v = claims.verdicts(_claims_frame(seeds=1))
+    v = claims.verdicts(claims_frame(seeds=1))
     assert {c.verdict for c in v} == {CV.INCONCLUSIVE}
     (acc,) = _by_name(v)["C2"].parts
     assert acc.n == 1 and acc.mean == pytest.approx(-0.03) and acc.verdict is PV.INCONCLUSIVE
@@ -270,14 +256,14 @@ def test_one_seed_verdicts_are_inconclusive():
 
 
 def test_duplicated_seed_and_method_is_an_error_even_where_no_part_reads_it():
-    df = _claims_frame().replace({"xdistill": "other"})
+    df = claims_frame().replace({"xdistill": "other"})
     twice = pd.concat([df, df[(df.method == "other") & (df.seed == 0)]], ignore_index=True)
     with pytest.raises(ValueError, match="more than one run of other on seed 0"):
         claims.verdicts(twice)
 
 
 def test_claim_parts_is_one_row_per_part_with_the_readings_numbers():
-    df = _claims_frame()
+    df = claims_frame()
     parts = claims.claim_parts(df)
     assert list(parts.columns) == list(claims.PART_COLUMNS)
     assert "note" not in parts.columns and "part" not in parts.columns  # no words but reasons
@@ -322,7 +308,7 @@ def test_paired_difference_table_refuses_a_pair_or_metric_twice():
 
 
 def test_paired_difference_table_skips_absent_pairs_and_metrics():
-    df = _claims_frame()
+    df = claims_frame()
     diffs = claims.paired_difference_table(df)
     assert list(diffs.columns) == ["a", "b", "metric", "n", "mean", "sd", "lower", "upper",
                                    "half_width"]  # fmt: skip

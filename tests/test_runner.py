@@ -7,7 +7,6 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import ranks
 from tiny_experiment import TINY, write_config
 
 from xdx_lib import runner, stats, studies
@@ -19,16 +18,6 @@ from xdx_lib.session import Session
 @pytest.fixture
 def runs(tmp_path):
     return tmp_path / "runs"
-
-
-@pytest.fixture
-def pretend_rank(monkeypatch):
-    return ranks.pretend_rank(monkeypatch)
-
-
-@pytest.fixture
-def broadcasts(monkeypatch):
-    return ranks.broadcasts(monkeypatch)
 
 
 def test_the_teacher_is_a_run_spec_scored_and_stored_as_any_run(tmp_path):
@@ -111,7 +100,6 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
     a = df[cols].sort_values(key).reset_index(drop=True)
     b = again[cols].sort_values(key).reset_index(drop=True)
     assert a.equals(b)
-
 
 
 def test_a_failure_on_rank_zero_reaches_the_other_ranks(pretend_rank, broadcasts):

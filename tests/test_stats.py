@@ -8,26 +8,17 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from frames import paired_frame
 from scipy import stats as scipy_stats
 
 from xdx_lib import stats
-
-
-def _frame():
-    rows = []
-    for seed, (a, b) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.83)]):
-        rows.append({"group": "main", "method": "a", "seed": seed, "accuracy": a})
-        rows.append({"group": "main", "method": "b", "seed": seed, "accuracy": b})
-    rows.append({"group": "sweep", "method": "a", "seed": 0, "accuracy": 0.1})
-    return pd.DataFrame(rows)
-
 
 T975_2 = 4.302653  # scipy.stats.t.ppf(0.975, 2)
 
 
 def test_paired_difference_by_hand():
     # d = [0.02, 0.03, 0.01]: mean 0.02, sd 0.01, t(0.975, 2) = 4.302653
-    d = stats.paired_difference(_frame(), "a", "b", "accuracy")
+    d = stats.paired_difference(paired_frame(), "a", "b", "accuracy")
     half = T975_2 * 0.01 / math.sqrt(3)
     assert isinstance(d, stats.PairedDifference)
     assert (d.a, d.b, d.metric, d.n) == ("a", "b", "accuracy", 3)
@@ -41,8 +32,8 @@ def test_paired_difference_by_hand():
 
 
 def test_paired_difference_at_ninety_percent_is_narrower_by_the_t_ratio():
-    wide = stats.paired_difference(_frame(), "a", "b", "accuracy")
-    narrow = stats.paired_difference(_frame(), "a", "b", "accuracy", confidence=0.90)
+    wide = stats.paired_difference(paired_frame(), "a", "b", "accuracy")
+    narrow = stats.paired_difference(paired_frame(), "a", "b", "accuracy", confidence=0.90)
     ratio = scipy_stats.t.ppf(0.95, 2) / scipy_stats.t.ppf(0.975, 2)
     assert narrow.half_width == pytest.approx(wide.half_width * ratio)
     assert narrow.mean == wide.mean
@@ -58,14 +49,14 @@ def test_sign_says_which_way_the_interval_shows(lower, upper, sign):
 
 
 def test_paired_difference_pairs_by_seed_and_ignores_other_groups():
-    df = _frame()
+    df = paired_frame()
     df.loc[(df.method == "b") & (df.seed == 2), "accuracy"] = float("nan")
     d = stats.paired_difference(df, "a", "b", "accuracy")
     assert d.n == 2 and d.mean == pytest.approx(0.025)
 
 
 def test_one_seed_has_no_interval():
-    df = _frame()[lambda f: f.seed == 0]
+    df = paired_frame()[lambda f: f.seed == 0]
     d = stats.paired_difference(df, "a", "b", "accuracy")
     assert math.isnan(d.lower) and math.isnan(d.upper) and math.isnan(d.sd)
     assert d.mean == pytest.approx(0.02) and d.n == 1
@@ -75,11 +66,11 @@ def test_one_seed_has_no_interval():
 
 def test_unknown_method_is_an_error():
     with pytest.raises(ValueError, match="no runs of c"):
-        stats.paired_difference(_frame(), "c", "b", "accuracy")
+        stats.paired_difference(paired_frame(), "c", "b", "accuracy")
 
 
 def test_duplicated_seed_and_method_is_one_clear_error():
-    df = _frame()
+    df = paired_frame()
     twice = df[(df.method == "b") & (df.seed.isin([0, 2]))].assign(accuracy=0.5)
     df = pd.concat([df, twice], ignore_index=True)
     message = "more than one run of b on seed 0, b on seed 2"
@@ -88,11 +79,11 @@ def test_duplicated_seed_and_method_is_one_clear_error():
     with pytest.raises(ValueError, match=message):
         stats.summary(df, ["accuracy"])
     # the same seed and method in two groups is no duplicate
-    assert stats.paired_difference(_frame(), "a", "b", "accuracy").n == 3
+    assert stats.paired_difference(paired_frame(), "a", "b", "accuracy").n == 3
 
 
 def test_metric_missing_for_one_method_names_it():
-    df = _frame()
+    df = paired_frame()
     df["agreement"] = np.where(df.method == "a", 0.9, np.nan)
     with pytest.raises(ValueError, match="agreement has no value for any run of b"):
         stats.paired_difference(df, "a", "b", "agreement")
@@ -104,7 +95,7 @@ def test_metric_missing_for_one_method_names_it():
 
 
 def test_summary_mean_and_std_by_hand():
-    table = stats.summary(_frame(), ["accuracy"])
+    table = stats.summary(paired_frame(), ["accuracy"])
     assert list(table.index) == ["a", "b"]
     assert table.loc["a", ("accuracy", "mean")] == pytest.approx(0.82)
     assert table.loc["a", ("accuracy", "std")] == pytest.approx(0.02)
@@ -132,7 +123,7 @@ def test_summary_and_paired_difference_read_a_variant_table():
     assert list(table.index) == ["v", "KD"] and table.index.name == "variant"
     assert table.loc["v", ("accuracy", "mean")] == pytest.approx(0.82)
     d = stats.paired_difference(_variants(), "v", "KD", "accuracy", group=None, by="variant")
-    same = stats.paired_difference(_frame(), "a", "b", "accuracy")  # the same numbers
+    same = stats.paired_difference(paired_frame(), "a", "b", "accuracy")  # the same numbers
     assert dataclasses.replace(d, a="a", b="b") == same
     with pytest.raises(KeyError):
         stats.summary(_variants(), ["accuracy"], by="variant")  # no group column: say None

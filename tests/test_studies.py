@@ -7,7 +7,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import ranks
 import torch
 
 from xdx_lib import studies, tuning
@@ -16,16 +15,6 @@ from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.experiment import ExperimentConfig
 from xdx_lib.interventions import INTERVENTIONS, map_interventions
 from xdx_lib.session import Session
-
-
-@pytest.fixture
-def pretend_rank(monkeypatch):
-    return ranks.pretend_rank(monkeypatch)
-
-
-@pytest.fixture
-def broadcasts(monkeypatch):
-    return ranks.broadcasts(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -6,35 +6,11 @@ import math
 
 import pandas as pd
 import pytest
+from frames import claims_frame, paired_frame
 
 from xdx_lib import claims, stats, tables
 from xdx_lib.claims import ClaimVerdict as CV
 from xdx_lib.claims import PartVerdict as PV
-
-
-def _frame():
-    rows = []
-    for seed, (a, b) in enumerate([(0.80, 0.78), (0.82, 0.79), (0.84, 0.83)]):
-        rows.append({"group": "main", "method": "a", "seed": seed, "accuracy": a})
-        rows.append({"group": "main", "method": "b", "seed": seed, "accuracy": b})
-    rows.append({"group": "sweep", "method": "a", "seed": 0, "accuracy": 0.1})
-    return pd.DataFrame(rows)
-
-
-def _claims_frame(group="main", seeds=3):
-    """Three methods, three seeds (as in the claims' tests): C1 supported, C2 not
-    supported, C3 partly supported with its deployed r skipped."""
-    runs = {  # method: (accuracy, agreement, gradcam/pearson) per seed
-        "scratch": [(0.80, 0.80, 0.30), (0.80, 0.80, 0.30), (0.80, 0.80, 0.30)],
-        "kd": [(0.82, 0.85, 0.31), (0.82, 0.86, 0.29), (0.82, 0.87, 0.30)],
-        "xdistill": [(0.79, 0.87, 0.41), (0.78, 0.89, 0.49), (0.77, 0.88, 0.60)],
-    }
-    rows = []
-    for method, per_seed in runs.items():
-        for seed, (acc, agree, r) in enumerate(per_seed[:seeds]):
-            rows.append({"group": group, "method": method, "seed": seed, "accuracy": acc,
-                         "agreement": agree, "gradcam/pearson": r})
-    return pd.DataFrame(rows)
 
 
 def _part(verdict=PV.SUPPORTED, needs="higher", lower=0.043, upper=0.077, **kw):
@@ -58,10 +34,10 @@ def test_format_interval():
 
 
 def test_format_difference():
-    d = stats.paired_difference(_frame(), "a", "b", "accuracy")
+    d = stats.paired_difference(paired_frame(), "a", "b", "accuracy")
     half = 4.302653 * 0.01 / math.sqrt(3)
     assert tables.format_difference(d) == f"+0.020 [{0.02 - half:+.3f}, {0.02 + half:+.3f}] (n=3)"
-    one = stats.paired_difference(_frame()[lambda f: f.seed == 0], "a", "b", "accuracy")
+    one = stats.paired_difference(paired_frame()[lambda f: f.seed == 0], "a", "b", "accuracy")
     assert tables.format_difference(one) == "+0.020 (n=1, no interval)"
 
 
@@ -91,15 +67,16 @@ def test_metric_label():
 
 
 def test_mean_std_strings():
-    shown = tables.mean_std_strings(stats.summary(_frame(), ["accuracy"]))
+    shown = tables.mean_std_strings(stats.summary(paired_frame(), ["accuracy"]))
     assert list(shown.columns) == ["accuracy", "seeds"]
     assert shown.loc["a", "accuracy"] == "0.820 ± 0.020" and shown.loc["a", "seeds"] == 3
-    one = tables.mean_std_strings(stats.summary(_frame()[lambda f: f.seed == 0], ["accuracy"]))
+    first = paired_frame()[lambda f: f.seed == 0]
+    one = tables.mean_std_strings(stats.summary(first, ["accuracy"]))
     assert one.loc["a", "accuracy"] == "0.800"  # no spread with one seed
 
 
 def test_mean_std_table_names_columns_and_blanks_missing_means():
-    df = _frame()
+    df = paired_frame()
     df["cae/pearson"] = [0.5, None, 0.7, None, 0.6, None, None]  # only method a has CAE maps
     shown = tables.mean_std_table(df, ["accuracy", "cae/pearson"], labels={"pearson": "CAE r"},
                                   strip="cae/", missing="")  # fmt: skip
@@ -112,9 +89,9 @@ def test_mean_std_table_names_columns_and_blanks_missing_means():
 
 
 def test_mean_table_holds_the_means_as_numbers():
-    table = tables.mean_table(_frame(), ["accuracy"], labels={"accuracy": "acc"})
+    table = tables.mean_table(paired_frame(), ["accuracy"], labels={"accuracy": "acc"})
     assert list(table.columns) == ["acc"] and table.index.name == "method"
-    mean = stats.summary(_frame(), ["accuracy"]).loc["a", ("accuracy", "mean")]
+    mean = stats.summary(paired_frame(), ["accuracy"]).loc["a", ("accuracy", "mean")]
     assert table.loc["a", "acc"] == mean
 
 
@@ -163,7 +140,7 @@ def test_scores_table_orders_names_and_counts():
 
 
 def test_paired_view():
-    diffs = claims.paired_difference_table(_claims_frame(), methods=["kd", "scratch"])
+    diffs = claims.paired_difference_table(claims_frame(), methods=["kd", "scratch"])
     view = tables.paired_view(diffs)
     assert list(view.index) == [("kd - scratch", "accuracy"), ("kd - scratch", "agreement"),
                                 ("kd - scratch", "Grad-CAM r")]
@@ -172,19 +149,19 @@ def test_paired_view():
     assert view.loc[("kd - scratch", "agreement"), "significant from"] == "0.025"
     assert view.loc[("kd - scratch", "accuracy"), "difference [95% interval]"] == (
         "+0.020 [+0.020, +0.020] (n=3)")
-    one = tables.paired_view(claims.paired_difference_table(_claims_frame(seeds=1)))
+    one = tables.paired_view(claims.paired_difference_table(claims_frame(seeds=1)))
     assert set(one["significant from"]) == {""}
     assert set(one["reading"]) == {"no difference shown"}
 
 
 def test_paired_table_is_the_view_of_the_difference_table():
-    df = _claims_frame()
+    df = claims_frame()
     table = tables.paired_table(df, methods=["kd", "scratch"])
     assert table.equals(tables.paired_view(claims.paired_difference_table(df, ["kd", "scratch"])))
 
 
 def test_sweep_table_by_hand():
-    df = _claims_frame()
+    df = claims_frame()
     df["option"], df["value"] = None, None
     sweep = pd.DataFrame([
         {"group": "sweep", "method": "xdistill", "seed": 0, "option": "beta", "value": 3.0,
@@ -269,7 +246,7 @@ def test_format_power():
 
 
 def test_claim_sentences():
-    text = tables.claim_sentences(claims.verdicts(_claims_frame()))
+    text = tables.claim_sentences(claims.verdicts(claims_frame()))
     assert list(text.index) == ["C1", "C2", "C3"]
     assert list(text.columns) == ["verdict", "evidence", "power", "notes"]
     assert list(text.verdict) == ["supported", "not supported", "partly supported"]
@@ -288,7 +265,7 @@ def test_claim_sentences():
 
 
 def test_verdict_table():
-    table = tables.verdict_table(claims.verdicts(_claims_frame()))
+    table = tables.verdict_table(claims.verdicts(claims_frame()))
     assert list(table.index[:3]) == [("C1", "supported", "agreement kd - scratch"),
                                      ("C1", "supported", "Grad-CAM r kd - scratch"),
                                      ("C2", "not supported", "accuracy xdistill - kd")]
@@ -303,7 +280,7 @@ def test_verdict_table():
     skipped = table.loc[("C3", "partly supported", "deployed explanation r xdistill - kd")]
     assert skipped["reading"] == "skipped (deployed/pearson is not in these results)"
     assert skipped["significant from"] == "" and skipped["difference [one-sided 95 % bounds]"] == ""
-    one = tables.verdict_table(claims.verdicts(_claims_frame(seeds=1)))
+    one = tables.verdict_table(claims.verdicts(claims_frame(seeds=1)))
     shown = one.loc[("C2", "inconclusive", "accuracy xdistill - kd")]
     assert shown["difference [one-sided 95 % bounds]"] == "-0.030 (n=1)"
 
@@ -313,7 +290,7 @@ def test_glue_verdicts_glues_each_claims_sentences(monkeypatch):
 
     glued = {}
     monkeypatch.setattr(notebook, "glue", lambda name, value, display: glued.update({name: value}))
-    text = tables.claim_sentences(claims.verdicts(_claims_frame()))
+    text = tables.claim_sentences(claims.verdicts(claims_frame()))
     notebook.glue_verdicts(text)
     assert sorted(glued) == sorted(f"C{i}_{c}" for i in (1, 2, 3)
                                    for c in ("verdict", "evidence", "power"))  # fmt: skip
