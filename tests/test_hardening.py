@@ -276,6 +276,73 @@ def test_image_folder_text_file_named_png(tmp_path, capsys):
     _one_error_line(capsys, f"cannot read image {bad}")
 
 
+def _small_folder(root: Path, n_train: int) -> Path:
+    for i in range(n_train):
+        _png(root / "train" / "ab"[i % 2] / f"{i}.png", value=10 * i)
+    for i in range(4):
+        _png(root / "test" / "ab"[i % 2] / f"{i}.png", value=10 * i)
+    return root
+
+
+def test_image_folder_too_small_for_the_profile_is_one_line(tmp_path, capsys):
+    """17 images under the smoke profile (256 held out for validation): one line that says
+    the sizes and what to set, status 2, no traceback, nothing written; then the remedy
+    it names trains."""
+    root = _small_folder(tmp_path / "imgs", 17)
+    args = ["train-teacher", "--profile", "smoke", "--dataset", "imagefolder", "--data-root",
+            str(root), "--image-size", "8", "--epochs", "1"]  # fmt: skip
+    assert main(args) == 2
+    line = _one_error_line(capsys, "data too small: the training split has 17 images")
+    assert "val_size 256" in line and "--val-size" in line and "below 17" in line
+    assert _files(tmp_path / "runs") == []
+    assert main([*args, "--val-size", "4"]) == 0
+    assert "train-teacher: " in capsys.readouterr().out
+
+
+def test_session_on_too_small_data_raises_one_error_type(tmp_path):
+    from xdx_lib.data import SplitSizeError
+    from xdx_lib.session import Session
+
+    cfg = RunConfig(dataset="imagefolder", profile="smoke", image_size=8,
+                    data_root=str(_small_folder(tmp_path / "imgs", 12)))  # fmt: skip
+    with pytest.raises(SplitSizeError, match="has 12 images, too few to hold out val_size 256"):
+        Session(cfg).data  # noqa: B018 (the property loads the data)
+    with pytest.raises(ConfigError):  # what the command line prints as one line
+        Session(cfg).teacher()
+    assert _files(tmp_path / "runs") == []
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_experiment_over_too_small_data_is_one_line(tmp_path, capsys, check):
+    """A config over 12 training images: ``experiment --check`` (what ``make reproduce``
+    runs before any notebook) and the run itself stop with the same line."""
+    root = _small_folder(tmp_path / "imgs", 12)
+    path = _experiment(tmp_path, run={"dataset": "imagefolder", "profile": "smoke",
+                                      "data_root": str(root), "image_size": 8})  # fmt: skip
+    assert main(["experiment", str(path), *(["--check"] if check else [])]) == 2
+    line = _one_error_line(capsys, "data too small: the training split has 12 images")
+    assert "val_size 256" in line and "below 12" in line
+    assert _files(tmp_path / "runs") == []
+
+
+def test_experiment_check_does_not_download(tmp_path, capsys, monkeypatch):
+    """Data not yet on disk passes the check (the run downloads it); nothing is fetched."""
+    from xdx_lib import sources
+
+    asked = []
+
+    def offline(cls, root, train, download, label, remedy):
+        asked.append(download)
+        raise DataNotFoundError(f"{label} not found under {root}")
+
+    monkeypatch.setattr(sources, "_torchvision", offline)
+    path = _experiment(tmp_path, run={"dataset": "cifar10", "profile": "smoke",
+                                      "data_root": str(tmp_path), "download": True})  # fmt: skip
+    assert main(["experiment", str(path), "--check"]) == 0
+    assert "ok (1 methods x 1 seeds)" in capsys.readouterr().out
+    assert asked == [False]  # looked on disk once, never downloaded
+
+
 def test_image_folder_truncated_jpeg(tmp_path):
     from PIL import Image
 

@@ -136,7 +136,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
     ``--check`` runs exactly the checks the real run starts with: every value of every run
     (:func:`~xdx_lib.experiment.load_experiment`), then the device, the data root and the runs
-    folder (:func:`~xdx_lib.experiment.preflight`).
+    folder (:func:`~xdx_lib.experiment.preflight`), then the data (:func:`_check_data`).
     """
     from .devices import is_rank_zero
     from .experiment import load_experiment, preflight
@@ -146,6 +146,7 @@ def _experiment(args: argparse.Namespace) -> int:
         exp = load_experiment(args.config)
         if args.check:
             preflight(exp)
+            _check_data(exp.base)
             print(f"{args.config}: ok ({len(exp.methods)} methods x {len(exp.seeds)} seeds)")
             return 0
         results = run_experiment(exp)
@@ -154,6 +155,20 @@ def _experiment(args: argparse.Namespace) -> int:
     if is_rank_zero():  # under torchrun, one summary, not one per process
         print(f"{exp.name}: {len(results)} results in runs/{exp.name}/results/")
     return 0
+
+
+def _check_data(cfg: RunConfig) -> None:
+    """Load the config's data as the run will, so that data too small for its splits or
+    unreadable stops the check (``make reproduce`` runs it before any notebook). Nothing is
+    downloaded: data not yet on disk is the run's to fetch, and passes."""
+    from .data import BadDataError, DataNotFoundError
+    from .session import load_data
+
+    try:
+        load_data(dataclasses.replace(cfg, download=False))
+    except DataNotFoundError as e:
+        if isinstance(e, BadDataError):
+            raise
 
 
 def _interrupted() -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .cache import project_root
+from .config import ConfigError
 from .registry import Registry
 
 #: Every dataset a config can name, ``shapes`` (here), ``fashion_mnist``, ``mnist``,
@@ -39,6 +40,14 @@ class BadDataError(DataNotFoundError):
     """Data is on disk but cannot be used (empty, mismatched, unreadable); the message names
     the folder or file and what to do. A :class:`DataNotFoundError`, so one ``except``
     catches every data problem."""
+
+
+class SplitSizeError(ConfigError):
+    """The training split cannot be carved into the sizes asked (:func:`carve_training`):
+    a size below its minimum, or a validation split that leaves no image to train on. The
+    message names the sizes, the images there are and the fields (and flags) to change. A
+    :class:`~xdx_lib.config.ConfigError`, since the remedy is a config value: the command
+    line prints it as its one line."""
 
 
 @dataclass
@@ -226,6 +235,8 @@ def load_dataset(
         DataNotFoundError: the data is not on disk and cannot be downloaded, or ``root``
             was given and does not exist (without ``download``); the message names the
             remedies. :class:`BadDataError` (a subclass): the data is there but unusable.
+        SplitSizeError: the training split cannot be carved into ``val_size``,
+            ``train_subset`` and ``teacher_subset`` (:func:`check_carving`).
     """
     loader = DATASETS.get(name)
     root = check_data_root(name, root, download)
@@ -253,13 +264,19 @@ def carve_training(train: Split, student: int | None, teacher: int | None, val_s
     (None: all the rest). So the students' images are among the teacher's whenever
     ``student <= teacher``, and every method and seed of an experiment sees the same images.
 
+    ``val_size`` is exact; ``student`` and ``teacher`` are at most so many, all the rest
+    when fewer are left (as :meth:`Split.subset` keeps all of a smaller split), so that a
+    profile's subsets fit a smaller dataset: the ``book`` profile's 55,000 teacher images
+    are CIFAR-10's 45,000 left beside its 5,000 validation images.
+
     Returns ``(students, teacher, validation)``; the teacher's is None when it equals the
     students' and the validation split None when ``val_size`` is 0.
+
+    Raises:
+        SplitSizeError: ``val_size`` below 0, ``student`` or ``teacher`` below 1, or no
+            image left to train on beside the validation split (:func:`check_carving`).
     """
-    if val_size < 0 or val_size >= len(train):
-        raise ValueError(f"val_size {val_size} must be at least 0 and below the "
-                         f"{len(train)} training images; set a smaller val_size (0: no "
-                         "validation split)")  # fmt: skip
+    check_carving(len(train), student, teacher, val_size)
     if val_size == 0 and teacher is None:
         return train.subset(student, seed), None, None  # one subset, as it always was
     g = torch.Generator().manual_seed(seed)
@@ -268,3 +285,34 @@ def carve_training(train: Split, student: int | None, teacher: int | None, val_s
     students = _take(train, rest[:student])
     teachers = None if teacher is None or teacher == student else _take(train, rest[:teacher])
     return students, teachers, (_take(train, val) if val_size else None)
+
+
+def check_carving(n: int, student: int | None, teacher: int | None, val_size: int) -> None:
+    """Raise :class:`SplitSizeError` unless :func:`carve_training` can carve ``n`` training
+    images into ``val_size`` validation images and the students' and teacher's subsets.
+
+    The message says what was asked, how many images there are and which field (and flag)
+    to change: the profile's sizes apply unless set, so a small dataset under a profile
+    sized for Fashion-MNIST meets its ``val_size`` first.
+    """
+    for name, flag, size in (("train_subset", "--train-subset", student),
+                             ("teacher_subset", "--teacher-subset", teacher)):  # fmt: skip
+        if size is not None and size < 1:
+            raise SplitSizeError(f"config: {name}={size!r} must be at least 1 (training "
+                                 f"images); set {name} ({flag}) to 1 or more")  # fmt: skip
+    if val_size < 0:
+        raise SplitSizeError(f"config: val_size={val_size!r} must be >= 0; set val_size "
+                             "(--val-size) to 0 (no validation split) or more")  # fmt: skip
+    if n == 0:
+        raise SplitSizeError("data too small: the training split has no images; give the "
+                             "dataset training images")  # fmt: skip
+    if val_size >= n:
+        teachers = "the students'" if teacher is None else teacher
+        asked = (f"train_subset {'all' if student is None else student}, "
+                 f"teacher_subset {teachers}")  # fmt: skip
+        raise SplitSizeError(
+            f"data too small: the training split has {n} images, too few to hold out "
+            f"val_size {val_size} for validation and train on the rest ({asked}, at most "
+            f"what is left); set val_size (--val-size, the profile's unless given) below "
+            f"{n}, or 0 for no validation split"
+        )
