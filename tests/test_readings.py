@@ -139,3 +139,48 @@ def test_map_use_reads_the_point_estimates_against_the_margin():
     assert text.startswith("the student depends on its map, but not as the teacher's explanation")
     assert "costs it -0.042 in accuracy (a map of no image in particular: -0.080)" in text
     assert readings.map_use(view, margin=0.05).startswith("the student reads the map")
+
+
+# ---------------------------------------------------------------- the results' verdicts
+
+
+def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
+    from xdx_lib import claims
+
+    text = readings.multiplicity(claims.multiplicity())
+    assert text.startswith("the verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
+                           "C3 3 parts), each by a one-sided test at 5 %, and the paired table "
+                           "up to 35 differences")  # fmt: skip
+    # 35 cells at 5 %: 1.75 by chance; C3's three parts: 1 - 0.95^3 = 14 %, at most 15 %;
+    # all six parts: 1 - 0.95^6 = 26 %, at most 30 %
+    assert "about 1.8 of its cells would still read one method ahead" in text
+    assert "keeps a false \"supported\" at most 5 %" in text
+    assert "a claim of 3 parts (C3) reads it by chance up to 15 % of the time (14 % were" in text
+    assert text.endswith("some one of the 6 parts reads supported by chance up to 30 % (26 %)")
+    two = readings.multiplicity(claims.Multiplicity((("C9", 2),), cells=4))
+    assert "the verdicts read 2 parts of 1 claim (C9 2 parts)" in two
+    assert "up to 10 % of the time (10 % were its parts independent)" in two
+
+
+def test_fragile_verdicts_names_the_claims_and_the_seeds():
+    from xdx_lib.claims import ClaimVerdict as CV
+    from xdx_lib.claims import SeedOutReading
+
+    def out(name, verdict, *without):
+        return SeedOutReading(name, verdict, tuple(enumerate(without)))
+
+    same = [out("C1", CV.SUPPORTED, CV.SUPPORTED, CV.SUPPORTED),
+            out("C2", CV.INCONCLUSIVE, CV.INCONCLUSIVE, CV.INCONCLUSIVE)]  # fmt: skip
+    assert readings.fragile_verdicts(same) == (
+        "every verdict reads the same when any one seed is left out")
+    c2 = out("C2", CV.BELOW_MARGIN, CV.BELOW_MARGIN, CV.INCONCLUSIVE, CV.SUPPORTED,
+             CV.INCONCLUSIVE)  # fmt: skip
+    mixed = [same[0], c2, out("C3", CV.NOT_SUPPORTED, CV.NOT_SUPPORTED),
+             out("C4", CV.SUPPORTED, CV.SUPPORTED)]  # fmt: skip
+    assert readings.fragile_verdicts(mixed) == (
+        "C2 (positive but below the margin) is fragile: without seeds 1, 3 it reads "
+        "inconclusive, without seed 2 it reads supported; C1, C3 and C4 read the same without "
+        "any one seed")
+    assert readings.fragile_verdicts([same[0], c2]).endswith("; C1 reads the same without any "
+                                                             "one seed")  # fmt: skip
+    assert readings.fragile_verdicts([c2]).startswith("C2 (positive but below the margin) is")
