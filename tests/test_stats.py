@@ -248,7 +248,7 @@ def _intervention_rows():
 
 
 def test_intervention_table_by_hand():
-    table = stats.intervention_table(_intervention_rows())
+    table = stats.intervention_table(_intervention_rows(), confidence=0.95)
     assert list(table.index) == ["own", "zeroed"] and table.index.name == "intervention"
     assert list(table.columns) == [
         ("accuracy", "mean"), ("accuracy", "difference"), ("accuracy", "lower"),
@@ -273,12 +273,40 @@ def test_intervention_table_with_two_seeds_by_hand():
     rows = [r for r in _intervention_rows() if r["seed"] < 2]
     # d = [-0.10, -0.11]: mean -0.105, sd 0.00707107, t(0.975, 1) = 12.7062
     half = 12.706205 * 0.01 / math.sqrt(2) / math.sqrt(2)
-    zeroed = stats.intervention_table(rows, metrics=["accuracy"]).loc["zeroed"]
+    zeroed = stats.intervention_table(rows, metrics=["accuracy"], confidence=0.95).loc["zeroed"]
     assert zeroed[("accuracy", "difference")] == pytest.approx(-0.105)
     assert zeroed[("accuracy", "upper")] == pytest.approx(-0.105 + half, abs=1e-6)
     one = stats.intervention_table([r for r in rows if r["seed"] == 0])
     assert math.isnan(one.loc["zeroed", ("accuracy", "lower")])
     assert one.loc["zeroed", ("n", "")] == 1
+
+
+def test_intervention_table_reads_the_claims_one_sided_bounds_by_default():
+    # d = [-0.10, -0.11, -0.09]: sd 0.01, t(0.95, 2) = 2.919986, the part rule's bounds
+    table = stats.intervention_table(_intervention_rows(), metrics=["accuracy"])
+    half = 2.919986 * 0.01 / math.sqrt(3)
+    assert table.attrs["confidence"] == pytest.approx(0.90)
+    assert table.loc["zeroed", ("accuracy", "lower")] == pytest.approx(-0.10 - half, abs=1e-6)
+    assert stats.intervention_table(_intervention_rows(), confidence=0.95).attrs == {
+        "confidence": 0.95}
+
+
+def test_intervention_differences_pair_any_two_interventions_by_hand():
+    rows = _intervention_rows() + [
+        {"seed": s, "intervention": "flat", "accuracy": a, "agreement": 0.8}
+        for s, a in enumerate([0.75, 0.74, 0.80])]  # fmt: skip
+    d = stats.intervention_differences(rows, [("zeroed", "flat"), ("own", "flat")])
+    # zeroed - flat = [-0.05, -0.03, -0.05]: mean -0.04333, sd 0.011547, t(0.95, 2)
+    zf = d[("zeroed", "flat")]
+    assert (zf.a, zf.b, zf.metric, zf.n) == ("zeroed", "flat", "accuracy", 3)
+    assert zf.mean == pytest.approx(-0.043333, abs=1e-6)
+    half = 2.919986 * 0.011547 / math.sqrt(3)
+    assert zf.upper == pytest.approx(-0.043333 + half, abs=1e-5)
+    assert d[("own", "flat")].mean == pytest.approx(0.0566667, abs=1e-6)
+    agree = stats.intervention_differences(rows, [("own", "flat")], metric="agreement")
+    assert agree[("own", "flat")].mean == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no rows of 'teacher true'"):
+        stats.intervention_differences(rows, [("teacher true", "flat")])
 
 
 @pytest.mark.parametrize("change, message", [

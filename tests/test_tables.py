@@ -220,15 +220,26 @@ def test_intervention_view():
     for seed, (own, zeroed) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.84, 0.75)]):
         rows.append({"seed": seed, "intervention": "own", "accuracy": own})
         rows.append({"seed": seed, "intervention": "zeroed", "accuracy": zeroed})
+    # the default table holds the one-sided 95 % bounds (t(0.95, 2) = 2.919986) and says so
     view = tables.intervention_view(stats.intervention_table(rows, metrics=["accuracy"]))
-    half = 4.302653 * 0.01 / math.sqrt(3)
-    assert list(view.columns) == ["accuracy", "accuracy - own [95% interval]"]
+    half = 2.919986 * 0.01 / math.sqrt(3)
+    column = "accuracy - own [one-sided 95 % bounds]"
+    assert list(view.columns) == ["accuracy", column]
     assert view.loc["zeroed", "accuracy"] == "0.720"
-    assert view.loc["zeroed", "accuracy - own [95% interval]"] == (
-        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")
+    assert view.loc["zeroed", column] == f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)"
+    two_sided = stats.intervention_table(rows, metrics=["accuracy"], confidence=0.95)
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert tables.intervention_view(two_sided).loc[
+        "zeroed", "accuracy - own [two-sided 95 % interval]"] == (
+        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")  # fmt: skip
     one = stats.intervention_table([r for r in rows if r["seed"] == 0], metrics=["accuracy"])
-    assert tables.intervention_view(one).loc["zeroed", "accuracy - own [95% interval]"] == (
-        "-0.100 (n=1, no interval)")
+    assert tables.intervention_view(one).loc["zeroed", column] == "-0.100 (n=1, no interval)"
+
+
+def test_interval_name():
+    assert tables.interval_name(0.90) == "one-sided 95 % bounds"
+    assert tables.interval_name(0.95) == "two-sided 95 % interval"
+    assert tables.interval_name(0.99) == "two-sided 99 % interval"
 
 
 # ----------------------------------------------------------------------- the verdicts
