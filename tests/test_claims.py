@@ -10,7 +10,7 @@ import pytest
 from frames import claims_frame
 from scipy import stats as scipy_stats
 
-from xdx_lib import claims
+from xdx_lib import claims, stats
 from xdx_lib.claims import ClaimVerdict as CV
 from xdx_lib.claims import PartVerdict as PV
 
@@ -19,6 +19,9 @@ M = 0.006
 
 @pytest.mark.parametrize("lower, upper, reading", [
     (0.010, 0.030, PV.SUPPORTED),
+    # shown above 0 with a mean below the margin: not supported
+    (0.001, 0.009, PV.BELOW_MARGIN),
+    (0.001, 0.0109, PV.BELOW_MARGIN),
     (-0.030, -0.010, PV.OPPOSITE),
     (-0.010, 0.010, PV.INCONCLUSIVE),
     (-0.004, 0.005, PV.NO_DIFFERENCE),
@@ -28,14 +31,25 @@ M = 0.006
     # a bound touching 0 shows nothing
     (0.0, 0.020, PV.INCONCLUSIVE),
     (-0.020, 0.0, PV.INCONCLUSIVE),
-    # a bound touching the margin is not inside it
-    (0.002, M, PV.SUPPORTED),
+    # a bound touching the margin is not inside it; the mean 0.004 is below the margin
+    (0.002, M, PV.BELOW_MARGIN),
+    (0.006, 0.010, PV.SUPPORTED),
     (-M, -0.002, PV.OPPOSITE),
     (-M, 0.002, PV.INCONCLUSIVE),
     (math.nan, math.nan, PV.INCONCLUSIVE),
 ])  # fmt: skip
 def test_part_verdict_higher(lower, upper, reading):
     assert claims.part_verdict(lower, upper, M) is reading
+
+
+def test_a_positive_difference_smaller_than_the_margin_is_not_supported():
+    # the issue's C2: mean +0.005, one-sided bounds [+0.001, +0.009], margin 0.006
+    assert claims.part_verdict(0.001, 0.009, M, mean=0.005) is PV.BELOW_MARGIN
+    # the mean exactly at the margin is as large as a difference that matters
+    assert claims.part_verdict(0.001, 0.011, M, mean=M) is PV.SUPPORTED
+    # the mean given wins over the bounds' midpoint
+    assert claims.part_verdict(0.001, 0.011, M, mean=0.0059) is PV.BELOW_MARGIN
+    assert claims.part_verdict(0.001, 0.009, M, mean=0.0061) is PV.SUPPORTED
 
 
 @pytest.mark.parametrize("lower, upper, reading", [
@@ -57,11 +71,19 @@ def test_part_verdict_not_higher(lower, upper, reading):
     ([PV.SUPPORTED, PV.SUPPORTED], CV.SUPPORTED),
     ([PV.SUPPORTED, PV.OPPOSITE], CV.NOT_SUPPORTED),
     ([PV.OPPOSITE, PV.INCONCLUSIVE], CV.NOT_SUPPORTED),
-    ([PV.SUPPORTED, PV.NO_DIFFERENCE], CV.PARTLY_SUPPORTED),
-    ([PV.SUPPORTED, PV.INCONCLUSIVE], CV.PARTLY_SUPPORTED),
-    ([PV.SUPPORTED, PV.SKIPPED], CV.PARTLY_SUPPORTED),
+    ([PV.SUPPORTED, PV.BELOW_MARGIN, PV.OPPOSITE], CV.NOT_SUPPORTED),
+    ([PV.SUPPORTED, PV.NO_DIFFERENCE], CV.PARTLY_NEGLIGIBLE),
+    ([PV.SUPPORTED, PV.INCONCLUSIVE, PV.NO_DIFFERENCE], CV.PARTLY_NEGLIGIBLE),
+    ([PV.SUPPORTED, PV.BELOW_MARGIN, PV.NO_DIFFERENCE], CV.PARTLY_NEGLIGIBLE),
+    ([PV.SUPPORTED, PV.BELOW_MARGIN], CV.PARTLY_BELOW_MARGIN),
+    ([PV.SUPPORTED, PV.INCONCLUSIVE, PV.BELOW_MARGIN], CV.PARTLY_BELOW_MARGIN),
+    ([PV.SUPPORTED, PV.INCONCLUSIVE], CV.PARTLY_UNDECIDED),
+    ([PV.SUPPORTED, PV.SKIPPED], CV.PARTLY_UNDECIDED),
     ([PV.NO_DIFFERENCE], CV.NOT_SUPPORTED),
     ([PV.NO_DIFFERENCE, PV.INCONCLUSIVE], CV.NOT_SUPPORTED),
+    ([PV.NO_DIFFERENCE, PV.BELOW_MARGIN], CV.NOT_SUPPORTED),
+    ([PV.BELOW_MARGIN], CV.BELOW_MARGIN),
+    ([PV.BELOW_MARGIN, PV.INCONCLUSIVE], CV.BELOW_MARGIN),
     ([PV.INCONCLUSIVE], CV.INCONCLUSIVE),
     ([PV.SKIPPED], CV.INCONCLUSIVE),
     ([], CV.INCONCLUSIVE),
@@ -77,9 +99,14 @@ def test_claim_verdict_refuses_an_unknown_reading():
 
 def test_verdicts_are_the_method_chapters_names():
     assert [v.value for v in PV] == ["supported", "opposite", "no difference beyond the margin",
-                                     "inconclusive", "skipped"]  # fmt: skip
-    assert [v.value for v in CV] == ["supported", "partly supported", "not supported",
-                                     "inconclusive"]  # fmt: skip
+                                     "positive but below the margin", "inconclusive",
+                                     "skipped"]  # fmt: skip
+    assert [v.value for v in CV] == [
+        "supported", "partly supported (a part shown negligible)",
+        "partly supported (a part below the margin)", "partly supported (a part undecided)",
+        "positive but below the margin", "not supported", "inconclusive"]  # fmt: skip
+    assert [v for v in CV if v.partly] == [CV.PARTLY_NEGLIGIBLE, CV.PARTLY_BELOW_MARGIN,
+                                          CV.PARTLY_UNDECIDED]  # fmt: skip
 
 
 def test_evidence_checks_its_need_and_margin():
@@ -129,18 +156,25 @@ def test_verdicts_by_hand():
     assert agree.half_width == pytest.approx(H3, abs=1e-6)
     assert agree.verdict is PV.SUPPORTED and agree.reason == ""
     assert expl.upper == pytest.approx(H3, abs=1e-6) and expl.verdict is PV.SUPPORTED
+    # a "not higher" part: supported four times in five up to the margin less the t test's
+    assert expl.detectable == pytest.approx(0.03 - stats.detectable_difference(3, 0.01))
     # C2: accuracy xdistill - kd = [-0.03, -0.04, -0.05]: upper -0.04 + H3 < 0, lower
     # -0.04 - H3 below -0.006.
     assert v["C2"].verdict is CV.NOT_SUPPORTED
     (acc,) = v["C2"].parts
     assert acc.upper == pytest.approx(-0.04 + H3, abs=1e-6) and acc.verdict is PV.OPPOSITE
-    # the detectable difference: noncentrality 3.979 at 2 degrees of freedom, times sd/sqrt(3)
-    assert acc.detectable == pytest.approx(0.023, abs=5e-4)
-    assert scipy_stats.nct.sf(T95_2, 2, acc.detectable * math.sqrt(3) / 0.01) == pytest.approx(0.8)
+    # the detectable difference, for the rule (bound above 0 and mean at least the margin):
+    # at three seeds the bound decides, so it is near the t test's 0.02297 (noncentrality
+    # 3.979 at 2 degrees of freedom, times sd/sqrt(3)), a little above it
+    assert acc.detectable == pytest.approx(0.022977, abs=2e-6)
+    assert stats.superiority_power(acc.detectable, 3, 0.01, M) == pytest.approx(0.8)
+    t_test = stats.detectable_difference(3, 0.01)
+    assert scipy_stats.nct.sf(T95_2, 2, t_test * math.sqrt(3) / 0.01) == pytest.approx(0.8)
+    assert acc.detectable > t_test
     # C3: agreement xdistill - kd = [0.02, 0.03, 0.01]: lower 0.02 - H3 = 0.0031 > 0, which
     # the 95 % two-sided interval would not show; Grad-CAM r = [0.10, 0.20, 0.30]: lower
     # 0.2 - 10 H3 = 0.031 > 0; the deployed r is not in these results: partly supported.
-    assert v["C3"].verdict is CV.PARTLY_SUPPORTED
+    assert v["C3"].verdict is CV.PARTLY_UNDECIDED
     agree3, r3, deployed = v["C3"].parts
     assert agree3.lower == pytest.approx(0.02 - H3, abs=1e-6)
     assert agree3.verdict is PV.SUPPORTED
@@ -187,7 +221,7 @@ def test_zero_variance_and_bounds_touching_by_hand():
     df = pd.DataFrame(rows)
     p_q = claims.judge_part(df, "C", claims.Evidence("p", "q", "x", 0.125), "main")
     assert (p_q.mean, p_q.sd, p_q.lower, p_q.upper) == (0.25, 0.0, 0.25, 0.25)
-    assert p_q.half_width == 0.0 and p_q.detectable == 0.0
+    assert p_q.half_width == 0.0 and p_q.detectable == 0.125  # no spread: the margin itself
     assert p_q.verdict is PV.SUPPORTED
     # both bounds exactly 0: inside any margin, neither supported nor opposite
     q_r = claims.judge_part(df, "C", claims.Evidence("q", "r", "x", 0.125), "main")
@@ -215,6 +249,19 @@ def test_the_claims_group_the_results_chapter_reads():
     assert acc.n == 4 and acc.mean == pytest.approx(d.mean())
     assert acc.lower == pytest.approx(d.mean() - half)
     assert c2.verdict is CV.NOT_SUPPORTED
+
+
+def test_a_significant_difference_below_the_margin_is_not_supported():
+    # accuracy xdistill - kd = [0.004, 0.005, 0.006]: mean 0.005, bounds 0.005 -+ 0.1 H3 =
+    # [0.0033, 0.0067]: above 0, past the margin, its mean below it
+    df = claims_frame()
+    kd = df.method == "kd"
+    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + [
+        0.004, 0.005, 0.006]
+    c2 = _by_name(claims.verdicts(df))["C2"]
+    (acc,) = c2.parts
+    assert acc.mean == pytest.approx(0.005) and acc.lower > 0 and acc.upper > M
+    assert acc.verdict is PV.BELOW_MARGIN and c2.verdict is CV.BELOW_MARGIN
 
 
 def test_adding_a_metric_to_a_claim_is_one_evidence():
@@ -328,3 +375,53 @@ def test_paired_difference_table_skips_absent_pairs_and_metrics():
     partial = claims.paired_difference_table(df, pairs=[("kd", "scratch")],
                                              metrics=["accuracy", "agreement"])  # fmt: skip
     assert list(partial.metric) == ["accuracy"]
+
+
+# ------------------------------------------------- how many tests, and one seed fewer
+
+
+def test_multiplicity_counts_the_claims_parts_and_the_tables_cells():
+    m = claims.multiplicity()
+    assert m.parts == (("C1", 2), ("C2", 1), ("C3", 3)) and m.total_parts == 6
+    assert m.cells == len(claims.PAIRS) * len(claims.PAIR_METRICS) == 35
+    indep, bound = m.chance_any(3)
+    assert indep == pytest.approx(1 - 0.95**3) and bound == pytest.approx(0.15)
+    assert m.chance_any(30)[1] == 1.0
+    one = claims.multiplicity([claims.CLAIMS[1]], pairs=[("kd", "scratch")], metrics=["accuracy"])
+    assert (one.parts, one.cells) == ((("C2", 1),), 1)
+
+
+def test_leave_one_seed_out_is_the_verdicts_without_each_seed():
+    df = claims_frame()
+    out = claims.leave_one_seed_out(df)
+    assert [r.claim for r in out] == ["C1", "C2", "C3"]
+    assert [r.verdict for r in out] == [c.verdict for c in claims.verdicts(df)]
+    for seed in range(3):
+        alone = claims.verdicts(df[df.seed != seed])
+        assert [dict(r.without)[seed] for r in out] == [c.verdict for c in alone]
+    # C2, accuracy xdistill - kd = [-0.03, -0.04, -0.05]: without seed 0, [-0.04, -0.05]
+    # has upper -0.045 + 6.31 * 0.00707 / sqrt(2) = -0.013 < 0, still opposite; without
+    # seed 1, [-0.03, -0.05] has upper -0.04 + 6.31 * 0.01414 / sqrt(2) = +0.023: seed 1
+    # decides it, so the verdict is fragile
+    c2 = out[1]
+    assert c2.verdict is CV.NOT_SUPPORTED
+    assert c2.without == ((0, CV.NOT_SUPPORTED), (1, CV.INCONCLUSIVE), (2, CV.NOT_SUPPORTED))
+    assert c2.fragile and c2.changed_by == (1,)
+
+
+def test_leave_one_seed_out_finds_the_seed_a_verdict_rests_on():
+    # accuracy xdistill - kd = [0.02, 0.021, 0.019, -0.03]: on four seeds the bound is
+    # below 0 (inconclusive); without seed 3, [0.02, 0.021, 0.019] is supported
+    diffs = [0.02, 0.021, 0.019, -0.03]
+    rows = [{"group": "main", "method": m, "seed": s,
+             "accuracy": 0.8 + (d if m == "xdistill" else 0)}
+            for s, d in enumerate(diffs) for m in ("kd", "xdistill")]  # fmt: skip
+    c2 = claims.Claim("C2", "more accurate", (claims.Evidence("xdistill", "kd", "accuracy", M),))
+    (r,) = claims.leave_one_seed_out(pd.DataFrame(rows), claims=[c2])
+    assert r.verdict is CV.INCONCLUSIVE
+    assert r.without == ((0, CV.INCONCLUSIVE), (1, CV.INCONCLUSIVE), (2, CV.INCONCLUSIVE),
+                         (3, CV.SUPPORTED))  # fmt: skip
+    assert r.changed_by == (3,) and r.fragile
+    # one seed: leaving it out leaves nothing, inconclusive as before
+    (alone,) = claims.leave_one_seed_out(pd.DataFrame(rows[:2]), claims=[c2])
+    assert alone.without == ((0, CV.INCONCLUSIVE),) and not alone.fragile

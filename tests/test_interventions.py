@@ -1,5 +1,5 @@
 """Map interventions: which maps the XDistillation student is shown in place of its CAE's,
-and how they are scored."""
+each matched to the CAE map's per-image mean and spread, and how they are scored."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from xdx_lib import interventions
 from xdx_lib.cae import predict_maps
 from xdx_lib.config import RunConfig
 from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.interventions import INTERVENTIONS, derangement, intervention_maps, map_interventions
+from xdx_lib.interventions import (
+    INTERVENTIONS,
+    derangement,
+    intervention_maps,
+    map_interventions,
+    match_moments,
+)
 from xdx_lib.methods import create_method
 from xdx_lib.metrics import accuracy, agreement
 from xdx_lib.models import create_model
@@ -52,21 +58,79 @@ def test_a_derangement_moves_every_index_and_depends_on_its_seed_alone(n):
         derangement(1)
 
 
+def _pixels(maps: torch.Tensor) -> torch.Tensor:
+    return maps.double().flatten(1)
+
+
+def test_matching_by_hand():
+    ref = torch.tensor([[10.0, 10, 14, 14]]).reshape(1, 1, 2, 2)  # mean 12, sd 2
+    two_levels = torch.tensor([[0.0, 0, 2, 2]]).reshape(1, 1, 2, 2)  # mean 1, sd 1
+    torch.testing.assert_close(match_moments(two_levels, ref), ref)
+    # the offset and a positive scale of the map do not matter; a negative one flips it
+    torch.testing.assert_close(match_moments(5 * two_levels + 3, ref), ref)
+    flipped = torch.tensor([[14.0, 14, 10, 10]]).reshape(1, 1, 2, 2)
+    torch.testing.assert_close(match_moments(-two_levels, ref), flipped)
+    ramp = torch.tensor([[0.0, 1, 2, 3]]).reshape(1, 1, 2, 2)  # mean 1.5, sd sqrt(1.25)
+    step = 2 / 1.25**0.5
+    expected = torch.tensor([12 - 1.5 * step, 12 - 0.5 * step, 12 + 0.5 * step, 12 + 1.5 * step])
+    torch.testing.assert_close(match_moments(ramp, ref).flatten(), expected)
+
+
+def test_a_map_without_spread_becomes_the_reference_mean_and_never_nan():
+    ref = torch.tensor([[10.0, 10, 14, 14], [-1.0, 0, 1, 4]]).reshape(2, 1, 2, 2)
+    flat = match_moments(torch.full_like(ref, 5.0), ref)
+    torch.testing.assert_close(flat, torch.tensor([[12.0] * 4, [1.0] * 4]).reshape(2, 1, 2, 2))
+    torch.testing.assert_close(match_moments(torch.zeros_like(ref), ref), flat)
+    constant_ref = torch.full((1, 1, 2, 2), 7.0)  # a CAE map without spread gives none
+    out = match_moments(torch.tensor([[0.0, 1, 2, 3]]).reshape(1, 1, 2, 2), constant_ref)
+    torch.testing.assert_close(out, constant_ref)
+    assert not torch.isnan(flat).any() and not torch.isnan(out).any()
+
+
+def test_matched_maps_take_the_reference_moments_and_keep_their_content():
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(6, 1, 5, 5, generator=gen).pow(3)  # skewed, like a sparse map
+    ref = 4 * torch.randn(6, 1, 5, 5, generator=gen) - 2
+    out = match_moments(maps, ref)
+    assert out.dtype == torch.float32 and out.shape == maps.shape
+    sd, mean = torch.std_mean(_pixels(out), dim=1, correction=0)
+    ref_sd, ref_mean = torch.std_mean(_pixels(ref), dim=1, correction=0)
+    torch.testing.assert_close(mean, ref_mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sd, ref_sd, atol=1e-5, rtol=0)
+    for m, o in zip(_pixels(maps), _pixels(out)):  # Pearson r 1: the same content
+        assert torch.corrcoef(torch.stack([m, o]))[0, 1] == pytest.approx(1, abs=1e-6)
+    with pytest.raises(ValueError, match=r"maps \(6, 1, 5, 5\) and reference \(6, 25\)"):
+        match_moments(maps, ref.flatten(1))
+
+
 def test_each_intervention_shows_the_map_it_names(fakes, tiny):
     teacher, run = fakes
     maps = intervention_maps(run, teacher, tiny, seed=5)
     assert list(maps) == list(INTERVENTIONS)
     own = predict_maps(run.model.cae, tiny.test.x)
-    torch.testing.assert_close(maps["own"], own)
-    assert maps["zeroed"].shape == own.shape and not maps["zeroed"].any()
+    torch.testing.assert_close(maps["own"], own, rtol=0, atol=0)  # as deployed, not rescaled
+    own_mean = own.flatten(1).mean(1)
+    torch.testing.assert_close(maps["flat"], own_mean[:, None, None, None].expand_as(own))
     train = model_maps(teacher, tiny.train.x, "gradcam", split="train")
-    for m in maps["teacher mean"]:
-        torch.testing.assert_close(m, train.mean(0))
+    mean_map = train.mean(0, keepdim=True).expand_as(own)
+    torch.testing.assert_close(maps["teacher mean"], match_moments(mean_map, own))
     perm = derangement(len(own), seed=5)
-    for i in range(len(own)):  # another image's CAE map, never its own
-        assert perm[i] != i
-        torch.testing.assert_close(maps["other image"][i], own[perm[i]])
-    torch.testing.assert_close(maps["teacher true"], model_maps(teacher, tiny.test.x, "gradcam"))
+    assert (perm != torch.arange(len(own))).all()  # another image's CAE map, never its own
+    torch.testing.assert_close(maps["other image"], match_moments(own[perm], own))
+    true = model_maps(teacher, tiny.test.x, "gradcam")
+    torch.testing.assert_close(maps["teacher true"], match_moments(true, own))
+
+
+def test_every_replacement_has_the_cae_maps_moments_per_image(fakes, tiny):
+    teacher, run = fakes
+    maps = intervention_maps(run, teacher, tiny)
+    sd, mean = torch.std_mean(_pixels(maps["own"]), dim=1, correction=0)
+    for name in INTERVENTIONS:
+        m_sd, m_mean = torch.std_mean(_pixels(maps[name]), dim=1, correction=0)
+        torch.testing.assert_close(m_mean, mean, atol=1e-5, rtol=0, msg=name)
+        expected_sd = torch.zeros_like(sd) if name == "flat" else sd
+        torch.testing.assert_close(m_sd, expected_sd, atol=1e-5, rtol=0, msg=name)
+        assert not torch.isnan(maps[name]).any(), name
 
 
 def test_with_map_target_label_the_teacher_maps_explain_the_labels(fakes, tiny):
@@ -76,8 +140,10 @@ def test_with_map_target_label_the_teacher_maps_explain_the_labels(fakes, tiny):
     maps = intervention_maps(run, teacher, tiny)
     true = model_maps(teacher, tiny.test.x, "gradcam", target=tiny.test.y)
     train = model_maps(teacher, tiny.train.x, "gradcam", split="train", target=tiny.train.y)
-    torch.testing.assert_close(maps["teacher true"], true)
-    torch.testing.assert_close(maps["teacher mean"][0], train.mean(0))
+    own = maps["own"]
+    torch.testing.assert_close(maps["teacher true"], match_moments(true, own))
+    mean_map = train.mean(0, keepdim=True).expand_as(own)
+    torch.testing.assert_close(maps["teacher mean"], match_moments(mean_map, own))
 
 
 def test_the_own_map_scores_as_the_deployed_student(fakes, tiny):
@@ -110,7 +176,7 @@ def test_a_student_that_reads_its_map_gets_other_logits_from_other_maps(fakes, t
     maps = intervention_maps(run, teacher, tiny)
     own = interventions.logits_with_maps(run.model, x, maps["own"])
     torch.testing.assert_close(own, run.logits(x))
-    for name in ("zeroed", "other image", "teacher true"):
+    for name in ("flat", "other image", "teacher true"):
         assert not torch.allclose(interventions.logits_with_maps(run.model, x, maps[name]), own)
 
 

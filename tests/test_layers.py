@@ -12,13 +12,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdx_lib"
 #: Every module, bottom first; each may import only modules before it (the README's
 #: "Architecture" section draws the same order).
 ORDER = [
-    "registry", "config", "cache", "keys", "_utils",
+    "registry", "config", "cache", "keys", "_utils", "stats", "choices",
     "data", "sources", "models", "cae", "fusion", "losses", "explain", "metrics", "faithfulness",
     "devices", "precision", "batches", "checkpoints", "train", "trained", "signals",
     "cae_training", "methods", "xdistill", "interventions",
     "session",
     "evaluation", "experiment", "tuning", "runner", "studies",
-    "stats", "claims", "tables", "readings", "plots", "notebook", "__main__",
+    "claims", "tables", "readings", "plots", "notebook", "__main__",
 ]  # fmt: skip
 
 

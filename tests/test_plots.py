@@ -40,10 +40,12 @@ def test_forest_plot_one_panel_per_metric_one_row_per_pair_and_zero_line():
     fig = plots.forest_plot(_diffs(), labels={"gradcam/pearson": "Grad-CAM r"})
     axes = fig.axes
     assert len(axes) == 2
-    assert axes[0].get_xlabel().startswith("accuracy")
-    assert axes[1].get_xlabel().startswith("Grad-CAM r")
-    ticks = [t.get_text() for t in axes[0].get_yticklabels()]
-    assert ticks == ["kd - scratch", "xdistill - kd", "at - kd", "e2kd - kd"]
+    assert axes[0].get_title(loc="left") == "accuracy: A - B"
+    assert axes[1].get_title(loc="left") == "Grad-CAM r: A - B"
+    # every panel names its pairs, so each reads on its own
+    for ax in axes:
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        assert ticks == ["kd - scratch", "xdistill - kd", "at - kd", "e2kd - kd"]
     # one marker per pair and metric: 4 on accuracy (one without interval), 3 on r
     assert [len(_by_gid(ax, "means")[0].get_offsets()) for ax in axes] == [4, 3]
     for ax in axes:
@@ -76,7 +78,8 @@ def test_forest_plot_draws_each_parts_margin_bounds_and_verdict():
     diffs = claims.paired_difference_table(df, group="claims")
     parts = claims.claim_parts(df, group="claims")
     fig = plots.forest_plot(diffs, labels=tables.METRIC_LABELS, parts=parts)
-    assert [ax.get_xlabel().split("\n")[0] for ax in fig.axes] == ["accuracy", "agreement"]
+    assert [ax.get_title(loc="left") for ax in fig.axes] == ["accuracy: A - B",
+                                                            "agreement: A - B"]
     acc_ax, agree_ax = fig.axes
     # C2 reads accuracy xdistill - kd; C1 agreement kd - scratch and C3 agreement
     # xdistill - kd; the Grad-CAM and deployed r are not in these runs: skipped, not drawn
@@ -105,6 +108,30 @@ def test_forest_plot_draws_each_parts_margin_bounds_and_verdict():
     (c2,) = _by_gid(acc_ax, "verdict")
     ticks = [t.get_text() for t in acc_ax.get_yticklabels()]
     assert c2.xy[1] == ticks.index("xdistill - kd")
+
+
+def test_forest_plot_is_page_wide_one_panel_a_row_or_as_many_as_asked():
+    df = _claims_runs()
+    diffs = claims.paired_difference_table(df, group="claims")
+    fig = plots.forest_plot(diffs, parts=claims.claim_parts(df, group="claims"))
+    # one panel a row, stacked, at the page's width whatever the number of panels
+    assert fig.get_size_inches()[0] == plots.PAGE_WIDTH
+    (x0, *_), (x1, *_) = (ax.get_position().bounds for ax in fig.axes)
+    assert x0 == pytest.approx(x1)
+    assert fig.axes[0].get_position().y0 > fig.axes[1].get_position().y1
+    # the readings at a size the page shows, each running from its marker into its panel
+    assert sum(len(_by_gid(ax, "verdict")) for ax in fig.axes) == 3
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        for text in _by_gid(ax, "verdict"):
+            assert text.get_fontsize() == plots.READING_FONTSIZE >= 8
+            left = text.xy[0] < (lo + hi) / 2
+            assert text.get_horizontalalignment() == ("left" if left else "right")
+    three = _diffs().assign(metric=lambda d: d.metric.where(d.a != "at", "ssim"))
+    two = plots.forest_plot(three, parts=[], columns=2)
+    assert len(two.axes) == 3  # the empty fourth panel is removed
+    assert two.get_size_inches()[0] == plots.PAGE_WIDTH
+    assert two.axes[0].get_position().y0 == pytest.approx(two.axes[1].get_position().y0)
 
 
 def test_forest_plot_takes_the_paired_difference_table():

@@ -127,15 +127,121 @@ def test_seed_spread_reads_the_smallest_ratio():
         "much of the spread is the test set's finite size, which more test images shrink")
 
 
-def test_map_use_reads_the_point_estimates_against_the_margin():
-    unused = {"zeroed": -0.005, "other image": 0.003, "teacher true": -0.1, "teacher mean": -0.1}
-    assert readings.map_use(unused) == (
-        "the student hardly uses its map: XDistillation's accuracy does not come from it")
-    explanation = {"zeroed": -0.2, "other image": -0.1, "teacher true": -0.004,
-                   "teacher mean": -0.05}  # fmt: skip
-    assert readings.map_use(explanation).startswith("the student reads the map as the explanation")
-    view = {"zeroed": -0.2, "other image": -0.1, "teacher true": -0.0421, "teacher mean": -0.08}
-    text = readings.map_use(view)
-    assert text.startswith("the student depends on its map, but not as the teacher's explanation")
-    assert "costs it -0.042 in accuracy (a map of no image in particular: -0.080)" in text
-    assert readings.map_use(view, margin=0.05).startswith("the student reads the map")
+def _d(a: str, b: str, mean: float, lower: float, upper: float, n: int = 3):
+    from xdx_lib.stats import PairedDifference
+
+    return PairedDifference(a, b, "accuracy", n, mean, math.nan, lower, upper)
+
+
+def _map_use(own_flat, own_other, true_mean, **kw) -> str:
+    """:func:`readings.map_use` of three ``(mean, lower, upper)`` triples, in
+    :data:`readings.MAP_USE_PAIRS`' order."""
+    triples = (own_flat, own_other, true_mean)
+    diffs = {pair: _d(*pair, *t) for pair, t in zip(readings.MAP_USE_PAIRS, triples)}
+    return readings.map_use(diffs, **kw)
+
+
+INSIDE = (0.001, -0.002, 0.004)  # shown within the margin 0.006
+BEATS = (0.05, 0.03, 0.07)  # shown above 0, estimate beyond the margin
+OPEN = (0.01, -0.02, 0.04)  # holds 0: inconclusive
+
+
+def test_map_use_as_the_teachers_explanation_only_when_its_map_beats_the_mean_map():
+    text = _map_use(BEATS, BEATS, (0.02, 0.01, 0.03))
+    assert text == ("the student uses its map as the teacher's explanation: the teacher's map "
+                    "of the image serves it better than the teacher's image-blind mean map "
+                    "(teacher true beats teacher mean: +0.020 [+0.010, +0.030])")  # fmt: skip
+    # shown above 0 but estimated below the margin: the part rule does not read it supported
+    below = _map_use(BEATS, BEATS, (0.005, 0.001, 0.009))
+    assert below.startswith("the student depends on its map (own beats flat: +0.050")
+    assert below.endswith("these seeds do not show it using the map as the teacher's "
+                          "explanation (teacher true beats teacher mean by less than the "
+                          "margin: +0.005 [+0.001, +0.009])")  # fmt: skip
+    # a wider margin makes the same difference negligible
+    assert _map_use(BEATS, BEATS, (0.02, 0.01, 0.03), margin=0.05).endswith(
+        "a second view of it, more than where the teacher looked")
+
+
+def test_map_use_hardly_used_when_both_replacements_are_shown_within_the_margin():
+    assert _map_use(INSIDE, INSIDE, OPEN) == (
+        "the student hardly uses its map: XDistillation's accuracy does not come from it "
+        "(own and flat lie within the margin of each other: +0.001 [-0.002, +0.004]; own "
+        "and other image lie within the margin of each other: +0.001 [-0.002, +0.004])")
+
+
+@pytest.mark.parametrize("true_mean, shown", [
+    (INSIDE, "teacher true and teacher mean lie within the margin of each other: +0.001"),
+    ((-0.03, -0.05, -0.01), "teacher mean beats teacher true: -0.030 [-0.050, -0.010]"),
+])  # fmt: skip
+def test_map_use_a_second_view_when_the_teachers_map_is_shown_no_better(true_mean, shown):
+    text = _map_use(BEATS, OPEN, true_mean)
+    assert text.startswith("the student depends on its map (own beats flat: +0.050 [+0.030, "
+                           f"+0.070]), but not as the teacher's explanation ({shown}")  # fmt: skip
+    assert text.endswith("): it reads what the CAE's output shows of the image, a second view "
+                         "of it, more than where the teacher looked")  # fmt: skip
+    assert "other image" not in text  # only the replacements it beats are named
+
+
+def test_map_use_depended_on_but_undecided_about_the_teachers_map():
+    assert _map_use(INSIDE, BEATS, OPEN) == (
+        "the student depends on its map (own beats other image: +0.050 [+0.030, +0.070]), "
+        "but these seeds do not show it using the map as the teacher's explanation (teacher "
+        "true is not shown better or worse than teacher mean: +0.010 [-0.020, +0.040])")
+
+
+def test_map_use_otherwise_says_the_seeds_do_not_show_how():
+    assert _map_use(OPEN, INSIDE, OPEN) == (
+        "these seeds do not show how the student uses its map (own is not shown better or "
+        "worse than flat: +0.010 [-0.020, +0.040]; own and other image lie within the margin "
+        "of each other: +0.001 [-0.002, +0.004]; teacher true is not shown better or worse "
+        "than teacher mean: +0.010 [-0.020, +0.040])")
+    one_seed = (0.05, math.nan, math.nan)
+    diffs = {pair: _d(*pair, *one_seed, n=1) for pair in readings.MAP_USE_PAIRS}
+    text = readings.map_use(diffs)
+    assert text.startswith("these seeds do not show how")
+    assert "own is not shown better or worse than flat: +0.050 (n=1, no bounds)" in text
+
+
+# ---------------------------------------------------------------- the results' verdicts
+
+
+def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
+    from xdx_lib import claims
+
+    text = readings.multiplicity(claims.multiplicity())
+    assert text.startswith("the verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
+                           "C3 3 parts), each by a one-sided test at 5 %, and the paired table "
+                           "up to 35 differences")  # fmt: skip
+    # 35 cells at 5 %: 1.75 by chance; C3's three parts: 1 - 0.95^3 = 14 %, at most 15 %;
+    # all six parts: 1 - 0.95^6 = 26 %, at most 30 %
+    assert "about 1.8 of its cells would still read one method ahead" in text
+    assert "keeps a false \"supported\" at most 5 %" in text
+    assert "a claim of 3 parts (C3) reads it by chance up to 15 % of the time (14 % were" in text
+    assert text.endswith("some one of the 6 parts reads supported by chance up to 30 % (26 %)")
+    two = readings.multiplicity(claims.Multiplicity((("C9", 2),), cells=4))
+    assert "the verdicts read 2 parts of 1 claim (C9 2 parts)" in two
+    assert "up to 10 % of the time (10 % were its parts independent)" in two
+
+
+def test_fragile_verdicts_names_the_claims_and_the_seeds():
+    from xdx_lib.claims import ClaimVerdict as CV
+    from xdx_lib.claims import SeedOutReading
+
+    def out(name, verdict, *without):
+        return SeedOutReading(name, verdict, tuple(enumerate(without)))
+
+    same = [out("C1", CV.SUPPORTED, CV.SUPPORTED, CV.SUPPORTED),
+            out("C2", CV.INCONCLUSIVE, CV.INCONCLUSIVE, CV.INCONCLUSIVE)]  # fmt: skip
+    assert readings.fragile_verdicts(same) == (
+        "every verdict reads the same when any one seed is left out")
+    c2 = out("C2", CV.BELOW_MARGIN, CV.BELOW_MARGIN, CV.INCONCLUSIVE, CV.SUPPORTED,
+             CV.INCONCLUSIVE)  # fmt: skip
+    mixed = [same[0], c2, out("C3", CV.NOT_SUPPORTED, CV.NOT_SUPPORTED),
+             out("C4", CV.SUPPORTED, CV.SUPPORTED)]  # fmt: skip
+    assert readings.fragile_verdicts(mixed) == (
+        "C2 (positive but below the margin) is fragile: without seeds 1, 3 it reads "
+        "inconclusive, without seed 2 it reads supported; C1, C3 and C4 read the same without "
+        "any one seed")
+    assert readings.fragile_verdicts([same[0], c2]).endswith("; C1 reads the same without any "
+                                                             "one seed")  # fmt: skip
+    assert readings.fragile_verdicts([c2]).startswith("C2 (positive but below the margin) is")

@@ -172,6 +172,58 @@ def test_detectable_difference_edge_cases():
     assert delta > T95_1 * 0.01 / math.sqrt(2)
 
 
+def test_superiority_power_without_a_margin_is_the_t_tests():
+    # margin 0: only the bound must pass 0, the one-sided t test's power (noncentral t)
+    for n, sd, delta in ((10, 0.005, 0.004), (3, 0.01, 0.02), (2, 0.01, 0.05)):
+        ncp = delta * math.sqrt(n) / sd
+        assert stats.superiority_power(delta, n, sd, 0.0) == pytest.approx(
+            scipy_stats.nct.sf(scipy_stats.t.ppf(0.95, n - 1), n - 1, ncp), abs=1e-9)
+    assert stats.superiority_detectable(10, 0.005, 0.0) == pytest.approx(
+        stats.detectable_difference(10, 0.005), abs=1e-9)
+
+
+def test_superiority_power_matches_a_simulation_of_the_rule():
+    # the rule: lower bound above 0 and mean at least the margin, on 10 and on 3 seeds
+    rng = np.random.default_rng(0)
+    for n, sd, margin, delta in ((10, 0.005, 0.006, 0.008), (3, 0.01, 0.006, 0.02)):
+        d = rng.normal(delta, sd, size=(100_000, n))
+        mean, s = d.mean(1), d.std(1, ddof=1)
+        lower = mean - scipy_stats.t.ppf(0.95, n - 1) * s / math.sqrt(n)
+        simulated = ((lower > 0) & (mean >= margin)).mean()
+        assert stats.superiority_power(delta, n, sd, margin) == pytest.approx(simulated,
+                                                                              abs=0.005)
+
+
+def test_superiority_detectable_at_ten_seeds_is_set_by_the_margin():
+    # n = 10, sd 0.005: the t test alone detects 0.0043 (below the margin 0.006), so the
+    # mean passing the margin decides: about margin + z_0.8 sd / sqrt(n) = 0.00733
+    n, sd, margin = 10, 0.005, 0.006
+    delta = stats.superiority_detectable(n, sd, margin)
+    assert stats.detectable_difference(n, sd) == pytest.approx(0.004264, abs=1e-6)
+    floor = margin + scipy_stats.norm.ppf(0.8) * sd / math.sqrt(n)
+    assert floor == pytest.approx(0.007331, abs=1e-6)
+    assert delta >= floor and delta == pytest.approx(floor, abs=1e-5)
+    assert stats.superiority_power(delta, n, sd, margin) == pytest.approx(0.8, abs=1e-9)
+    # at three seeds with sd 0.01 the bound decides: just above the t test's 0.02297
+    three = stats.superiority_detectable(3, 0.01, margin)
+    assert three == pytest.approx(0.022977, abs=2e-6)
+    assert three > stats.detectable_difference(3, 0.01)
+
+
+def test_superiority_power_edge_cases():
+    assert math.isnan(stats.superiority_power(0.01, 1, 0.01, 0.006))
+    assert math.isnan(stats.superiority_power(0.01, 3, math.nan, 0.006))
+    assert stats.superiority_power(0.006, 3, 0.0, 0.006) == 1.0  # no spread: the mean itself
+    assert stats.superiority_power(0.005, 3, 0.0, 0.006) == 0.0
+    assert stats.superiority_detectable(3, 0.0, 0.006) == 0.006
+    assert math.isnan(stats.superiority_detectable(1, 0.01, 0.006))
+    # the power grows with the true difference and is half at the margin when the bound
+    # is no obstacle (sd tiny against it)
+    powers = [stats.superiority_power(x, 10, 0.005, 0.006) for x in (0.004, 0.006, 0.008)]
+    assert powers == sorted(powers)
+    assert stats.superiority_power(0.006, 10, 1e-4, 0.006) == pytest.approx(0.5, abs=1e-6)
+
+
 # ------------------------------------------------------------------- map interventions
 
 
@@ -187,7 +239,7 @@ def _intervention_rows():
 
 
 def test_intervention_table_by_hand():
-    table = stats.intervention_table(_intervention_rows())
+    table = stats.intervention_table(_intervention_rows(), confidence=0.95)
     assert list(table.index) == ["own", "zeroed"] and table.index.name == "intervention"
     assert list(table.columns) == [
         ("accuracy", "mean"), ("accuracy", "difference"), ("accuracy", "lower"),
@@ -212,12 +264,40 @@ def test_intervention_table_with_two_seeds_by_hand():
     rows = [r for r in _intervention_rows() if r["seed"] < 2]
     # d = [-0.10, -0.11]: mean -0.105, sd 0.00707107, t(0.975, 1) = 12.7062
     half = 12.706205 * 0.01 / math.sqrt(2) / math.sqrt(2)
-    zeroed = stats.intervention_table(rows, metrics=["accuracy"]).loc["zeroed"]
+    zeroed = stats.intervention_table(rows, metrics=["accuracy"], confidence=0.95).loc["zeroed"]
     assert zeroed[("accuracy", "difference")] == pytest.approx(-0.105)
     assert zeroed[("accuracy", "upper")] == pytest.approx(-0.105 + half, abs=1e-6)
     one = stats.intervention_table([r for r in rows if r["seed"] == 0])
     assert math.isnan(one.loc["zeroed", ("accuracy", "lower")])
     assert one.loc["zeroed", ("n", "")] == 1
+
+
+def test_intervention_table_reads_the_claims_one_sided_bounds_by_default():
+    # d = [-0.10, -0.11, -0.09]: sd 0.01, t(0.95, 2) = 2.919986, the part rule's bounds
+    table = stats.intervention_table(_intervention_rows(), metrics=["accuracy"])
+    half = 2.919986 * 0.01 / math.sqrt(3)
+    assert table.attrs["confidence"] == pytest.approx(0.90)
+    assert table.loc["zeroed", ("accuracy", "lower")] == pytest.approx(-0.10 - half, abs=1e-6)
+    assert stats.intervention_table(_intervention_rows(), confidence=0.95).attrs == {
+        "confidence": 0.95}
+
+
+def test_intervention_differences_pair_any_two_interventions_by_hand():
+    rows = _intervention_rows() + [
+        {"seed": s, "intervention": "flat", "accuracy": a, "agreement": 0.8}
+        for s, a in enumerate([0.75, 0.74, 0.80])]  # fmt: skip
+    d = stats.intervention_differences(rows, [("zeroed", "flat"), ("own", "flat")])
+    # zeroed - flat = [-0.05, -0.03, -0.05]: mean -0.04333, sd 0.011547, t(0.95, 2)
+    zf = d[("zeroed", "flat")]
+    assert (zf.a, zf.b, zf.metric, zf.n) == ("zeroed", "flat", "accuracy", 3)
+    assert zf.mean == pytest.approx(-0.043333, abs=1e-6)
+    half = 2.919986 * 0.011547 / math.sqrt(3)
+    assert zf.upper == pytest.approx(-0.043333 + half, abs=1e-5)
+    assert d[("own", "flat")].mean == pytest.approx(0.0566667, abs=1e-6)
+    agree = stats.intervention_differences(rows, [("own", "flat")], metric="agreement")
+    assert agree[("own", "flat")].mean == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no rows of 'teacher true'"):
+        stats.intervention_differences(rows, [("teacher true", "flat")])
 
 
 @pytest.mark.parametrize("change, message", [

@@ -75,6 +75,14 @@ def test_mean_std_strings():
     assert one.loc["a", "accuracy"] == "0.800"  # no spread with one seed
 
 
+def test_styled_shows_a_missing_number_as_a_dash_and_formats_the_others():
+    table = pd.DataFrame({"parameters": [1234.0, math.nan], "r": [0.61234, math.nan]},
+                         index=["CAE", "mean map"])  # fmt: skip
+    html = tables.styled(table, {"parameters": "{:,.0f}"}).to_html()
+    assert "1,234" in html and "0.612" in html
+    assert html.count(">—<") == 2 and "nan" not in html.lower()
+
+
 def test_mean_std_table_names_columns_and_blanks_missing_means():
     df = paired_frame()
     df["cae/pearson"] = [0.5, None, 0.7, None, 0.6, None, None]  # only method a has CAE maps
@@ -83,7 +91,9 @@ def test_mean_std_table_names_columns_and_blanks_missing_means():
     assert list(shown.columns) == ["accuracy", "CAE r", "seeds"]
     assert shown.loc["a", "CAE r"] == "0.600 ± 0.100" and shown.loc["b", "CAE r"] == ""
     assert shown.loc["b", "accuracy"] == "0.800 ± 0.026" and shown.loc["a", "seeds"] == 3
-    assert tables.mean_std_table(df, ["cae/pearson"]).loc["b", "cae/pearson"] == "nan"
+    # by default a missing mean is a dash, never "nan"
+    assert tables.mean_std_table(df, ["cae/pearson"]).loc["b", "cae/pearson"] == "—"
+    assert tables.MISSING == "—"
     by_hand = tables.mean_std_strings(stats.summary(df, ["accuracy"]))
     assert tables.mean_std_table(df, ["accuracy"]).equals(by_hand)
 
@@ -117,7 +127,7 @@ def test_faithfulness_table_by_judge():
     df = pd.DataFrame(rows)
     model = tables.faithfulness_table(df, "model")
     assert list(model.columns) == ["Grad-CAM deletion", "CAE deletion", "seeds"]
-    assert model.loc["kd", "CAE deletion"] == ""  # KD has no CAE map
+    assert model.loc["kd", "CAE deletion"] == tables.MISSING  # KD has no CAE map
     assert model.loc["xdistill", "CAE deletion"] == "0.400 ± 0.000"
     teacher = tables.faithfulness_table(df, "teacher")
     assert list(teacher.columns) == ["Grad-CAM deletion", "seeds"]
@@ -144,13 +154,14 @@ def test_paired_view():
     view = tables.paired_view(diffs)
     assert list(view.index) == [("kd - scratch", "accuracy"), ("kd - scratch", "agreement"),
                                 ("kd - scratch", "Grad-CAM r")]
-    assert list(view.columns) == ["difference [95% interval]", "reading", "significant from"]
+    assert list(view.columns) == ["difference [two-sided 95 % interval]", "reading",
+                                  "significant from"]  # fmt: skip
     assert view.loc[("kd - scratch", "agreement"), "reading"] == "kd > scratch"
     assert view.loc[("kd - scratch", "agreement"), "significant from"] == "0.025"
-    assert view.loc[("kd - scratch", "accuracy"), "difference [95% interval]"] == (
+    assert view.loc[("kd - scratch", "accuracy"), "difference [two-sided 95 % interval]"] == (
         "+0.020 [+0.020, +0.020] (n=3)")
     one = tables.paired_view(claims.paired_difference_table(claims_frame(seeds=1)))
-    assert set(one["significant from"]) == {""}
+    assert set(one["significant from"]) == {tables.MISSING}
     assert set(one["reading"]) == {"no difference shown"}
 
 
@@ -186,15 +197,26 @@ def test_intervention_view():
     for seed, (own, zeroed) in enumerate([(0.80, 0.70), (0.82, 0.71), (0.84, 0.75)]):
         rows.append({"seed": seed, "intervention": "own", "accuracy": own})
         rows.append({"seed": seed, "intervention": "zeroed", "accuracy": zeroed})
+    # the default table holds the one-sided 95 % bounds (t(0.95, 2) = 2.919986) and says so
     view = tables.intervention_view(stats.intervention_table(rows, metrics=["accuracy"]))
-    half = 4.302653 * 0.01 / math.sqrt(3)
-    assert list(view.columns) == ["accuracy", "accuracy - own [95% interval]"]
+    half = 2.919986 * 0.01 / math.sqrt(3)
+    column = "accuracy - own [one-sided 95 % bounds]"
+    assert list(view.columns) == ["accuracy", column]
     assert view.loc["zeroed", "accuracy"] == "0.720"
-    assert view.loc["zeroed", "accuracy - own [95% interval]"] == (
-        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")
+    assert view.loc["zeroed", column] == f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)"
+    two_sided = stats.intervention_table(rows, metrics=["accuracy"], confidence=0.95)
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert tables.intervention_view(two_sided).loc[
+        "zeroed", "accuracy - own [two-sided 95 % interval]"] == (
+        f"-0.100 [{-0.10 - half:+.3f}, {-0.10 + half:+.3f}] (n=3)")  # fmt: skip
     one = stats.intervention_table([r for r in rows if r["seed"] == 0], metrics=["accuracy"])
-    assert tables.intervention_view(one).loc["zeroed", "accuracy - own [95% interval]"] == (
-        "-0.100 (n=1, no interval)")
+    assert tables.intervention_view(one).loc["zeroed", column] == "-0.100 (n=1, no interval)"
+
+
+def test_interval_name():
+    assert tables.interval_name(0.90) == "one-sided 95 % bounds"
+    assert tables.interval_name(0.95) == "two-sided 95 % interval"
+    assert tables.interval_name(0.99) == "two-sided 99 % interval"
 
 
 # ----------------------------------------------------------------------- the verdicts
@@ -235,9 +257,17 @@ def test_format_part():
     assert tables.format_part(skipped) == "agreement kd - scratch skipped: no runs of kd"
 
 
+def test_power_at():
+    assert tables.power_at(_part()) == "≥ 0.023"
+    assert tables.power_at(_part(needs="not higher", detectable=0.0131)) == "≤ 0.013"
+    assert tables.power_at(_part(needs="not higher", detectable=-0.004)) == "≤ -0.004"
+    assert tables.power_at(_part(detectable=math.nan)) == ""
+
+
 def test_format_power():
     assert tables.format_power(_part()) == (
-        "agreement kd - scratch: significant from 0.017, 80 % power at 0.023")
+        "agreement kd - scratch: significant from 0.017, supported with 80 % power at a true "
+        "difference ≥ 0.023")
     one = _part(PV.INCONCLUSIVE, lower=math.nan, upper=math.nan, n=1)
     assert tables.format_power(one) == "agreement kd - scratch: none (n=1, no bounds)"
     skipped = claims.PartReading("C1", "kd", "scratch", "agreement", "higher", 0.006,
@@ -249,13 +279,17 @@ def test_claim_sentences():
     text = tables.claim_sentences(claims.verdicts(claims_frame()))
     assert list(text.index) == ["C1", "C2", "C3"]
     assert list(text.columns) == ["verdict", "evidence", "power", "notes"]
-    assert list(text.verdict) == ["supported", "not supported", "partly supported"]
+    assert list(text.verdict) == ["supported", "not supported",
+                                  "partly supported (a part undecided)"]  # fmt: skip
     assert text.loc["C1", "evidence"] == (
         "agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=3; "
         "margin 0.006): supported; Grad-CAM r kd - scratch +0.000 [-0.017, +0.017] "
         "(one-sided 95 % bounds, n=3; margin 0.03): supported")
     assert text.loc["C2", "power"] == (
-        "accuracy xdistill - kd: significant from 0.017, 80 % power at 0.023")
+        "accuracy xdistill - kd: significant from 0.017, supported with 80 % power at a true "
+        "difference ≥ 0.023")
+    # "not higher": the margin 0.03 less the t test's 0.023
+    assert text.loc["C1", "power"].endswith("at a true difference ≤ 0.007")
     assert text.loc["C3", "power"].endswith("deployed explanation r xdistill - kd: skipped")
     assert text.loc["C3", "notes"] == ("deployed explanation r xdistill - kd skipped: "
                                        "deployed/pearson is not in these results")  # fmt: skip
@@ -276,13 +310,55 @@ def test_verdict_table():
     assert row["difference [one-sided 95 % bounds]"] == "+0.000 [-0.017, +0.017] (n=3)"
     assert row["significant from"] == "0.017" and row["reading"] == "supported"
     acc = table.loc[("C2", "not supported", "accuracy xdistill - kd")]
-    assert acc["needs"] == "> 0" and acc["80 % power at"] == "0.023"
-    skipped = table.loc[("C3", "partly supported", "deployed explanation r xdistill - kd")]
+    assert acc["needs"] == "> 0" and acc["80 % power at"] == "≥ 0.023"
+    assert row["80 % power at"] == "≤ 0.007"
+    skipped = table.loc[("C3", "partly supported (a part undecided)",
+                         "deployed explanation r xdistill - kd")]  # fmt: skip
     assert skipped["reading"] == "skipped (deployed/pearson is not in these results)"
-    assert skipped["significant from"] == "" and skipped["difference [one-sided 95 % bounds]"] == ""
+    assert skipped["significant from"] == tables.MISSING == skipped["80 % power at"]
+    assert skipped["difference [one-sided 95 % bounds]"] == tables.MISSING
     one = tables.verdict_table(claims.verdicts(claims_frame(seeds=1)))
     shown = one.loc[("C2", "inconclusive", "accuracy xdistill - kd")]
     assert shown["difference [one-sided 95 % bounds]"] == "-0.030 (n=1)"
+
+
+def test_a_difference_below_the_margin_reads_so_in_the_sentences_and_the_table():
+    # accuracy xdistill - kd = [0.004, 0.005, 0.006]: mean +0.005, lower bound above 0,
+    # mean below the margin 0.006
+    df = claims_frame()
+    kd = df.method == "kd"
+    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + [
+        0.004, 0.005, 0.006]
+    readings = claims.verdicts(df)
+    text = tables.claim_sentences(readings)
+    assert text.loc["C2", "verdict"] == "positive but below the margin"
+    assert text.loc["C2", "evidence"].startswith("accuracy xdistill - kd +0.005 [+0.003,")
+    assert text.loc["C2", "evidence"].endswith("margin 0.006): positive but below the margin")
+    table = tables.verdict_table(readings)
+    row = table.loc[("C2", "positive but below the margin", "accuracy xdistill - kd")]
+    assert row["reading"] == "positive but below the margin"
+
+
+def _seed_out(verdict, *without):
+    return claims.SeedOutReading("C2", verdict, tuple(enumerate(without)))
+
+
+def test_leave_one_out_table():
+    stable = _seed_out(CV.SUPPORTED, CV.SUPPORTED, CV.SUPPORTED, CV.SUPPORTED)
+    fragile = claims.SeedOutReading("C3", CV.PARTLY_UNDECIDED, (
+        (0, CV.PARTLY_UNDECIDED), (1, CV.INCONCLUSIVE), (2, CV.PARTLY_UNDECIDED),
+        (3, CV.INCONCLUSIVE), (4, CV.NOT_SUPPORTED)))  # fmt: skip
+    every = claims.SeedOutReading("C1", CV.SUPPORTED, ((0, CV.INCONCLUSIVE),))
+    table = tables.leave_one_out_table([stable, fragile, every])
+    assert list(table.columns) == ["all seeds", "one seed left out", "reading"]
+    assert list(table.index) == ["C2", "C3", "C1"]
+    assert table.loc["C2"].tolist() == ["supported", "the same without any one of the 3 seeds",
+                                        "stable"]  # fmt: skip
+    assert table.loc["C3", "one seed left out"] == (
+        "inconclusive without seeds 1, 3; not supported without seed 4; the same without any "
+        "other")
+    assert table.loc["C3", "reading"] == "fragile"
+    assert table.loc["C1", "one seed left out"] == "inconclusive without seed 0"
 
 
 def test_glue_verdicts_glues_each_claims_sentences(monkeypatch):

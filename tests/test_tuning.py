@@ -9,8 +9,9 @@ import pytest
 import torch
 from tiny_experiment import TINY, write_config
 
+from xdx_lib import choices, studies, tuning
 from xdx_lib import session as session_module
-from xdx_lib import studies, tuning
+from xdx_lib.config import ConfigError
 from xdx_lib.experiment import load_experiment
 from xdx_lib.runner import run_experiment
 
@@ -22,11 +23,18 @@ def runs(tmp_path):
 
 def test_kd_is_tuned_on_the_validation_split(tmp_path, runs, monkeypatch):
     d = {**TINY, "run": {**TINY["run"], "val_size": 64}, "methods": ["kd"], "seeds": [0],
-         "kd_grid": {"alpha": [0.0, 0.9], "temperature": [2, 4]}, "tune_seeds": [0, 1],
+         "kd_grid": {"alpha": [0.0, 0.9], "temperature": [2, 4]}, "tune_seeds": [100, 101],
          "sweeps": {}, "localisation_methods": [], "claim_methods": [], "claim_seeds": []}
     exp = load_experiment(write_config(tmp_path, d))
+    handed = []  # what the chooser is given: the validation split's scores alone
+    real_scores = choices.validation_scores
+    monkeypatch.setattr(choices, "validation_scores",
+                        lambda scores, what="": handed.append(scores) or real_scores(scores, what))
     tuned, table = tuning.tune_kd(exp)
-    assert len(table) == 8 and set(table.seed) == {0, 1}
+    assert [set(h) for h in handed] == [{"val"}]
+    assert list(handed[0]["val"].columns) == ["point", "seed", "val_accuracy"]
+    assert len(table) == 8 and set(table.seed) == {100, 101}
+    assert "test_accuracy" in table  # reported beside the choice, not used in it
     means = table.groupby(["alpha", "temperature"]).val_accuracy.mean()
     assert (tuned.run["alpha"], tuned.run["temperature"]) == means.idxmax()
     assert type(tuned.run["temperature"]) is int  # the grid's own value, as written
@@ -55,6 +63,12 @@ def test_kd_is_tuned_on_the_validation_split(tmp_path, runs, monkeypatch):
     assert [r.get("key") for r in given] == [r.get("key") for r in result]
 
 
+def test_the_tune_seeds_are_not_claim_seeds(tmp_path):
+    d = {**TINY, "run": {**TINY["run"], "val_size": 64}, "kd_grid": {"alpha": [0.5, 0.9]}}
+    for seeds in ([0], [2], [1, 100]):  # TINY's seeds are 0, 1 and its claim seed 2
+        with pytest.raises(ConfigError, match="also claim seeds"):
+            load_experiment(write_config(tmp_path, {**d, "tune_seeds": seeds}))
+    assert load_experiment(write_config(tmp_path, d)).tune_seeds == choices.tune_seeds(1)
 
 def test_validation_accuracy_reads_the_validation_split_alone():
     run = SimpleNamespace(logits=lambda x: x)  # the images are the logits

@@ -6,7 +6,9 @@ chapter in code. Each part of a claim is a paired difference (:mod:`xdx_lib.stat
 through its 90 % t interval, whose ends are the one-sided 95 % bounds of two one-sided
 tests, against a margin fixed here before any run is read (:func:`part_verdict`); a
 claim's verdict follows from its parts' (:func:`claim_verdict`). With one seed there is no
-interval and every part is inconclusive.
+interval and every part is inconclusive. How many tests the verdicts and the paired table
+read is :func:`multiplicity`; how each verdict reads when any one seed is left out,
+:func:`leave_one_seed_out`.
 
 Everything here returns numbers and ``enum.Enum`` verdicts in typed records
 (:class:`PartReading`, :class:`ClaimReading`) and frames of them; the chapters' tables and
@@ -29,6 +31,7 @@ from .stats import (
     check_one_run_per_seed,
     detectable_difference,
     paired_difference,
+    superiority_detectable,
     unpaired_reason,
 )
 
@@ -54,6 +57,9 @@ class PartVerdict(enum.Enum):
     SUPPORTED = "supported"
     OPPOSITE = "opposite"
     NO_DIFFERENCE = "no difference beyond the margin"
+    #: A "higher" part shown above 0 whose mean is below the margin: a difference shown, but
+    #: not shown to be one that matters.
+    BELOW_MARGIN = "positive but below the margin"
     INCONCLUSIVE = "inconclusive"
     #: The part could not be read, its metric or a method being absent or no seed having both.
     SKIPPED = "skipped"
@@ -64,9 +70,21 @@ class ClaimVerdict(enum.Enum):
     name in the chapter "Method, claims and metrics", which the tables print."""
 
     SUPPORTED = "supported"
-    PARTLY_SUPPORTED = "partly supported"
+    #: Some parts supported, another shown to lie inside its margin.
+    PARTLY_NEGLIGIBLE = "partly supported (a part shown negligible)"
+    #: Some parts supported, another shown above 0 by less than its margin.
+    PARTLY_BELOW_MARGIN = "partly supported (a part below the margin)"
+    #: Some parts supported, the others inconclusive or skipped.
+    PARTLY_UNDECIDED = "partly supported (a part undecided)"
+    #: No part supported, none opposite or negligible, some shown above 0 below the margin.
+    BELOW_MARGIN = "positive but below the margin"
     NOT_SUPPORTED = "not supported"
     INCONCLUSIVE = "inconclusive"
+
+    @property
+    def partly(self) -> bool:
+        """Whether this is one of the three "partly supported" verdicts."""
+        return self.value.startswith("partly supported")
 
 
 @dataclass(frozen=True)
@@ -133,17 +151,23 @@ PAIR_METRICS: tuple[str, ...] = ("accuracy", "agreement", "gradcam/pearson", "de
 # ---------------------------------------------------------------------------- the rule
 
 
-def part_verdict(lower: float, upper: float, margin: float,
-                 needs: str = "higher") -> PartVerdict:  # fmt: skip
-    """The reading of one part from its one-sided 95 % bounds ``lower`` and ``upper``.
+def part_verdict(lower: float, upper: float, margin: float, needs: str = "higher",
+                 mean: float | None = None) -> PartVerdict:  # fmt: skip
+    """The reading of one part from its one-sided 95 % bounds ``lower`` and ``upper`` and
+    its mean difference ``mean`` (None: the bounds' midpoint, which is the mean of a t
+    interval).
 
-    ``needs="higher"`` (the claim needs ``A - B > 0``), tried in this order:
+    ``needs="higher"`` (the claim needs ``A - B > 0`` by at least the margin), tried in
+    this order:
 
     * NO_DIFFERENCE ("no difference beyond the margin"): ``-margin < lower`` and ``upper <
       margin``. It comes first: a difference shown to lie inside the margin does not
       matter, even when it is also shown to be nonzero, so it neither supports nor opposes
       the claim;
-    * SUPPORTED: ``lower > 0``;
+    * SUPPORTED: ``lower > 0`` and ``mean >= margin``: shown above 0, and estimated as
+      large as a difference that matters;
+    * BELOW_MARGIN: ``lower > 0`` and ``mean < margin``: shown above 0, but estimated
+      smaller than the margin calls negligible;
     * OPPOSITE: ``upper < 0``;
     * INCONCLUSIVE: otherwise.
 
@@ -163,19 +187,24 @@ def part_verdict(lower: float, upper: float, margin: float,
     if -margin < lower and upper < margin:
         return PartVerdict.NO_DIFFERENCE
     if lower > 0:
-        return PartVerdict.SUPPORTED
+        mean = (lower + upper) / 2 if mean is None else mean
+        return PartVerdict.SUPPORTED if mean >= margin else PartVerdict.BELOW_MARGIN
     return PartVerdict.OPPOSITE if upper < 0 else PartVerdict.INCONCLUSIVE
 
 
 def claim_verdict(readings: Iterable[PartVerdict]) -> ClaimVerdict:
     """A claim's verdict from its parts' readings (:func:`part_verdict`), in this order.
 
-    * NOT_SUPPORTED when any part is OPPOSITE;
+    * NOT_SUPPORTED when any part is OPPOSITE: a part shown worse refutes the conjunction,
+      so no "partly supported" hides one;
     * SUPPORTED when every part is SUPPORTED;
-    * PARTLY_SUPPORTED when some part is SUPPORTED (the others inconclusive, skipped or
-      without a difference beyond the margin);
+    * when some part is SUPPORTED, "partly supported" named by the weakest other part:
+      PARTLY_NEGLIGIBLE (one shows no difference beyond its margin), else
+      PARTLY_BELOW_MARGIN (one is positive but below its margin), else PARTLY_UNDECIDED
+      (the others inconclusive or skipped);
     * NOT_SUPPORTED when no part is supported and some part shows no difference beyond its
       margin: the difference the claim asserts is shown not to matter;
+    * BELOW_MARGIN when no part is supported and some is positive but below its margin;
     * INCONCLUSIVE otherwise (one seed, or every part skipped or inconclusive).
 
     A skipped part counts as inconclusive: a claim with one is never SUPPORTED.
@@ -186,9 +215,15 @@ def claim_verdict(readings: Iterable[PartVerdict]) -> ClaimVerdict:
     if readings and all(r is PartVerdict.SUPPORTED for r in readings):
         return ClaimVerdict.SUPPORTED
     if PartVerdict.SUPPORTED in readings:
-        return ClaimVerdict.PARTLY_SUPPORTED
+        if PartVerdict.NO_DIFFERENCE in readings:
+            return ClaimVerdict.PARTLY_NEGLIGIBLE
+        if PartVerdict.BELOW_MARGIN in readings:
+            return ClaimVerdict.PARTLY_BELOW_MARGIN
+        return ClaimVerdict.PARTLY_UNDECIDED
     if PartVerdict.NO_DIFFERENCE in readings:
         return ClaimVerdict.NOT_SUPPORTED
+    if PartVerdict.BELOW_MARGIN in readings:
+        return ClaimVerdict.BELOW_MARGIN
     return ClaimVerdict.INCONCLUSIVE
 
 
@@ -201,8 +236,8 @@ class PartReading:
 
     ``lower``/``upper`` are the one-sided 95 % bounds (the 90 % t interval),
     ``half_width`` their half-width (:attr:`~xdx_lib.stats.PairedDifference.half_width`),
-    ``detectable`` the true difference detectable with 80 % power by the same one-sided
-    test (:func:`~xdx_lib.stats.detectable_difference`). A skipped part has ``n = 0``, NaN
+    ``detectable`` the true difference at which the rule reads the part supported with
+    80 % power (:func:`detectable_for`). A skipped part has ``n = 0``, NaN
     numbers and ``reason``, the message that says why it could not be read; a part that
     was read has an empty ``reason``.
     """
@@ -244,10 +279,26 @@ def judge_part(df: pd.DataFrame, claim: str, evidence: Evidence,
                                             group=group, confidence=1 - 2 * ALPHA)  # fmt: skip
     if d.n == 0:
         return PartReading(**given, verdict=PartVerdict.SKIPPED, reason="no seed has both")
-    verdict = part_verdict(d.lower, d.upper, evidence.margin, evidence.needs)
+    verdict = part_verdict(d.lower, d.upper, evidence.margin, evidence.needs, d.mean)
     return PartReading(**given, verdict=verdict, n=d.n, mean=d.mean, sd=d.sd, lower=d.lower,
                        upper=d.upper, half_width=d.half_width,
-                       detectable=detectable_difference(d.n, d.sd))  # fmt: skip
+                       detectable=detectable_for(evidence, d.n, d.sd))  # fmt: skip
+
+
+def detectable_for(evidence: Evidence, n: int, sd: float) -> float:
+    """The true difference at which :func:`part_verdict` reads ``evidence`` supported with
+    80 % power, over ``n`` seeds whose differences spread with ``sd`` (NaN below two).
+
+    For a "higher" part the smallest such difference, at which the lower bound passes 0
+    *and* the mean passes the margin four times in five
+    (:func:`~xdx_lib.stats.superiority_detectable`); for a "not higher" part the largest,
+    ``margin`` less what the one-sided test detects
+    (:func:`~xdx_lib.stats.detectable_difference`), since it needs the upper bound below
+    the margin.
+    """
+    if evidence.needs == "higher":
+        return superiority_detectable(n, sd, evidence.margin)
+    return evidence.margin - detectable_difference(n, sd)
 
 
 @dataclass(frozen=True)
@@ -282,6 +333,78 @@ def claim_parts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
     the claims' order: what the forest plot marks (:func:`xdx_lib.plots.forest_plot`)."""
     rows = [dataclasses.asdict(p) for c in verdicts(df, claims, group) for p in c.parts]
     return pd.DataFrame(rows, columns=list(PART_COLUMNS))
+
+
+# ------------------------------------------------- how many tests, and one seed fewer
+
+
+@dataclass(frozen=True)
+class Multiplicity:
+    """How many tests the results chapter reads, each at its own 5 % (:func:`multiplicity`).
+
+    ``parts`` is each claim's name and number of parts (one one-sided test at ``alpha``
+    each), ``cells`` the paired table's pairs times metrics (one two-sided 95 % interval
+    each).
+    """
+
+    parts: tuple[tuple[str, int], ...]
+    cells: int
+    alpha: float = ALPHA
+
+    @property
+    def total_parts(self) -> int:
+        """Every part of every claim."""
+        return sum(k for _, k in self.parts)
+
+    def chance_any(self, k: int) -> tuple[float, float]:
+        """The chance that at least one of ``k`` tests at ``alpha`` fires when none of their
+        effects is real: ``1 - (1 - alpha)^k`` if they were independent, and at most ``k
+        alpha`` however they depend on each other (Bonferroni)."""
+        return 1 - (1 - self.alpha) ** k, min(1.0, k * self.alpha)
+
+
+def multiplicity(claims: Sequence[Claim] = CLAIMS, pairs: Sequence[tuple[str, str]] = PAIRS,
+                 metrics: Sequence[str] = PAIR_METRICS) -> Multiplicity:  # fmt: skip
+    """The tests :func:`verdicts` and :func:`paired_difference_table` read, counted from
+    ``claims`` and from ``pairs`` times ``metrics`` (the table leaves out the cells a
+    result lacks, so this is the most it reads)."""
+    return Multiplicity(tuple((c.name, len(c.parts)) for c in claims), len(pairs) * len(metrics))
+
+
+@dataclass(frozen=True)
+class SeedOutReading:
+    """A claim's verdict on every seed, and on every seed but one (:func:`leave_one_seed_out`).
+
+    ``without`` pairs each seed with the claim's verdict when that seed is left out.
+    """
+
+    claim: str
+    verdict: ClaimVerdict
+    without: tuple[tuple[int, ClaimVerdict], ...]
+
+    @property
+    def changed_by(self) -> tuple[int, ...]:
+        """The seeds without which the verdict is another."""
+        return tuple(seed for seed, v in self.without if v is not self.verdict)
+
+    @property
+    def fragile(self) -> bool:
+        """Whether leaving some one seed out changes the verdict."""
+        return bool(self.changed_by)
+
+
+def leave_one_seed_out(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
+                       group: str = "main") -> tuple[SeedOutReading, ...]:  # fmt: skip
+    """Every claim's verdict (:func:`verdicts`) on the seeds of ``group``, and again with
+    each seed left out in turn: a verdict that one seed decides is one another machine's
+    noise may change. With one seed, leaving it out leaves nothing, so inconclusive."""
+    part = df["group"] == group
+    seeds = sorted({int(s) for s in df.loc[part, "seed"]})
+    full = verdicts(df, claims, group)
+    without = {s: verdicts(df[~(part & (df["seed"] == s))], claims, group) for s in seeds}
+    return tuple(SeedOutReading(c.name, c.verdict,
+                                tuple((s, without[s][i].verdict) for s in seeds))
+                 for i, c in enumerate(full))  # fmt: skip
 
 
 # -------------------------------------------------------------------- the paired table

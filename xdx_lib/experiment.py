@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import choices
 from .cache import check_writable, runs_dir
 from .config import ConfigError, RunConfig, config_from_dict, read_yaml_mapping
 from .data import check_data_root
@@ -58,7 +59,9 @@ class ExperimentConfig:
             ``temperature``: lists of values), before anything else runs
             (:func:`~xdx_lib.tuning.tune_kd`); the chosen values then serve every method
             with a KD term (empty: the run's values are used as given).
-        tune_seeds: the seeds each point of ``kd_grid`` is trained with.
+        tune_seeds: the seeds each point of ``kd_grid`` is trained with; none of them a
+            seed of ``seeds`` or ``claim_seeds``, so that no student a claim reads was
+            picked for scoring well (default: :func:`xdx_lib.choices.tune_seeds`).
     """
 
     name: str = "experiment"
@@ -75,7 +78,7 @@ class ExperimentConfig:
     claim_methods: list = field(default_factory=list)
     claim_seeds: list = field(default_factory=list)
     kd_grid: dict = field(default_factory=dict)
-    tune_seeds: list = field(default_factory=lambda: [0])
+    tune_seeds: list = field(default_factory=lambda: choices.tune_seeds(1))
 
     def __post_init__(self) -> None:
         validate_experiment(self)
@@ -217,13 +220,21 @@ def _option_values(field: str, options: dict, allowed, reason: str):
 
 
 def _check_grid(exp: ExperimentConfig, base: RunConfig) -> None:
-    """``kd_grid`` has a validation split to choose on and seeds to train with."""
+    """``kd_grid`` has a validation split to choose on and seeds to train with that the
+    claims do not read."""
     if not base.val_size:
         raise ConfigError("kd_grid needs a validation split to choose on; set run.val_size "
                           "above 0 (or remove kd_grid)")  # fmt: skip
     if not exp.tune_seeds:
         raise ConfigError("tune_seeds is empty; name at least one seed for kd_grid")
     _unique("tune_seeds", exp.tune_seeds)
+    for s in exp.tune_seeds:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ConfigError(f"seed {s!r} should be an int")
+    try:
+        choices.check_disjoint(exp.tune_seeds, exp.seeds + exp.claim_seeds)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def shapes_changes(base: RunConfig) -> dict:

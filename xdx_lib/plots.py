@@ -7,6 +7,13 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
+#: The width of a figure the book shows at the page's width, in inches: at matplotlib's 100
+#: dots an inch, about the pixels of the book's text column, so a figure is shown near its
+#: own size and its text at the size it is drawn.
+PAGE_WIDTH = 7.0
+#: The font size of the readings written on a figure (the claims' verdicts), in points.
+READING_FONTSIZE = 8
+
 
 def plot_histories(histories: dict[str, list[dict]], keys: Sequence[str] = ("test_acc",),
                    labels: dict[str, str] | None = None):  # fmt: skip
@@ -154,12 +161,38 @@ def _draw_part(ax, y: float, p) -> None:
         ax.hlines(y, p["lower"], p["upper"], color="black", lw=5, alpha=0.35,
                   gid="one-sided bounds")  # fmt: skip
     x = 0.0 if math.isnan(p["mean"]) else p["mean"]
-    ax.annotate(f"{p['claim']}: {p['verdict'].value}", (x, y), xytext=(0, -9),
-                textcoords="offset points", ha="center", va="top", fontsize=6,
+    ax.annotate(f"{p['claim']}: {p['verdict'].value}", (x, y), xytext=(0, -7),
+                textcoords="offset points", va="top", fontsize=READING_FONTSIZE,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 1},
                 gid="verdict")  # fmt: skip
 
 
-def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None):
+def _keep_readings_inside(ax) -> None:
+    """Each reading runs from its marker towards the panel's middle, so it stays inside."""
+    lo, hi = ax.get_xlim()
+    for text in ax.texts:
+        if text.get_gid() == "verdict":
+            text.set_horizontalalignment("left" if text.xy[0] < (lo + hi) / 2 else "right")
+
+
+def _draw_differences(ax, rows, pairs) -> None:
+    """One metric's paired differences: a marker and interval per pair, the zero line."""
+    import math
+
+    ys = [pairs.index((a, b)) for a, b in zip(rows["a"], rows["b"])]
+    colours = []
+    for y, (_, r) in zip(ys, rows.iterrows()):
+        shown = not math.isnan(r["lower"]) and (r["lower"] > 0 or r["upper"] < 0)
+        colours.append("C0" if shown else "grey")
+        if not math.isnan(r["lower"]):
+            ax.hlines(y, r["lower"], r["upper"], color=colours[-1], lw=1.5, gid="interval")
+    fills = ["none" if math.isnan(lo) else c for lo, c in zip(rows["lower"], colours)]
+    means = ax.scatter(rows["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
+    means.set_gid("means")
+    ax.axvline(0, color="black", lw=0.8, ls="--", gid="zero-line")
+
+
+def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None, columns: int = 1):
     """Every paired difference with its interval: one panel per metric, one row per pair.
 
     Args:
@@ -170,41 +203,36 @@ def forest_plot(diffs, labels: dict[str, str] | None = None, parts=None):
             ``a``, ``b``, ``metric``, ``mean``, ``lower``, ``upper``, ``margin`` and
             ``verdict`` (:func:`xdx_lib.claims.claim_parts`, on the same runs as
             ``diffs``); skipped parts are not drawn.
+        columns: panels a row. The figure is :data:`PAGE_WIDTH` wide whatever their
+            number, so that the book shows it near its own size: one a row (the default)
+            leaves room for the readings at :data:`READING_FONTSIZE`.
 
     Each panel has a dashed vertical line at zero; a difference whose interval (thin bar)
     excludes zero is drawn in colour, the others in grey; one without an interval (one
     seed) is a hollow marker. On the row of each claim's part, a shaded band spans
     ``-margin`` to ``+margin``, a thick grey bar spans the one-sided 95 % bounds the
-    verdict reads, and the part's reading is written under the marker. The panels' x
-    scales differ: accuracy and correlation differences are not on one scale.
+    verdict reads, and the part's reading is written under the marker, running towards
+    the panel's middle. The panels' x scales differ: accuracy and correlation differences
+    are not on one scale; every panel names its pairs, so each reads on its own.
     """
-    import math
-
     rows, parts = _forest_rows(diffs, parts)
     metrics = list(dict.fromkeys([*rows["metric"], *parts["metric"]]))
     pairs = list(dict.fromkeys([*zip(rows["a"], rows["b"]), *zip(parts["a"], parts["b"])]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.8 * len(metrics) + 1.2,
-                                                       0.6 * len(pairs) + 1.4),
-                             sharey=True, squeeze=False)  # fmt: skip
-    for ax, metric in zip(axes[0], metrics):
+    ncols = max(1, min(columns, len(metrics)))
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(PAGE_WIDTH, nrows * (0.42 * len(pairs) + 0.9)))  # fmt: skip
+    for ax in axes.flat[len(metrics):]:
+        fig.delaxes(ax)
+    for ax, metric in zip(axes.flat, metrics):
         for _, p in parts[parts["metric"] == metric].iterrows():
             _draw_part(ax, pairs.index((p["a"], p["b"])), p)
-        part = rows[rows["metric"] == metric]
-        ys = [pairs.index((a, b)) for a, b in zip(part["a"], part["b"])]
-        colours = []
-        for y, (_, r) in zip(ys, part.iterrows()):
-            shown = not math.isnan(r["lower"]) and (r["lower"] > 0 or r["upper"] < 0)
-            colours.append("C0" if shown else "grey")
-            if not math.isnan(r["lower"]):
-                ax.hlines(y, r["lower"], r["upper"], color=colours[-1], lw=1.5, gid="interval")
-        fills = ["none" if math.isnan(lo) else c for lo, c in zip(part["lower"], colours)]
-        means = ax.scatter(part["mean"], ys, edgecolors=colours, facecolors=fills, zorder=3)
-        means.set_gid("means")
-        ax.axvline(0, color="black", lw=0.8, ls="--", gid="zero-line")
-        ax.set_xlabel(f"{(labels or {}).get(metric, metric)}\n(A - B)")
+        _draw_differences(ax, rows[rows["metric"] == metric], pairs)
+        ax.set_title(f"{(labels or {}).get(metric, metric)}: A - B", fontsize=10, loc="left")
+        ax.set_yticks(range(len(pairs)), [f"{a} - {b}" for a, b in pairs])
+        ax.set_ylim(len(pairs) - 0.5, -0.5)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(range(len(pairs)), [f"{a} - {b}" for a, b in pairs])
-    axes[0][0].set_ylim(len(pairs) - 0.5, -0.5)
+        _keep_readings_inside(ax)
     fig.tight_layout()
     return fig
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from .claims import FRACTION_MARGIN
+from .choices import plateau as plateau_on_validation
+from .claims import FRACTION_MARGIN, Multiplicity, PartVerdict, SeedOutReading, part_verdict
 from .config import PROFILES
-from .stats import plateau_epochs
+from .stats import PairedDifference
+from .tables import format_interval
 
 #: How a method key reads in a sentence, where it differs from the key.
 METHOD_NAMES = {"kd": "KD"}
@@ -43,11 +45,12 @@ def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -
 
     Args:
         method: the method's key (``"scratch"``, ``"kd"``).
-        accuracy_by_epochs: schedule length -> the final test accuracy of the student
-            trained for it (two schedules at least; :func:`xdx_lib.stats.plateau_epochs`).
+        accuracy_by_epochs: schedule length -> the final validation accuracy of the
+            student trained for it (two schedules at least; the plateau is a choice, so it
+            is judged on validation: :func:`xdx_lib.choices.plateau`).
         epochs: the profile's schedule, one of those lengths.
     """
-    reached = plateau_epochs(accuracy_by_epochs)
+    reached = plateau_on_validation({"val": accuracy_by_epochs})
     schedules = sorted(accuracy_by_epochs)
     longest, previous = schedules[-1], schedules[-2]
     by = accuracy_by_epochs
@@ -64,7 +67,7 @@ def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -
 
 def lead_by_budget(kd: Mapping[int, float], scratch: Mapping[int, float]) -> str:
     """KD's lead over the scratch student after each schedule: ``"+0.012 after 8 epochs,
-    +0.020 after 16 epochs"`` (both map schedule length -> final test accuracy)."""
+    +0.020 after 16 epochs"`` (both map schedule length -> final accuracy)."""
     return ", ".join(f"{kd[e] - scratch[e]:+.3f} after {e} epochs" for e in sorted(kd))
 
 
@@ -84,12 +87,12 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
 
     Args:
         accuracy_by_epochs: ``"scratch"`` and ``"kd"`` (and maybe more methods) -> schedule
-            length -> final test accuracy, as :func:`plateau` takes for one method.
+            length -> final validation accuracy, as :func:`plateau` takes for one method.
         epochs: the profile's schedule.
         student: the students' architecture (the colab profile may train it longer:
             :func:`colab_epochs_beyond`).
     """
-    reached_by = {m: plateau_epochs(by) for m, by in accuracy_by_epochs.items()}
+    reached_by = {m: plateau_on_validation({"val": by}) for m, by in accuracy_by_epochs.items()}
     needs = {m: reached or math.inf for m, reached in reached_by.items()}
     patient = ("The KD student needs a longer schedule than the scratch student: the "
                "teacher's soft targets keep giving it something to fit after the labels "
@@ -191,23 +194,121 @@ def seed_spread(ratios: Sequence[float], students: float = SPREAD_RATIO_STUDENTS
     return "much of the spread is the test set's finite size, which more test images shrink"
 
 
-def map_use(accuracy_change: Mapping[str, float], margin: float = FRACTION_MARGIN) -> str:
-    """How the XDistillation student uses its map, from the change in its accuracy when the
-    map is replaced (:data:`xdx_lib.interventions.INTERVENTIONS`: ``"zeroed"``, ``"other
-    image"``, ``"teacher true"``, ``"teacher mean"``), each a mean over seeds.
+#: The paired differences in accuracy that :func:`map_use` reads, each ``(a, b)`` for ``a -
+#: b`` (:func:`xdx_lib.stats.intervention_differences` computes them): does the student's
+#: own map beat a flat one and another image's, and does the teacher's map of the image
+#: beat its image-blind mean map?
+MAP_USE_PAIRS = (("own", "flat"), ("own", "other image"), ("teacher true", "teacher mean"))
 
-    The rule reads the point estimates against ``margin``: the student hardly uses its map
-    when neither zeros nor another image's map move its accuracy by ``margin``; it reads the
-    map as the explanation it imitates when the teacher's own map does not either.
+#: How :func:`map_use` words one pair ``a - b`` by its part verdict (``{a}``, ``{b}``).
+_COMPARED = {
+    PartVerdict.SUPPORTED: "{a} beats {b}",
+    PartVerdict.BELOW_MARGIN: "{a} beats {b} by less than the margin",
+    PartVerdict.NO_DIFFERENCE: "{a} and {b} lie within the margin of each other",
+    PartVerdict.OPPOSITE: "{b} beats {a}",
+    PartVerdict.INCONCLUSIVE: "{a} is not shown better or worse than {b}",
+}
+
+
+def _pair(d: PairedDifference, verdict: PartVerdict) -> str:
+    """``"own beats flat: +0.050 [+0.030, +0.070]"``: one pair, worded by its verdict."""
+    shown = format_interval(d.mean, d.lower, d.upper, no_bounds=f"n={d.n}, no bounds")
+    return f"{_COMPARED[verdict].format(a=d.a, b=d.b)}: {shown}"
+
+
+def map_use(differences: Mapping[tuple[str, str], PairedDifference],
+            margin: float = FRACTION_MARGIN) -> str:  # fmt: skip
+    """How the XDistillation student uses its map, from the paired differences in accuracy
+    of :data:`MAP_USE_PAIRS` (each with its one-sided 95 % bounds), every replacement map
+    on the CAE's scale (:mod:`xdx_lib.interventions`).
+
+    Each pair ``a - b`` is read by the claims' part rule (:func:`xdx_lib.claims.part_verdict`,
+    "higher", against ``margin``), and the cases are tried in this order:
+
+    * the map as the teacher's explanation, only when the teacher's map of the image beats
+      the image-blind mean map (``teacher true - teacher mean`` supported);
+    * hardly used, when the own map is shown within the margin of a flat map and of
+      another image's;
+    * depended on, when the own map beats a flat map or another image's (supported); then
+      a second view of the image when the teacher's map is shown no better than the mean
+      map (within the margin, or worse), else what the seeds leave open about it;
+    * otherwise the seeds do not show how: each pair with its reading.
     """
-    change = accuracy_change
-    if abs(change["zeroed"]) < margin and abs(change["other image"]) < margin:
-        return "the student hardly uses its map: XDistillation's accuracy does not come from it"
-    if abs(change["teacher true"]) < margin:
-        return ("the student reads the map as the explanation it imitates: the teacher's own "
-                "map serves it as well as the CAE's")  # fmt: skip
-    return ("the student depends on its map, but not as the teacher's explanation: the "
-            "teacher's own map, which the CAE was trained to reproduce, costs it "
-            f"{change['teacher true']:+.3f} in accuracy (a map of no image in particular: "
-            f"{change['teacher mean']:+.3f}), so it reads what the CAE's output shows of the "
-            "image, a second view of it, more than where the teacher looked")  # fmt: skip
+    d = {pair: differences[pair] for pair in MAP_USE_PAIRS}
+    v = {pair: part_verdict(x.lower, x.upper, margin, "higher", mean=x.mean)
+         for pair, x in d.items()}  # fmt: skip
+    said = {pair: _pair(d[pair], v[pair]) for pair in MAP_USE_PAIRS}
+    own, explains = MAP_USE_PAIRS[:2], MAP_USE_PAIRS[2]
+    if v[explains] is PartVerdict.SUPPORTED:
+        return ("the student uses its map as the teacher's explanation: the teacher's map of "
+                "the image serves it better than the teacher's image-blind mean map "
+                f"({said[explains]})")  # fmt: skip
+    if all(v[p] is PartVerdict.NO_DIFFERENCE for p in own):
+        return ("the student hardly uses its map: XDistillation's accuracy does not come from "
+                f"it ({said[own[0]]}; {said[own[1]]})")  # fmt: skip
+    if any(v[p] is PartVerdict.SUPPORTED for p in own):
+        beaten = "; ".join(said[p] for p in own if v[p] is PartVerdict.SUPPORTED)
+        if v[explains] in (PartVerdict.NO_DIFFERENCE, PartVerdict.OPPOSITE):
+            return (f"the student depends on its map ({beaten}), but not as the teacher's "
+                    f"explanation ({said[explains]}): it reads what the CAE's output shows "
+                    "of the image, a second view of it, more than where the teacher looked"
+                    )  # fmt: skip
+        return (f"the student depends on its map ({beaten}), but these seeds do not show "
+                f"it using the map as the teacher's explanation ({said[explains]})")  # fmt: skip
+    pairs = "; ".join(said.values())
+    return f"these seeds do not show how the student uses its map ({pairs})"
+
+
+# ---------------------------------------------------------------- the results' verdicts
+
+
+def multiplicity(m: Multiplicity) -> str:
+    """What reading many tests at 5 % each does to the verdicts, from their count
+    (:func:`xdx_lib.claims.multiplicity`).
+
+    A claim is supported only when every part is, a test at 5 % however many parts it has;
+    "partly supported" needs only one part of ``k``, and by chance alone at least one of
+    ``k`` tests at 5 % fires with a chance between ``1 - 0.95^k`` (independent parts) and
+    ``k`` times 5 %.
+    """
+    parts = ", ".join(f"{name} {counted(k, 'part')}" for name, k in m.parts)
+    worst = max(m.parts, key=lambda p: p[1], default=("", 0))
+    indep, bound = m.chance_any(worst[1])
+    every_indep, every_bound = m.chance_any(m.total_parts)
+    pct = round(100 * m.alpha)
+    return (f"the verdicts read {counted(m.total_parts, 'part')} of "
+            f"{counted(len(m.parts), 'claim')} ({parts}), each by a one-sided test at "
+            f"{pct} %, and the paired table up to {m.cells} differences, each by a two-sided "
+            f"95 % interval: were no difference real, about {m.cells * m.alpha:.1f} of its "
+            "cells would still read one method ahead. A claim is supported only when every "
+            f"part is, which keeps a false \"supported\" at most {pct} % however many parts "
+            "it has; \"partly supported\" needs one part only, so where none of its parts' "
+            f"differences is real a claim of {counted(worst[1], 'part')} ({worst[0]}) reads "
+            f"it by chance up to {100 * bound:.0f} % of the time ({100 * indep:.0f} % were "
+            f"its parts independent), and some one of the {m.total_parts} parts reads "
+            f"supported by chance up to {100 * every_bound:.0f} % "
+            f"({100 * every_indep:.0f} %)")  # fmt: skip
+
+
+def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:
+    """Which verdicts change when one seed is left out
+    (:func:`xdx_lib.claims.leave_one_seed_out`): ``"C2 is fragile: without seed 3 it reads
+    inconclusive; C1 and C3 read the same without any one seed"``."""
+    fragile = [r for r in readings if r.fragile]
+    stable = [r.claim for r in readings if not r.fragile]
+    said = []
+    for r in fragile:
+        others = {}
+        for seed, v in r.without:
+            if v is not r.verdict:
+                others.setdefault(v.value, []).append(str(seed))
+        ways = ", ".join(f"without seed{'s' if len(s) > 1 else ''} {', '.join(s)} it reads {v}"
+                         for v, s in others.items())  # fmt: skip
+        said.append(f"{r.claim} ({r.verdict.value}) is fragile: {ways}")
+    if not fragile:
+        return "every verdict reads the same when any one seed is left out"
+    if stable:
+        names = " and ".join([", ".join(stable[:-1]), stable[-1]] if len(stable) > 1 else stable)
+        verb = "reads" if len(stable) == 1 else "read"
+        said.append(f"{names} {verb} the same without any one seed")
+    return "; ".join(said)

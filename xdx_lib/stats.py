@@ -213,6 +213,77 @@ def detectable_difference(n: int, sd: float, alpha: float = ALPHA,
     return ncp * sd / math.sqrt(n)
 
 
+def superiority_power(delta: float, n: int, sd: float, margin: float,
+                      alpha: float = ALPHA) -> float:  # fmt: skip
+    """The probability that a "higher" part reads supported under a true mean difference
+    ``delta``: that its one-sided lower bound is above 0 *and* its mean is at least
+    ``margin``, over ``n`` seeds whose differences are normal with standard deviation ``sd``.
+
+    The two conditions are on the sample mean ``m`` and the sample sd ``s``: ``m > t s /
+    sqrt(n)`` (``t = t_{1-alpha, n-1}``) and ``m >= margin``, so ``m`` must pass ``max(margin,
+    t s / sqrt(n))``. ``m`` is normal and independent of ``s``, and ``(n - 1) s^2 / sd^2`` is
+    chi-square with ``V = n - 1`` degrees of freedom, so conditioning on it leaves one
+    integral, computed by quadrature (no random draws)::
+
+        P = Phi((delta - margin) sqrt(n) / sd) F(v*)
+            + integral_{v*}^inf Phi(delta sqrt(n) / sd - t sqrt(v / V)) f(v) dv,
+
+    where ``f``, ``F`` are the chi-square density and distribution and ``v*`` is where
+    ``t s / sqrt(n)`` reaches the margin. With ``margin`` 0 it is the power of the one-sided
+    t test (:func:`detectable_difference`). NaN below two seeds; with ``sd`` 0 the mean is
+    ``delta`` itself, so 1 when ``delta`` is positive and at least the margin, else 0.
+    """
+    from scipy import integrate
+    from scipy import stats as scipy_stats
+
+    if n < 2 or math.isnan(sd) or math.isnan(delta):
+        return math.nan
+    if sd == 0:
+        return 1.0 if delta > 0 and delta >= margin else 0.0
+    dof = n - 1
+    crit = scipy_stats.t.ppf(1 - alpha, dof)
+    scale = sd / math.sqrt(n)
+    v_star = dof * (max(margin, 0.0) / (crit * scale)) ** 2
+    below = scipy_stats.norm.cdf((delta - margin) / scale) * scipy_stats.chi2.cdf(v_star, dof)
+
+    def above(v: float) -> float:
+        passes = scipy_stats.norm.cdf(delta / scale - crit * math.sqrt(v / dof))
+        return passes * scipy_stats.chi2.pdf(v, dof)
+
+    tail, _ = integrate.quad(above, v_star, math.inf, epsabs=1e-12, epsrel=1e-10, limit=200)
+    return float(min(1.0, below + tail))
+
+
+def superiority_detectable(n: int, sd: float, margin: float, alpha: float = ALPHA,
+                           power: float = POWER) -> float:  # fmt: skip
+    """The smallest true mean difference at which a "higher" part reads supported with
+    probability ``power`` (:func:`superiority_power`: lower bound above 0 and mean at least
+    ``margin``), over ``n`` seeds whose differences spread with ``sd``.
+
+    Found by root finding on the power, which grows with the true difference. It is at
+    least ``margin + z_power sd / sqrt(n)`` (the mean alone must pass the margin) and at
+    least :func:`detectable_difference` (the bound alone must pass 0). ``sd`` is the
+    observed one, so this is an estimate. NaN below two seeds; ``max(margin, 0)`` when the
+    differences do not spread.
+    """
+    from scipy import optimize
+
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if sd == 0:
+        return max(margin, 0.0)
+    scale = sd / math.sqrt(n)
+
+    def shortfall(delta: float) -> float:
+        return superiority_power(delta, n, sd, margin, alpha) - power
+
+    low = max(margin, 0.0)  # power at most one half there: the mean passes it half the time
+    step = scale
+    while shortfall(low + step) < 0:  # bracket the root
+        step *= 2
+    return optimize.brentq(shortfall, low, low + step, xtol=1e-12 * max(1.0, scale))
+
+
 #: How close (in test accuracy) a student's last epoch must come to where the longest
 #: schedule takes it for the student to count as trained to its plateau.
 PLATEAU_TOLERANCE = 0.005
@@ -247,9 +318,9 @@ def plateau_epochs(accuracy_by_epochs: Mapping[int, float],
 
 
 def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
-                        baseline: str) -> pd.DataFrame:  # fmt: skip
+                        baseline: str | None) -> pd.DataFrame:  # fmt: skip
     """``rows`` as a frame, checked: one row per seed and intervention, every intervention
-    (the baseline among them) on every seed, every metric present."""
+    (the baseline among them, unless None) on every seed, every metric present."""
     df = pd.DataFrame(list(rows))
     if not len(df):
         raise ValueError("no intervention rows; give one per seed and intervention")
@@ -263,7 +334,7 @@ def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
         raise ValueError(f"intervention rows repeat {twice}; give one row per seed and "
                          "intervention")  # fmt: skip
     names = list(dict.fromkeys(df["intervention"]))
-    if baseline not in names:
+    if baseline is not None and baseline not in names:
         raise ValueError(f"no rows of the baseline {baseline!r}; the differences are taken "
                          "from it")  # fmt: skip
     for seed, part in df.groupby("seed", sort=True):
@@ -276,7 +347,8 @@ def _intervention_frame(rows: Sequence[Mapping], metrics: Sequence[str],
 
 def intervention_table(rows: Sequence[Mapping],
                        metrics: Sequence[str] = ("accuracy", "agreement"),
-                       baseline: str = "own") -> pd.DataFrame:  # fmt: skip
+                       baseline: str = "own",
+                       confidence: float = 1 - 2 * ALPHA) -> pd.DataFrame:  # fmt: skip
     """Each map intervention's mean over seeds and its paired difference from ``baseline``.
 
     ``rows`` hold one dict per seed and intervention (``seed``, ``intervention`` and each
@@ -284,9 +356,11 @@ def intervention_table(rows: Sequence[Mapping],
     intervention in order of first appearance (index ``intervention``) and, for each metric,
     the columns ``(metric, "mean")``, then ``(metric, "difference")``, ``(metric, "lower")``
     and ``(metric, "upper")``: the mean over seeds of ``metric(intervention) -
-    metric(baseline)`` with its 95 % t interval (:func:`paired_difference`; NaN bounds
-    with one seed), and ``("n", "")``, the seeds. :func:`xdx_lib.tables.intervention_view`
-    shows it.
+    metric(baseline)`` with its t interval at ``confidence`` (:func:`paired_difference`; NaN
+    bounds with one seed), and ``("n", "")``, the seeds; ``attrs["confidence"]`` holds
+    ``confidence``. Its default gives the one-sided 95 % bounds that the part rule reads
+    (:func:`intervention_differences`), so the table shows the intervals its reading reads.
+    :func:`xdx_lib.tables.intervention_view` shows it.
 
     Raises:
         ValueError: a metric, ``seed`` or ``intervention`` field is absent, a ``(seed,
@@ -299,11 +373,42 @@ def intervention_table(rows: Sequence[Mapping],
     for name in names:
         row: dict = {}
         for m in metrics:
-            d = paired_difference(df, name, baseline, m, group=None, by="intervention")
+            d = paired_difference(df, name, baseline, m, group=None, confidence=confidence,
+                                  by="intervention")  # fmt: skip
             row.update({(m, "mean"): float(df.loc[df["intervention"] == name, m].mean()),
                         (m, "difference"): d.mean, (m, "lower"): d.lower,
                         (m, "upper"): d.upper, ("n", ""): d.n})  # fmt: skip
         table[name] = row
     out = pd.DataFrame.from_dict(table, orient="index")
     out.columns = pd.MultiIndex.from_tuples(out.columns)
-    return out.rename_axis("intervention")
+    out = out.rename_axis("intervention")
+    out.attrs["confidence"] = confidence
+    return out
+
+
+def intervention_differences(rows: Sequence[Mapping], pairs: Sequence[tuple[str, str]],
+                             metric: str = "accuracy",
+                             confidence: float = 1 - 2 * ALPHA,
+                             ) -> dict[tuple[str, str], PairedDifference]:  # fmt: skip
+    """The paired difference ``metric(a) - metric(b)`` over seeds for each intervention
+    pair ``(a, b)`` of ``pairs``, with its t interval at ``confidence`` (default: the
+    one-sided 95 % bounds the part rule, :func:`xdx_lib.claims.part_verdict`, reads).
+
+    ``rows`` as :func:`intervention_table` takes them; unlike its differences, which are
+    all from one baseline, a pair may be any two interventions (the teacher's true map
+    against its mean map, say).
+
+    Raises:
+        ValueError: as :func:`intervention_table`, or a pair names an intervention without
+            rows.
+    """
+    df = _intervention_frame(rows, [metric], None)
+    names = set(df["intervention"])
+    out = {}
+    for a, b in pairs:
+        absent = [i for i in (a, b) if i not in names]
+        if absent:
+            raise ValueError(f"no rows of {', '.join(map(repr, absent))}; the pairs need both")
+        out[(a, b)] = paired_difference(df, a, b, metric, group=None, confidence=confidence,
+                                        by="intervention")  # fmt: skip
+    return out

@@ -115,10 +115,14 @@ def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list
 
 def _intervention_scores(run: TrainedModel, session: Session) -> dict[str, dict[str, float]]:
     """One student's :func:`~xdx_lib.interventions.map_interventions`, read from beside its
-    checkpoint when there, else computed and written atomically (by rank 0 first)."""
+    checkpoint when there, else computed and written atomically (by rank 0 first).
+
+    ``format`` in the key names how the maps are made (2: every replacement matched to the
+    CAE's per-image moments, :func:`~xdx_lib.interventions.match_moments`); a file of
+    another format is scored again."""
     path = run.path.parent / "interventions.json"
     key = hash_dict({"run": run.key, "teacher": session.teacher().key,
-                     "interventions": list(INTERVENTIONS), "format": 1})  # fmt: skip
+                     "interventions": list(INTERVENTIONS), "format": 2})  # fmt: skip
     with rank_zero_first():
         cached = read_result(path, key)
         if cached is None:

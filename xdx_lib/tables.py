@@ -4,14 +4,17 @@ The numbers come from :mod:`xdx_lib.stats` (means over seeds, paired differences
 :mod:`xdx_lib.claims` (the claims' readings); this module only names and formats them.
 Every interval is written by one function, :func:`format_interval` (``+0.012 [-0.004,
 +0.028] (n=3)``); columns are named by :func:`display_label`, metrics by
-:data:`METRIC_LABELS`, verdicts by their enum's value.
+:data:`METRIC_LABELS`, verdicts by their enum's value; a value that was not measured, or
+does not apply, is shown as :data:`MISSING` in every table (:func:`styled` for the tables
+of numbers), and the chapter says under the table why it is missing.
 
 The tables: ``mean ± std`` over seeds (:func:`mean_std_table`), means (:func:`mean_table`),
 the references (:func:`reference_table`), faithfulness (:func:`faithfulness_table`), one
 row per model (:func:`scores_table`), the paired differences (:func:`paired_table`),
 XDistillation's options (:func:`sweep_table`, the book's table T4), what XDistillation
 students take from their maps (:func:`intervention_view`, T5) and the claims' verdicts
-(:func:`verdict_table`, and :func:`claim_sentences` for the text).
+(:func:`verdict_table`, and :func:`claim_sentences` for the text), and how they read with
+one seed left out (:func:`leave_one_out_table`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from .claims import (
     ClaimReading,
     PartReading,
     PartVerdict,
+    SeedOutReading,
     paired_difference_table,
 )
 from .keys import CAE, FAITHFULNESS_METRICS, faithfulness_key, keys_of, metric_key
-from .stats import PairedDifference, summary
+from .stats import ALPHA, PairedDifference, summary
 
 #: How a display table names a metric's column (:func:`display_label`): a mapping from the
 #: metric's name, a function of it, or None for the name itself.
@@ -51,6 +55,20 @@ METRIC_LABELS: dict[str, str] = {
 def metric_label(metric: str) -> str:
     """The short name of ``metric`` (:data:`METRIC_LABELS`), else the metric key itself."""
     return METRIC_LABELS.get(metric, metric)
+
+
+#: What a table shows for a value that was not measured or does not apply (a method
+#: without a CAE has no CAE-map score): a dash, never ``nan`` or a blank a reader could
+#: take for a value lost.
+MISSING = "—"
+
+
+def styled(table: pd.DataFrame, formats: str | Mapping[str, str] | None = None,
+           precision: int = 3):  # fmt: skip
+    """``table`` of numbers as the chapters show it: a pandas Styler with ``formats`` (one
+    format string, or column -> format string), other numbers at ``precision`` decimals and
+    missing values (NaN) as :data:`MISSING`."""
+    return table.style.format(formats, precision=precision, na_rep=MISSING)
 
 
 def display_label(metric: str, labels: Labels = None, strip: str = "") -> str:
@@ -94,8 +112,8 @@ def direction(d: PairedDifference) -> str:
 
 
 def _fixed(value: float, digits: int) -> str:
-    """``value`` with ``digits`` decimals, blank for NaN (no bounds, so nothing to show)."""
-    return "" if math.isnan(value) else f"{value:.{digits}f}"
+    """``value`` with ``digits`` decimals, :data:`MISSING` for NaN (no bounds: one seed)."""
+    return MISSING if math.isnan(value) else f"{value:.{digits}f}"
 
 
 # ------------------------------------------------------------------- means over seeds
@@ -111,7 +129,7 @@ def _mean_std(mean: float, std: float, digits: int, missing: str) -> str:
 
 
 def mean_std_strings(table: pd.DataFrame, digits: int = 3, labels: Labels = None, strip: str = "",
-                     missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+                     missing: str = MISSING) -> pd.DataFrame:  # fmt: skip
     """A :func:`~xdx_lib.stats.summary` table as ``mean ± std`` strings, for display, with a
     ``seeds`` column.
 
@@ -130,7 +148,7 @@ def mean_std_strings(table: pd.DataFrame, digits: int = 3, labels: Labels = None
 
 def mean_std_table(df: pd.DataFrame, metrics: Sequence[str], labels: Labels = None,
                    strip: str = "", group: str | None = "main", by: str = "method",
-                   digits: int = 3, missing: str = "nan") -> pd.DataFrame:  # fmt: skip
+                   digits: int = 3, missing: str = MISSING) -> pd.DataFrame:  # fmt: skip
     """The ``mean ± std`` over seeds of each metric, one row per ``by`` value, as the
     chapters show it: :func:`~xdx_lib.stats.summary` (``group``, ``by``) read by
     :func:`mean_std_strings` (``digits``, ``labels``, ``strip``, ``missing``)."""
@@ -168,14 +186,14 @@ def faithfulness_table(df: pd.DataFrame, judge: str = "model", group: str = "mai
     ``judge``: ``"model"`` (the model that made the maps scores them) or ``"teacher"`` (does
     the student's map point at what matters to the teacher?). Columns ``"<map> deletion"``
     and ``"<map> insertion"`` for the maps of :data:`FAITHFULNESS_MAPS` present in ``df``,
-    blank for a method without such a map, then ``seeds``.
+    :data:`MISSING` for a method without such a map, then ``seeds``.
     """
     if judge not in ("model", "teacher"):
         raise ValueError(f"faithfulness_table: judge {judge!r}; choose model or teacher")
     names = {faithfulness_key(maps, judge, k): f"{who} {k}"
              for maps, who in FAITHFULNESS_MAPS.items() for k in FAITHFULNESS_METRICS}  # fmt: skip
     cols = [c for c in df.columns if c in names]
-    return mean_std_table(df, cols, names, group=group, digits=digits, missing="")
+    return mean_std_table(df, cols, names, group=group, digits=digits)
 
 
 def scores_table(scores: Mapping[str, Mapping[str, float]], labels: Mapping[str, str],
@@ -195,19 +213,22 @@ def paired_view(diffs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """A :func:`~xdx_lib.claims.paired_difference_table` frame as the results chapter shows
     it.
 
-    Indexed by ``("A - B", "metric")``, with ``difference [95% interval]``
+    Indexed by ``("A - B", "metric")``, with ``difference [two-sided 95 % interval]``
     (:func:`format_difference`), ``reading`` (:func:`direction`) and ``significant from``
     (the interval's half-width: the smallest observed difference it calls significant).
+    The interval is two-sided because the table reads either direction; the verdicts
+    (:func:`verdict_table`) test the one direction a claim names, with one-sided bounds.
     """
     fields = [f.name for f in dataclasses.fields(PairedDifference)]
     rows = []
     for row in diffs.to_dict("records"):
         d = PairedDifference(**{k: row[k] for k in fields})
         rows.append({"A - B": f"{d.a} - {d.b}", "metric": metric_label(d.metric),
-                     "difference [95% interval]": format_difference(d, digits),
+                     "difference [two-sided 95 % interval]": format_difference(d, digits),
                      "reading": direction(d),
                      "significant from": _fixed(row["half_width"], digits)})  # fmt: skip
-    columns = ["A - B", "metric", "difference [95% interval]", "reading", "significant from"]
+    columns = ["A - B", "metric", "difference [two-sided 95 % interval]", "reading",
+               "significant from"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).set_index(["A - B", "metric"])
 
 
@@ -245,18 +266,29 @@ def sweep_table(df: pd.DataFrame, metrics: Sequence[str], method: str = "xdistil
     return table.rename(columns=lambda c: display_label(c, labels))
 
 
+def interval_name(confidence: float) -> str:
+    """How a table names a t interval at ``confidence``: ``"one-sided 95 % bounds"`` for
+    the claims' 90 % interval (:data:`~xdx_lib.stats.ALPHA`), whose ends the part rule reads
+    one at a time, else ``"two-sided 95 % interval"`` (at its confidence)."""
+    if math.isclose(confidence, 1 - 2 * ALPHA):
+        return f"one-sided {100 * (1 - ALPHA):g} % bounds"
+    return f"two-sided {100 * confidence:g} % interval"
+
+
 def intervention_view(table: pd.DataFrame, baseline: str = "own", digits: int = 3,
                       labels: Labels = None) -> pd.DataFrame:  # fmt: skip
     """An :func:`~xdx_lib.stats.intervention_table` as the book shows it (table T5): per
     metric (named by :func:`display_label` with ``labels``) its mean and ``- <baseline>
-    [95% interval]``, the difference from the baseline with its interval
-    (:func:`format_difference`)."""
+    [<interval>]``, the difference from the baseline with its interval
+    (:func:`format_difference`), named by :func:`interval_name` from the table's
+    ``attrs["confidence"]`` (95 % two-sided when absent)."""
     metrics = [m for m in dict.fromkeys(c[0] for c in table.columns) if m != "n"]
+    interval = interval_name(table.attrs.get("confidence", 0.95))
     out = pd.DataFrame(index=table.index)
     for m in metrics:
         name = display_label(m, labels)
         out[name] = [f"{v:.{digits}f}" for v in table[(m, "mean")]]
-        out[f"{name} - {baseline} [95% interval]"] = [
+        out[f"{name} - {baseline} [{interval}]"] = [
             format_difference(PairedDifference(str(i), baseline, m, int(n), d, math.nan, lo, hi),
                               digits)
             for i, d, lo, hi, n in zip(table.index, table[(m, "difference")],
@@ -302,15 +334,25 @@ def format_part(part: PartReading, digits: int = 3) -> str:
     return f"{part_label(part)} {shown}: {part.verdict.value}" + (f" ({note})" if note else "")
 
 
+def power_at(part: PartReading, digits: int = 3) -> str:
+    """The true differences at which the rule reads ``part`` supported with 80 % power
+    (:func:`~xdx_lib.claims.detectable_for`): ``"≥ 0.023"`` for a "higher" part, ``"≤
+    0.013"`` for a "not higher" one; empty without bounds."""
+    if math.isnan(part.detectable):
+        return ""
+    return f"{'≥' if part.needs == 'higher' else '≤'} {part.detectable:.{digits}f}"
+
+
 def format_power(part: PartReading, digits: int = 3) -> str:
     """What the seeds resolve for one part: the smallest observed difference they call
-    significant (its half-width) and the true difference they detect with 80 % power."""
+    significant (its half-width) and the true differences at which the rule reads it
+    supported with 80 % power (:func:`power_at`)."""
     if part.verdict is PartVerdict.SKIPPED:
         return f"{part_label(part)}: skipped"
     if math.isnan(part.half_width):
         return f"{part_label(part)}: none (n={part.n}, no bounds)"
     return (f"{part_label(part)}: significant from {part.half_width:.{digits}f}, "
-            f"80 % power at {part.detectable:.{digits}f}")  # fmt: skip
+            f"supported with 80 % power at a true difference {power_at(part, digits)}")  # fmt: skip
 
 
 def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataFrame:
@@ -343,13 +385,14 @@ def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataF
     Indexed by ``(claim, verdict, part)``; columns ``difference [one-sided 95 % bounds]``,
     ``needs`` (``> 0`` or ``< margin``), ``margin``, ``reading`` (the part's verdict and
     note, :func:`part_note`), ``significant from`` (the bounds' half-width) and ``80 %
-    power at`` (:func:`~xdx_lib.stats.detectable_difference`).
+    power at`` (:func:`power_at`). The bounds are one-sided because a verdict tests the one
+    direction its claim names; the paired table (:func:`paired_view`) reads both.
     """
     rows = []
     for claim in readings:
         for p in claim.parts:
             note = part_note(p)
-            shown = "" if p.verdict is PartVerdict.SKIPPED else format_interval(
+            shown = MISSING if p.verdict is PartVerdict.SKIPPED else format_interval(
                 p.mean, p.lower, p.upper, digits, f"n={p.n}", f"n={p.n}")  # fmt: skip
             rows.append({
                 "claim": claim.name, "verdict": claim.verdict.value, "part": part_label(p),
@@ -357,7 +400,40 @@ def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataF
                 "needs": "> 0" if p.needs == "higher" else f"< {p.margin:g}",
                 "margin": f"±{p.margin:g}",
                 "reading": p.verdict.value + (f" ({note})" if note else ""),
-                "significant from": "" if math.isnan(p.lower) else f"{p.half_width:.{digits}f}",
-                "80 % power at": "" if math.isnan(p.lower) else f"{p.detectable:.{digits}f}",
+                "significant from": MISSING if math.isnan(p.lower)
+                else f"{p.half_width:.{digits}f}",
+                "80 % power at": MISSING if math.isnan(p.lower) else power_at(p, digits),
             })  # fmt: skip
     return pd.DataFrame(rows).set_index(["claim", "verdict", "part"])
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    """``"seed 3"``, ``"seeds 0, 4"``."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+
+
+def leave_one_out_table(readings: Sequence[SeedOutReading]) -> pd.DataFrame:
+    """Each claim's verdict on all seeds and with one left out
+    (:func:`xdx_lib.claims.leave_one_seed_out`), one row per claim (index ``claim``).
+
+    Columns: ``all seeds`` (the verdict), ``one seed left out`` (each other verdict and the
+    seeds whose leaving gives it, or that it stays the same) and ``reading``
+    (``"fragile"`` when some one seed changes the verdict, else ``"stable"``).
+    """
+    rows = []
+    for r in readings:
+        others: dict[str, list[int]] = {}
+        for seed, v in r.without:
+            if v is not r.verdict:
+                others.setdefault(v.value, []).append(seed)
+        kept = len(r.without) - len(r.changed_by)
+        shown = [f"{v} without {_seeds(seeds)}" for v, seeds in others.items()]
+        if not shown:
+            shown = [f"the same without any one of the {len(r.without)} seeds"]
+        elif kept:
+            shown.append("the same without any other")
+        rows.append({"claim": r.claim, "all seeds": r.verdict.value,
+                     "one seed left out": "; ".join(shown),
+                     "reading": "fragile" if r.fragile else "stable"})  # fmt: skip
+    columns = ["claim", "all seeds", "one seed left out", "reading"]
+    return pd.DataFrame(rows, columns=columns).set_index("claim")

@@ -18,6 +18,7 @@ import itertools
 
 import pandas as pd
 
+from . import choices
 from .experiment import ExperimentConfig
 from .metrics import accuracy
 from .session import Session
@@ -29,6 +30,14 @@ def validation_accuracy(run: TrainedModel, data) -> float:
     if data.val is None:
         raise ValueError("the data has no validation split; set val_size above 0")
     return accuracy(run.logits(data.val.x), data.val.y)
+
+
+def validation_by_schedule(runs: dict[str, dict[int, TrainedModel]], data) -> pd.DataFrame:
+    """Validation accuracy of each method's student by schedule length (rows: methods,
+    columns: epochs), the numbers the students' plateau is judged on
+    (:func:`xdx_lib.choices.plateau`); ``runs`` maps method -> epochs -> trained run."""
+    return pd.DataFrame({m: {e: validation_accuracy(r, data) for e, r in by.items()}
+                         for m, by in runs.items()}).T  # fmt: skip
 
 
 def kd_grid_points(exp: ExperimentConfig) -> list[dict]:
@@ -45,11 +54,13 @@ def tune_kd(exp: ExperimentConfig,
     """Choose KD's weight and temperature on the validation split, before any test score.
 
     Trains (or loads) a KD student for every point of ``exp.kd_grid`` and every seed of
-    ``exp.tune_seeds``, scores each on the validation split, and keeps the point of highest
-    mean validation accuracy. Returns the experiment with those values in its ``run`` (and
-    no grid left, so tuning it again is a no-op) and the table of every point and seed
-    (``val_accuracy``, and the ``test_accuracy`` that played no part in the choice, for the
-    reader). An experiment without a grid comes back unchanged, with an empty table.
+    ``exp.tune_seeds`` (seeds no claim reads, checked when the experiment is loaded),
+    scores each on the validation split, and keeps the point of highest mean validation
+    accuracy (:func:`xdx_lib.choices.highest_mean`, handed the validation column alone).
+    Returns the experiment with those values in its ``run`` (and no grid left, so tuning it
+    again is a no-op) and the table of every point and seed (``val_accuracy``, and the
+    ``test_accuracy`` that played no part in the choice, for the reader). An experiment
+    without a grid comes back unchanged, with an empty table.
     ``session``: one of ``exp.base`` already made (its data and teacher are reused).
     """
     if not exp.kd_grid:
@@ -64,7 +75,9 @@ def tune_kd(exp: ExperimentConfig,
                          "val_accuracy": validation_accuracy(run, session.data),
                          "test_accuracy": run.history[-1]["test_acc"]})  # fmt: skip
     table = pd.DataFrame(rows)
-    best = grid[int(table.groupby("point")["val_accuracy"].mean().idxmax())]
+    point, _ = choices.highest_mean({"val": table[["point", "seed", "val_accuracy"]]},
+                                    by="point", metric="val_accuracy")  # fmt: skip
+    best = grid[int(point)]
     tuned = dataclasses.replace(exp, run={**exp.run, **best}, kd_grid={})
     return tuned, table.drop(columns="point")
 
