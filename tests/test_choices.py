@@ -15,10 +15,13 @@ GRID = pd.DataFrame({"point": [0, 0, 1, 1, 2, 2], "seed": [100, 101] * 3,
 PASSING = pd.DataFrame({"routing": [True, True, False], "accurate": [True, True, True],
                         "epoch_seconds": [3.0, 2.0, 1.0]},
                        index=["staged", "joint", "all"])  # fmt: skip
+VARIANTS = pd.DataFrame({"pearson": [0.71, 0.78, 0.78, 0.64]},
+                        index=["grid: plain", "grid: skips", "full: skips", "full: both"])
 
 #: Each chooser with validation scores it accepts, and the call that makes it choose.
 CHOOSERS = {
     "highest_mean": (GRID, lambda s: choices.highest_mean(s, by="point", metric="val_accuracy")),
+    "best_option": (VARIANTS, lambda s: choices.best_option(s, metric="pearson")),
     "plateau": ({12: 0.80, 24: 0.83, 48: 0.834}, choices.plateau),
     "cheapest_passing": (PASSING, lambda s: choices.cheapest_passing(
         s, ["routing", "accurate"], cost="epoch_seconds")),
@@ -44,6 +47,30 @@ def test_the_choosers_pick_on_validation():
                                     cost="epoch_seconds") == "joint"  # fmt: skip
     none = PASSING.assign(accurate=False)
     assert choices.cheapest_passing({"val": none}, ["accurate"], cost="epoch_seconds") is None
+
+
+def test_best_option_takes_the_highest_row_the_first_of_a_tie():
+    assert choices.best_option({"val": VARIANTS}, "pearson") == "grid: skips"
+    assert choices.best_option({"val": VARIANTS.iloc[::-1]}, "pearson") == "full: skips"
+    gaps = VARIANTS.assign(pearson=[float("nan"), 0.5, 0.6, float("nan")])
+    assert choices.best_option({"val": gaps}, "pearson") == "full: skips"
+    with pytest.raises(ValueError, match="no finite pearson"):
+        choices.best_option({"val": VARIANTS.assign(pearson=float("nan"))}, "pearson")
+    with pytest.raises(ValueError, match=r"one row per option: \['grid: plain'\]"):
+        choices.best_option({"val": pd.concat([VARIANTS, VARIANTS.iloc[:1]])}, "pearson")
+    with pytest.raises(ValueError, match="no validation scores"):
+        choices.best_option({"val": VARIANTS.iloc[:0]}, "pearson")
+
+
+def test_the_validation_split_or_a_line_naming_val_size():
+    class Data:
+        val = "the validation images"
+
+    assert choices.validation_split(Data()) == "the validation images"
+    Data.val = None
+    with pytest.raises(ValueError, match=r"the CAE variant is made on the validation split.*"
+                                         r"set val_size \(--val-size"):  # fmt: skip
+        choices.validation_split(Data(), "the CAE variant")
 
 
 @pytest.mark.parametrize("name", sorted(CHOOSERS))

@@ -9,9 +9,10 @@ import torch
 
 from xdx_lib import session as session_module
 from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
+from xdx_lib.data import Dataset, Split, make_shapes
 from xdx_lib.evaluation import LIGHT, evaluate_model, localisation_scores, predicted_classes
 from xdx_lib.keys import CAE, faithfulness_keys, keys_of, metric_key
+from xdx_lib.metrics import accuracy
 from xdx_lib.session import Session
 from xdx_lib.trained import model_maps
 
@@ -61,6 +62,43 @@ def test_the_deployed_maps_come_from_the_methods_hook(trained_session, monkeypat
     assert scores["cae/pearson"] == pytest.approx(1.0) == scores["deployed/pearson"]
     assert scores["cae/topk_iou"] == pytest.approx(1.0)
     assert keys_of(scores, CAE) == [metric_key(CAE, k) for k in LIGHT]
+
+
+def test_a_model_is_scored_on_the_validation_split_with_its_own_labels(tiny):
+    # The validation split holds the test images under other labels: every score that reads
+    # the images (agreement, maps) is the test split's, the accuracy is the other labels'.
+    test = tiny.test
+    relabelled = Split(test.x, (test.y + 1) % len(tiny.classes))
+    data = Dataset("shapes", tiny.train, test, tiny.classes, val=relabelled)
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    s = Session(cfg, data)
+    run = s.student(method="xdistill")
+    on = {split: evaluate_model(run, s.teacher(), data, n_faithful=0, similarities=LIGHT,
+                                split=split) for split in ("val", "test")}  # fmt: skip
+    logits = run.logits(test.x)
+    assert on["val"]["accuracy"] == accuracy(logits, relabelled.y)
+    assert on["test"]["accuracy"] == accuracy(logits, test.y)
+    assert on["val"]["accuracy"] + on["test"]["accuracy"] <= 1  # no image is right twice
+    assert on["val"]["accuracy"] != on["test"]["accuracy"]
+    for key in ("agreement", "gradcam/pearson", "cae/pearson", "deployed/pearson"):
+        assert on["val"][key] == pytest.approx(on["test"][key]), key
+    assert sorted(on["val"]) == sorted(on["test"])
+
+
+def test_scoring_on_a_missing_validation_split_names_val_size(tiny):
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    s = Session(cfg, tiny)
+    run = s.student(method="kd")
+    with pytest.raises(ValueError, match="no 'val' images.*val_size above 0"):
+        evaluate_model(run, s.teacher(), tiny, n_faithful=0, split="val")
+    empty = Dataset("shapes", tiny.train, tiny.test, tiny.classes,
+                    val=Split(tiny.test.x[:0], tiny.test.y[:0]))  # fmt: skip
+    with pytest.raises(ValueError, match="val_size"):
+        evaluate_model(run, s.teacher(), empty, n_faithful=0, split="val")
+    with pytest.raises(ValueError, match="split='train'"):
+        evaluate_model(run, s.teacher(), tiny, n_faithful=0, split="train")
 
 
 def test_localisation_scores_the_deployed_maps_too(tiny):

@@ -9,6 +9,7 @@ import pytest
 
 from xdx_lib import readings
 from xdx_lib.config import PROFILES
+from xdx_lib.stats import PairedDifference
 
 COLAB = PROFILES["colab"]
 
@@ -92,6 +93,20 @@ def test_sanity_split_at_the_threshold():
 def test_gradcam_sanity():
     assert readings.gradcam_sanity(0.123) == "changes (Spearman 0.12)"
     assert readings.gradcam_sanity(0.5) == "does not change (Spearman 0.50)"
+
+
+def test_default_cae_is_the_configs_decoder_and_variant():
+    assert readings.default_cae() == "grid: skips"
+
+
+def test_cae_choice_says_when_validation_chose_another_than_the_default():
+    pearson = {"grid: skips": 0.752, "full: both": 0.761}
+    assert readings.cae_choice("grid: skips", pearson) == (
+        "grid: skips is the CAE XDistillation uses by default (cae_output, cae_variant)")
+    assert readings.cae_choice("full: both", pearson) == (
+        "full: both is not the CAE XDistillation uses by default, grid: skips (cae_output, "
+        "cae_variant), which is 0.009 below it in Pearson r on validation; XDistillation "
+        "keeps its default unless a run sets those two options")
 
 
 def test_explains_closer():
@@ -245,3 +260,29 @@ def test_fragile_verdicts_names_the_claims_and_the_seeds():
     assert readings.fragile_verdicts([same[0], c2]).endswith("; C1 reads the same without any "
                                                              "one seed")  # fmt: skip
     assert readings.fragile_verdicts([c2]).startswith("C2 (positive but below the margin) is")
+
+
+def test_default_choice_names_the_pick_when_it_is_not_the_default():
+    default = "staged, exp, channel"
+    assert readings.default_choice(default, default) == (
+        "the chooser picks the library's default (staged, exp, channel)")
+    assert readings.default_choice("fusion: gate", default) == (
+        "the chooser picks fusion: gate instead of the library's default (staged, exp, channel)")
+    assert readings.default_choice(None, default).startswith("no variant passes every check")
+    assert readings.default_choice(None, 6, "pre-training") == (
+        "no pre-training passes every check on validation, so the chooser picks none; the "
+        "library keeps its default (6)")
+
+
+def test_accuracy_against_kd_cannot_judge_noise_on_one_seed():
+    def d(n, mean, low, high):
+        return PairedDifference("xdistill", "KD", "accuracy", n, mean, math.nan, low, high)
+
+    one = readings.accuracy_against_kd(d(1, -0.004, math.nan, math.nan))
+    assert one == ("-0.004 (n=1, no interval): with n = 1 seed there is no spread between "
+                   "seeds, so whether it is below KD's beyond noise cannot be judged and that "
+                   "check holds by default")  # fmt: skip
+    assert readings.accuracy_against_kd(d(3, -0.01, -0.02, -0.001)).endswith(
+        ": below KD's beyond the noise between seeds")
+    assert readings.accuracy_against_kd(d(3, -0.01, -0.02, 0.001)).endswith(
+        ": not below KD's beyond the noise between seeds")

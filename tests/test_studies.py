@@ -11,7 +11,7 @@ import torch
 
 from xdx_lib import studies, tuning
 from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
+from xdx_lib.data import Dataset, Split, make_shapes
 from xdx_lib.experiment import ExperimentConfig
 from xdx_lib.interventions import INTERVENTIONS, map_interventions
 from xdx_lib.session import Session
@@ -30,20 +30,47 @@ def test_variant_table_is_scored_on_rank_zero_and_shared(pretend_rank, broadcast
         trained.append(changes)
         return SimpleNamespace(history=[{"epoch": 1}], seed=changes["seed"])
 
-    def score(run, *args, **kwargs):
-        log.append("score")
+    def score(run, *args, split, **kwargs):
+        log.append(f"score on {split}")
         return {"accuracy": 0.5 + run.seed / 10}
 
-    session = SimpleNamespace(student=student, teacher=lambda: "teacher", data="data")
+    data = SimpleNamespace(val=Split(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)))
+    session = SimpleNamespace(student=student, teacher=lambda: "teacher", data=data)
     monkeypatch.setattr(studies, "evaluate_model", score)
     variants = {"KD": {"method": "kd"}, "joint": {"schedule": "joint"}}
     log = pretend_rank(0)
     table0 = studies.variant_table(session, variants, seeds=[0, 1])
-    assert log == ["score"] * 4 and len(trained) == 4
+    assert log == ["score on val"] * 4 and len(trained) == 4
     log = pretend_rank(1)
     table1 = studies.variant_table(session, variants, seeds=[0, 1])
     assert log == [] and len(trained) == 8  # rank 1 trains (DDP) but does not score
     assert table1.equals(table0) and list(table1.accuracy) == [0.5, 0.6, 0.5, 0.6]
+
+
+def test_variant_table_without_a_validation_split_refuses_before_training(tiny):
+    def student(**changes):
+        raise AssertionError("a student trained for a table that cannot be scored")
+
+    session = SimpleNamespace(student=student, teacher=lambda: "teacher", data=tiny)
+    with pytest.raises(ValueError, match="no 'val' images.*val_size above 0"):
+        studies.variant_table(session, {"KD": {"method": "kd"}}, seeds=[100])
+
+
+def test_variant_table_scores_the_split_it_is_given(tiny):
+    # The validation split is the test images under other labels, so only the accuracy
+    # tells the two tables apart, and each is its own split's.
+    relabelled = Split(tiny.test.x, (tiny.test.y + 1) % len(tiny.classes))
+    data = Dataset("shapes", tiny.train, tiny.test, tiny.classes, val=relabelled)
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    session = Session(cfg, data)
+    on = {split: studies.variant_table(session, {"KD": {"method": "kd"}}, [100], split=split)
+          for split in ("val", "test")}  # fmt: skip
+    predicted = session.student(method="kd", seed=100).logits(tiny.test.x).argmax(1)
+    assert on["val"].accuracy[0] == (predicted == relabelled.y).float().mean().item()
+    assert on["test"].accuracy[0] == (predicted == tiny.test.y).float().mean().item()
+    assert on["val"].accuracy[0] != on["test"].accuracy[0]
+    assert on["val"].agreement[0] == on["test"].agreement[0]
 
 
 def test_seed_spread_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts, monkeypatch):

@@ -90,6 +90,15 @@ def validation_scores(scores: Mapping, what: str = "the choice"):
     return val
 
 
+def validation_split(data, what: str = "the choice"):
+    """``data.val``, the images every choice is made on; a ValueError naming ``val_size``
+    when ``data`` (a :class:`~xdx_lib.data.Dataset`) has no validation split."""
+    if getattr(data, "val", None) is None:
+        raise ValueError(f"{what} is made on the validation split, and the data has none: set "
+                         "val_size (--val-size; the profile's unless given) above 0")  # fmt: skip
+    return data.val
+
+
 def _names(scores) -> list:
     """Every name in ``scores`` a test metric could hide under."""
     if isinstance(scores, pd.DataFrame):
@@ -121,6 +130,25 @@ def highest_mean(scores: Mapping, by: str | Sequence[str], metric: str):
     if means.isna().all():
         raise ValueError(f"no finite {metric} to choose {by} by")
     return means.idxmax(), means
+
+
+def best_option(scores: Mapping, metric: str):
+    """The option of highest validation ``metric``, from ``{"val": frame}`` with one row per
+    option (its index) and its validation score in column ``metric``.
+
+    The first of those tied wins, in the frame's order. The CAE chapter's rule for the CAE
+    variant: the one whose maps are closest to the teacher's on validation images.
+    """
+    val = validation_scores(scores, f"choosing by {metric}")
+    if not len(val):
+        raise ValueError(f"no validation scores to choose by {metric} from")
+    if not val.index.is_unique:
+        twice = sorted(set(val.index[val.index.duplicated()]))
+        raise ValueError(f"one row per option: {twice} come more than once (several seeds? "
+                         "choose by their mean with highest_mean)")  # fmt: skip
+    if val[metric].isna().all():
+        raise ValueError(f"no finite {metric} to choose by")
+    return val[metric].idxmax()
 
 
 def plateau(scores: Mapping) -> int | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .data import Dataset
+from .data import Dataset, Split
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from .keys import CAE, DEPLOYED, faithfulness_key, metric_key
 from .metrics import (
@@ -35,6 +35,10 @@ from .trained import TrainedModel, model_maps, teacher_logits
 
 #: Explainers cheap enough to run on the whole test subset; others use ``n_slow`` images.
 FAST_EXPLAINERS = ("gradcam", "saliency", "deeplift")
+
+#: The splits a model is scored on: the validation split, which chooses, and the test
+#: split, which reports.
+SCORED_SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,30 @@ def latency_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, repeats: int 
 LIGHT = ("pearson", "topk_iou")
 
 
+def scored_split(data: Dataset, split: str) -> Split:
+    """The split of ``data`` a model is scored on, ``"val"`` or ``"test"``.
+
+    Raises:
+        ValueError: another split, or ``"val"`` where the data has no validation images
+            (its config's ``val_size`` is 0), so that a choice never falls back on the
+            test split unseen.
+    """
+    if split not in SCORED_SPLITS:
+        raise ValueError(f"split={split!r}: score on one of {', '.join(SCORED_SPLITS)}")
+    part = getattr(data, split)
+    if part is None or not len(part):
+        how = ("set val_size above 0 (--val-size) to hold training images out for validation"
+               if split == "val" else "give the data a test split")  # fmt: skip
+        raise ValueError(f"the data has no {split!r} images to score on; {how}")
+    return part
+
+
 def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
                    explainers: Sequence[str] = ("gradcam",), n_slow: int = 128,
-                   n_faithful: int = 128,
-                   similarities: Sequence[str] | None = None) -> dict[str, float]:  # fmt: skip
-    """Every metric of one trained model against its teacher, on the test split.
+                   n_faithful: int = 128, similarities: Sequence[str] | None = None,
+                   split: str = "test") -> dict[str, float]:  # fmt: skip
+    """Every metric of one trained model against its teacher, on the test split (or, with
+    ``split="val"``, on the validation split, the one the book chooses on).
 
     Keys (named by :func:`~xdx_lib.keys.metric_key`, picked out of a table by
     :func:`~xdx_lib.keys.keys_of` and its kin): ``accuracy``, ``agreement`` (of the last
@@ -102,7 +125,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     ``latency_ms``; for the first explainer ``<explainer>/<similarity>`` (Pearson,
     Spearman, SSIM, cosine, top-k IoU of the model's map with the teacher's), for the others
     ``<explainer>/pearson`` (explainers outside :data:`FAST_EXPLAINERS` on the first
-    ``n_slow`` test images); for a model that returns its own maps
+    ``n_slow`` images); for a model that returns its own maps
     (:meth:`~xdx_lib.methods.Method.deployed_maps`: XDistillation's CAE) ``cae/<similarity>``
     of those maps; ``deployed/<similarity>`` for the explanation the deployed model gives
     (its own maps where it has them, else its Grad-CAM), against the teacher's maps of the
@@ -111,9 +134,16 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
     teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
     ``similarities`` narrows every ``<maps>/<similarity>`` to those named (default: all of
     :data:`~xdx_lib.metrics.SIMILARITIES`; :data:`LIGHT` for what the claims read).
+    Every key means the same on either split: the accuracy on its labels, the agreement
+    with the teacher's logits on it, the maps against the teacher's maps of its images.
+
+    Raises:
+        ValueError: ``split`` is not ``"val"`` or ``"test"``, or has no images
+            (:func:`scored_split`).
     """
-    x, y = data.test.x, data.test.y
-    t_logits = teacher_logits(teacher, data, ("test",))["test"]
+    part = scored_split(data, split)
+    x, y = part.x, part.y
+    t_logits = teacher_logits(teacher, data, (split,))[split]
     logits = run.logits(x)
     hist = run.history
     attached = run.method.attached_modules()  # kd_cae's CAE: deployed beside the student
@@ -125,7 +155,7 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         "latency_ms": sum(latency_ms(m, x[:256].to(next(m.parameters()).device))
                           for m in (run.model, *attached)),
     }
-    explained = _explanation_scores(run, teacher, x, explainers, n_slow, similarities)
+    explained = _explanation_scores(run, teacher, x, explainers, n_slow, similarities, split)
     for explainer, scores in explained.items():
         out.update({metric_key(explainer, k): v for k, v in scores.items()})
     own = run.method.deployed_maps(run.model, x)
@@ -133,30 +163,31 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
         if "gradcam" in explained:
             deployed = explained["gradcam"]
         else:
-            deployed = summarize(similarity_table(model_maps(run, x, "gradcam"),
-                                                  model_maps(teacher, x, "gradcam"),
+            deployed = summarize(similarity_table(model_maps(run, x, "gradcam", split),
+                                                  model_maps(teacher, x, "gradcam", split),
                                                   similarities))  # fmt: skip
         out.update({metric_key(DEPLOYED, k): v for k, v in deployed.items()})
     else:  # its own maps, against the teacher's maps they imitate
-        target_maps = model_maps(teacher, x, run.method.imitated_explainer)
+        target_maps = model_maps(teacher, x, run.method.imitated_explainer, split)
         for k, v in summarize(similarity_table(own, target_maps, similarities)).items():
             out[metric_key(CAE, k)] = v
             out[metric_key(DEPLOYED, k)] = v
-    out.update(_faithfulness_scores(run, teacher, x[: min(n_faithful, len(x))], own))
+    out.update(_faithfulness_scores(run, teacher, x[: min(n_faithful, len(x))], own, split))
     return out
 
 
 def _explanation_scores(run: TrainedModel, teacher: TrainedModel, x: torch.Tensor,
                         explainers: Sequence[str], n_slow: int,
-                        similarities: Sequence[str] | None
+                        similarities: Sequence[str] | None, split: str = "test"
                         ) -> dict[str, dict[str, float]]:  # fmt: skip
     """``{explainer: {similarity: mean}}`` of the model's maps against the teacher's: every
     similarity for the first explainer (T1), Pearson r for the others (T2), the slow ones
-    on the first ``n_slow`` images."""
+    on the first ``n_slow`` images; ``split`` names where ``x`` comes from (the maps'
+    cache key)."""
     out = {}
     for i, e in enumerate(explainers):
         n = len(x) if e in FAST_EXPLAINERS else min(n_slow, len(x))
-        t_maps, s_maps = model_maps(teacher, x[:n], e), model_maps(run, x[:n], e)
+        t_maps, s_maps = model_maps(teacher, x[:n], e, split), model_maps(run, x[:n], e, split)
         if i == 0:
             table = similarity_table(s_maps, t_maps, similarities)
         else:
@@ -166,13 +197,14 @@ def _explanation_scores(run: TrainedModel, teacher: TrainedModel, x: torch.Tenso
 
 
 def _faithfulness_scores(run: TrainedModel, teacher: TrainedModel, xf: torch.Tensor,
-                         own: torch.Tensor | None) -> dict[str, float]:  # fmt: skip
+                         own: torch.Tensor | None, split: str = "test"
+                         ) -> dict[str, float]:  # fmt: skip
     """Deletion and insertion AUC on ``xf`` of the model's Grad-CAM (and of its own maps,
     ``own``, when it has them), judged by the model itself and by the teacher."""
     if len(xf) == 0:
         return {}
     judges = {"model": run.model, "teacher": teacher.model}
-    judged = {"gradcam": model_maps(run, xf, "gradcam")}
+    judged = {"gradcam": model_maps(run, xf, "gradcam", split)}
     if own is not None:
         judged[CAE] = own[: len(xf)]
     out = {}

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 
 from .choices import plateau as plateau_on_validation
 from .claims import FRACTION_MARGIN, Multiplicity, PartVerdict, SeedOutReading, part_verdict
-from .config import PROFILES
+from .config import PROFILES, RunConfig
 from .stats import PairedDifference
-from .tables import format_interval
+from .tables import format_difference, format_interval
 
 #: How a method key reads in a sentence, where it differs from the key.
 METHOD_NAMES = {"kd": "KD"}
@@ -153,6 +153,31 @@ def gradcam_sanity(rho: float, kept_from: float = SANITY_KEPT_FROM) -> str:
     return f"{'changes' if rho < kept_from else 'does not change'} (Spearman {rho:.2f})"
 
 
+def default_cae() -> str:
+    """The CAE XDistillation uses unless a run sets ``cae_output`` or ``cae_variant`` (their
+    defaults in :class:`~xdx_lib.config.RunConfig`), named as the CAE chapter's T3 names its
+    rows: ``"grid: skips"``."""
+    defaults = RunConfig()
+    return f"{defaults.cae_output}: {defaults.cae_variant}"
+
+
+def cae_choice(chosen: str, pearson: Mapping[str, float]) -> str:
+    """Whether the CAE chosen on validation is the one XDistillation uses by default.
+
+    Args:
+        chosen: the chosen CAE, T3's row name (``"decoder: variant"``).
+        pearson: each CAE's validation Pearson r with the teacher's maps, by row name (the
+            default's among them).
+    """
+    default = default_cae()
+    if chosen == default:
+        return f"{chosen} is the CAE XDistillation uses by default (cae_output, cae_variant)"
+    return (f"{chosen} is not the CAE XDistillation uses by default, {default} (cae_output, "
+            f"cae_variant), which is {pearson[chosen] - pearson[default]:.3f} below it in "
+            "Pearson r on validation; XDistillation keeps its default unless a run sets "
+            "those two options")  # fmt: skip
+
+
 def explains_closer(kd: float, scratch: float) -> str:
     """Whether the KD student explains more like the teacher than the scratch student, from
     each one's Pearson r with the teacher's maps."""
@@ -173,6 +198,31 @@ def above_or_below(value: float, reference: float) -> str:
 def checks_passed(checks: Mapping[str, bool]) -> str:
     """``"2 of 3"``: how many of the named criteria hold."""
     return f"{sum(checks.values())} of {len(checks)}"
+
+
+def default_choice(chosen: str | None, default: str, options: str = "variant") -> str:
+    """Whether a chooser picked the library's default: ``chosen`` is the option it picked
+    (None when no option passed every check), ``default`` the library's; ``options`` names
+    what was chosen among, for the sentence when none passed."""
+    if chosen is None:
+        return (f"no {options} passes every check on validation, so the chooser picks none; "
+                f"the library keeps its default ({default})")  # fmt: skip
+    if chosen == default:
+        return f"the chooser picks the library's default ({default})"
+    return f"the chooser picks {chosen} instead of the library's default ({default})"
+
+
+def accuracy_against_kd(d: PairedDifference) -> str:
+    """Whether a variant's accuracy is below KD's beyond the noise between seeds, from the
+    paired difference variant minus KD (``d``): below when its 95 % interval lies under 0.
+    With one seed there is no spread to measure the noise by, so it cannot be judged and the
+    check holds by default."""
+    if d.n < 2:
+        return (f"{format_difference(d)}: with n = {d.n} seed there is no spread between seeds, "
+                "so whether it is below KD's beyond noise cannot be judged and that check "
+                "holds by default")  # fmt: skip
+    side = "below" if d.upper < 0 else "not below"
+    return f"{format_difference(d)}: {side} KD's beyond the noise between seeds"
 
 
 def ratio_range(ratios: Sequence[float]) -> str:

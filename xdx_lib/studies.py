@@ -5,9 +5,10 @@ take from their maps.
 Each function trains (or loads, from the run cache) the students it needs through a
 :class:`~xdx_lib.session.Session` and scores them: :func:`seed_spread_table` for the
 results chapter's spread between seeds, :func:`variant_table` for the XDistillation
-chapter's choice of defaults, :func:`intervention_rows` for the map interventions
-(:mod:`xdx_lib.interventions`, cached beside each student). Under ``torchrun`` every rank
-trains, rank 0 alone scores. Layer: above the runner, whose result files they read.
+chapter's choice of defaults (on the validation split), :func:`intervention_rows` for the
+map interventions (:mod:`xdx_lib.interventions`, cached beside each student). Under
+``torchrun`` every rank trains, rank 0 alone scores. Layer: above the runner, whose result
+files they read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from .cache import atomic_write_json, hash_dict
 from .devices import on_rank_zero, rank_zero_first
-from .evaluation import LIGHT, evaluate_model, predicted_classes
+from .evaluation import LIGHT, evaluate_model, predicted_classes, scored_split
 from .experiment import ExperimentConfig
 from .interventions import INTERVENTIONS, map_interventions
 from .metrics import flip_spread
@@ -63,18 +64,26 @@ def seed_spread_table(exp: ExperimentConfig, session: Session | None = None) -> 
     return on_rank_zero(rows)
 
 
-def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.DataFrame:
+def variant_table(session: Session, variants: dict[str, dict], seeds,
+                  split: str = "val") -> pd.DataFrame:  # fmt: skip
     """Train (or load) one student per variant and seed, and score each against the teacher.
 
     ``variants`` maps a row name to config changes of the session's config; every variant
     runs on every seed, so differences can be paired. Each row: ``variant``, ``seed``,
     ``accuracy``, ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson``
     (XDistillation's own map) and ``epoch_seconds``; ``history`` holds the run's per-epoch
-    records for curves. This is how the XDistillation chapter chooses its defaults.
+    records for curves. The scores are on ``split`` (:func:`~xdx_lib.evaluation.evaluate_model`):
+    by default the validation split, on which the XDistillation chapter chooses its
+    defaults (:func:`xdx_lib.choices.cheapest_passing`); ``split="test"`` reports.
+
+    Raises:
+        ValueError: ``split`` has no images (no validation split: ``val_size`` 0), said
+            before any student trains.
 
     Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
     and every rank returns the same table (:func:`~xdx_lib.devices.on_rank_zero`).
     """
+    scored_split(session.data, split)  # refuse before training, not after
     runs = {(name, seed): session.student(**{"seed": seed, **changes})
             for name, changes in variants.items() for seed in seeds}  # fmt: skip
     teacher = session.teacher()
@@ -84,7 +93,7 @@ def variant_table(session: Session, variants: dict[str, dict], seeds) -> pd.Data
         out = []
         for (name, seed), run in runs.items():
             scores = evaluate_model(run, teacher, session.data, explainers=("gradcam",),
-                                    n_faithful=0, similarities=LIGHT)  # fmt: skip
+                                    n_faithful=0, similarities=LIGHT, split=split)  # fmt: skip
             out.append({"variant": name, "seed": seed,
                         **{k: scores.get(k, float("nan")) for k in wanted},
                         "history": run.history})  # fmt: skip
