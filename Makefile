@@ -14,7 +14,7 @@ STAMP := $(VENV)/.xdx-installed
 SYSTEM_FMNIST := /usr/share/datasets/fashion-mnist
 PROFILE ?= book
 BOOK_FLAGS := -W -n --keep-going --all
-# _config.yml stops a cell after 1800 s, a guard for the CPU profiles. On the GPU profiles
+# _config.yml stops a cell after 3600 s, a guard for the CPU profiles. On the GPU profiles
 # a chapter's experiment cell takes as long as its experiment does: the build reads a copy
 # of _config.yml without the limit, written to _build/ (tools/book_config.py).
 NO_CELL_LIMIT := colab paper

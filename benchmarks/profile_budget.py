@@ -60,7 +60,7 @@ from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
 from xdx_lib.runner import TeacherSpec, run_specs  # noqa: E402
 from xdx_lib.train import CURVE_TEST_IMAGES  # noqa: E402
-from xdx_lib.tuning import kd_grid_points  # noqa: E402
+from xdx_lib.tuning import kd_grid_points, plateau_methods  # noqa: E402
 
 CHAPTERS = ("kd", "explainers", "gap", "cae", "xdistill", "results")
 #: Images of each split, channels and side of the datasets the profiles use.
@@ -233,8 +233,9 @@ class Budget:
 
     def chapter_kd(self, cfg: RunConfig, work: Work) -> None:
         """The teacher, KD's grid on the validation split, scratch and KD on every seed of
-        the claims (the premise), and both for 2, 4, ... times the epochs on one seed (the
-        plateau, ``plateau_doublings`` schedules)."""
+        the claims (the premise), and every kind of student the claims compare for the
+        epochs and 2, 4, ... times them on the first tune seed (the plateau, ``plateau_doublings``
+        doublings; KD's run of the profile's epochs is the grid's)."""
         self.teacher(cfg, work)
         exp = load_experiment(experiment_config_path("auto", self.profile))
         for point in kd_grid_points(exp):
@@ -244,10 +245,11 @@ class Budget:
         for seed in exp.seeds + exp.claim_seeds:
             for method in ("scratch", "kd"):
                 self.student(dataclasses.replace(cfg, method=method, seed=seed), work)
-        for doubling in range(1, self.size["plateau_doublings"] + 1):
-            for method in ("scratch", "kd"):
+        for method in plateau_methods(exp):
+            for doubling in range(self.size["plateau_doublings"] + 1):
                 self.student(dataclasses.replace(
-                    cfg, method=method, student_epochs=2**doubling * cfg.student_epochs), work)
+                    cfg, method=method, seed=exp.tune_seeds[0],
+                    student_epochs=2**doubling * cfg.student_epochs), work)  # fmt: skip
 
     def chapter_explainers(self, cfg: RunConfig, work: Work) -> None:
         # every explainer on n_timed images (the slow ones on a sixteenth), on the trained

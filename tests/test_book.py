@@ -371,7 +371,7 @@ def test_gpu_profiles_build_the_book_without_a_cell_time_limit(profile):
 def test_cpu_profiles_build_the_book_with_the_cell_time_limit(profile):
     commands = _make_book_commands(profile)
     assert "--config" not in commands and "book_config.py" not in commands
-    assert yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"] == 1800
+    assert yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"] == 3600
 
 
 def test_the_config_without_a_cell_limit_differs_only_in_the_limit(tmp_path):
@@ -389,7 +389,7 @@ def test_the_config_without_a_cell_limit_differs_only_in_the_limit(tmp_path):
                                           cli_config={"latex_individualpages": False})[0]
 
     unlimited, limited = sphinx_config(out), sphinx_config(ROOT / "_config.yml")
-    assert unlimited["nb_execution_timeout"] == -1 and limited["nb_execution_timeout"] == 1800
+    assert unlimited["nb_execution_timeout"] == -1 and limited["nb_execution_timeout"] == 3600
     unlimited.pop("nb_execution_timeout"), limited.pop("nb_execution_timeout")
     assert unlimited == limited
 

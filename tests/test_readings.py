@@ -22,7 +22,8 @@ def test_counted_is_plural_from_two():
 def test_plateau_reached_at_the_profile_short_of_it_or_still_climbing():
     at_budget = {8: 0.850, 16: 0.853, 32: 0.852}
     assert readings.plateau("kd", at_budget, 8) == (
-        "the KD student has reached its plateau at the profile's 8 epochs")
+        "the KD student has reached its plateau at the profile's 8 epochs (32 epochs add "
+        "+0.002)")
     later = {8: 0.840, 16: 0.851, 32: 0.853}
     assert readings.plateau("scratch", later, 8) == (
         "the scratch student reaches its plateau by 16 epochs; at the profile's 8 it is "
@@ -33,6 +34,15 @@ def test_plateau_reached_at_the_profile_short_of_it_or_still_climbing():
         "to the profile's 8")
     with pytest.raises(ValueError, match="at least two"):
         readings.plateau("kd", {8: 0.85}, 8)
+
+
+def test_plateau_against_a_schedule_twice_as_long():
+    assert readings.plateau("xdistill", {12: 0.861, 24: 0.858}, 12) == (
+        "the XDistillation student has reached its plateau at the profile's 12 epochs (24 "
+        "epochs add -0.003)")
+    assert readings.plateau("e2kd", {12: 0.850, 24: 0.862}, 12) == (
+        "the e2KD student is short of its plateau at the profile's 12 epochs: 24 epochs add "
+        "+0.012")
 
 
 def test_lead_by_budget_lists_every_schedule_shortest_first():
@@ -54,24 +64,44 @@ def test_plateau_consequence():
     kd_behind = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
     text = readings.plateau_consequence(kd_behind, 8, COLAB.student)
     assert text.startswith("The KD student needs a longer schedule than the scratch student: ")
-    assert "exhausted. Every comparison of this profile is therefore of students trained " in text
+    assert ("exhausted. The KD student is short of its plateau at the profile's 8 epochs, so "
+            "every comparison of this profile that reads it is of students trained ") in text
     assert text.endswith(f"likely understated (the colab profile trains the same students for "
                          f"{COLAB.student_epochs} epochs, on a GPU)")  # fmt: skip
     scratch_behind = {"scratch": {8: 0.84, 16: 0.86}, "kd": {8: 0.87, 16: 0.87}}
     text = readings.plateau_consequence(scratch_behind, 8, "another student")
-    assert text.startswith("Every comparison") and text.endswith("likely understated")
+    assert text.startswith("The scratch student is short") and text.endswith("likely overstated")
+
+
+def test_plateau_consequence_names_every_method_short_of_its_plateau():
+    there, short = {12: 0.85, 24: 0.85}, {12: 0.85, 24: 0.87}
+    learners_short = {"scratch": there, "kd": there, "e2kd": short, "xdistill": short}
+    text = readings.plateau_consequence(learners_short, 12, "another student")
+    assert text == (
+        "The e2KD and XDistillation students are short of their plateau at the profile's 12 "
+        "epochs, so every comparison of this profile that reads them is of students trained "
+        "for the same number of epochs, not of students at their plateau; a method that "
+        "learns faster is read as better, and the gains of learning from the teacher are "
+        "likely understated")
+    both_short = {"scratch": short, "kd": there, "xdistill": short}
+    text = readings.plateau_consequence(both_short, 12, "another student")
+    assert text.startswith("The scratch and XDistillation students are short of their plateau")
+    assert text.endswith("a method that learns faster is read as better")
+    all_there = {"scratch": there, "kd": there, "e2kd": there, "xdistill": there}
+    assert readings.plateau_consequence(all_there, 12, "another student") == (
+        "Comparisons of this profile are of students at their plateau")
 
 
 def test_plateau_paragraph_names_its_phrases():
     final = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
     paragraph = readings.plateau_paragraph(final, 8, "another student")
     assert paragraph == {
-        "plateau_scratch": readings.plateau("scratch", final["scratch"], 8),
-        "plateau_kd": readings.plateau("kd", final["kd"], 8),
+        "plateaus": (f"{readings.plateau('scratch', final['scratch'], 8)}; "
+                     f"{readings.plateau('kd', final['kd'], 8)}"),
         "kd_lead_by_budget": "+0.010 after 8 epochs, +0.030 after 16 epochs",
         "plateau_consequence": readings.plateau_consequence(final, 8, "another student")}
-    assert paragraph["plateau_scratch"].startswith("the scratch student has reached its plateau")
-    assert paragraph["plateau_kd"].startswith("the KD student is still climbing")
+    assert paragraph["plateaus"].startswith("the scratch student has reached its plateau")
+    assert "; the KD student is short of its plateau" in paragraph["plateaus"]
 
 
 def test_premise_reads_the_interval():
@@ -286,3 +316,13 @@ def test_accuracy_against_kd_cannot_judge_noise_on_one_seed():
         ": below KD's beyond the noise between seeds")
     assert readings.accuracy_against_kd(d(3, -0.01, -0.02, 0.001)).endswith(
         ": not below KD's beyond the noise between seeds")
+
+
+def test_grid_stability_counts_the_seeds_the_chosen_point_wins():
+    spread = {"val s100": {"a": 0.80, "b": 0.81}, "val s101": {"a": 0.86, "b": 0.82},
+              "val mean": {"a": 0.83, "b": 0.815}, "val sd": {"a": 0.04, "b": 0.007}}
+    text = readings.grid_stability(spread)
+    assert text.startswith("the chosen point is the best on 1 of 2 tune seeds")
+    assert "by 0.0150" in text and "0.0400" in text
+    one = {"val s100": {"a": 0.8}, "val mean": {"a": 0.8}, "val sd": {"a": float("nan")}}
+    assert "cannot be read" in readings.grid_stability(one)

@@ -22,7 +22,7 @@ from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
 from xdx_lib.session import loop_records, student_job, teacher_job, train_student, train_teacher
-from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, fit
+from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, curve_epoch, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -312,3 +312,20 @@ def test_only_a_cae_left_without_a_loss_asks_ddp_to_find_unused_parameters():
     assert unused(beta=0.0, schedule="joint") and unused(beta=0.0, cae_freeze=False)
     assert not unused(beta=0.0)  # staged and frozen: the CAE has no trainable parameter
     assert not unused(schedule="joint") and not _scratch().may_leave_parameters_unused
+
+
+def test_a_long_schedule_scores_every_few_epochs_and_always_the_last():
+    scored = [e + 1 for e in range(48) if curve_epoch(e, 48)]
+    assert scored == list(range(4, 49, 4))  # 12 points, the last among them
+    assert [e for e in range(12) if curve_epoch(e, 12)] == list(range(12))
+    assert [e + 1 for e in range(25) if curve_epoch(e, 25)] == [*range(2, 25, 2), 25]
+
+
+def test_the_epochs_off_the_curve_keep_their_training_numbers_but_score_nothing(shapes):
+    model = create_model("student_tiny", 1, 4)
+    train, test = make_shapes(256, seed=0), shapes[1]
+    hist = fit(model, _scratch(), train, test, Schedule(epochs=26, batch_size=128, lr=3e-3),
+               verbose=False)  # fmt: skip
+    scored = [h["epoch"] for h in hist if "test_acc" in h]
+    assert scored == [*range(2, 26, 2), 26] and all("lr" in h and "train_loss" in h for h in hist)
+    assert hist[-1]["test_images"] == len(test)

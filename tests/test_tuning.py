@@ -3,8 +3,10 @@ tuned experiment."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 from tiny_experiment import TINY, write_config
@@ -14,6 +16,8 @@ from xdx_lib import session as session_module
 from xdx_lib.config import ConfigError
 from xdx_lib.experiment import load_experiment
 from xdx_lib.runner import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -70,6 +74,21 @@ def test_the_tune_seeds_are_not_claim_seeds(tmp_path):
             load_experiment(write_config(tmp_path, {**d, "tune_seeds": seeds}))
     assert load_experiment(write_config(tmp_path, d)).tune_seeds == choices.tune_seeds(1)
 
+
+@pytest.mark.parametrize("claim_methods, expected", [
+    (["scratch", "kd", "kd_cae", "e2kd", "xdistill"], ["scratch", "kd", "e2kd", "xdistill"]),
+    (["xdistill", "kd_cae"], ["scratch", "kd", "xdistill"]),  # kd_cae trains as kd
+    ([], ["scratch", "kd"]),  # the premise's pair whatever the claims compare
+])  # fmt: skip
+def test_the_plateau_is_checked_for_every_student_the_claims_compare(claim_methods, expected):
+    assert tuning.plateau_methods(SimpleNamespace(claim_methods=claim_methods)) == expected
+
+
+def test_the_book_checks_the_plateau_of_four_kinds_of_student():
+    exp = load_experiment(ROOT / "configs" / "fashion_mnist_book.yaml")
+    assert "kd_cae" in exp.claim_methods
+    assert tuning.plateau_methods(exp) == ["scratch", "kd", "e2kd", "xdistill"]
+
 def test_validation_accuracy_reads_the_validation_split_alone():
     run = SimpleNamespace(logits=lambda x: x)  # the images are the logits
     val = SimpleNamespace(x=torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
@@ -81,7 +100,41 @@ def test_validation_accuracy_reads_the_validation_split_alone():
         tuning.validation_accuracy(run, SimpleNamespace(val=None, test=test))
 
 
+def test_the_plateau_table_sets_the_test_split_beside_validation():
+    val = SimpleNamespace(x=torch.tensor([[1.0, 0.0], [0.0, 1.0]]), y=torch.tensor([0, 1]))
+    data = SimpleNamespace(val=val, test=None)
+
+    def run(right: int, test_acc: float):  # ``right`` of the two validation images right
+        logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]] if right == 2 else [[1.0, 0.0]] * 2)
+        return SimpleNamespace(logits=lambda x: logits, history=[{"test_acc": test_acc}])
+
+    runs = {"scratch": {4: run(1, 0.81), 8: run(2, 0.83)}, "kd": {4: run(2, 0.85), 8: run(2, 0.86)}}
+    on_val = tuning.validation_by_schedule(runs, data)
+    assert on_val.to_dict("index") == {"scratch": {4: 0.5, 8: 1.0}, "kd": {4: 1.0, 8: 1.0}}
+    assert tuning.reported_by_schedule(runs).to_dict("index") == {
+        "scratch": {4: 0.81, 8: 0.83}, "kd": {4: 0.85, 8: 0.86}}
+    table = tuning.plateau_table(on_val, runs)
+    assert list(table.columns) == [(tuning.JUDGES, 4), (tuning.JUDGES, 8),
+                                   (tuning.REPORTS, 4), (tuning.REPORTS, 8)]  # fmt: skip
+    assert table.columns.names == ["", "epochs"] and list(table.index) == ["scratch", "kd"]
+    assert table.loc["scratch", (tuning.REPORTS, 8)] == 0.83
+    assert choices.is_test_metric(tuning.REPORTS) and not choices.is_test_metric(tuning.JUDGES)
+
+
 def test_without_a_grid_the_experiment_comes_back_as_it_is(tmp_path):
     exp = load_experiment(write_config(tmp_path, TINY))
     same, table = tuning.tune_kd(exp)
     assert same is exp and table.empty and tuning.kd_grid_points(exp) == []
+
+
+def test_grid_spread_lays_each_point_out_by_seed_with_its_mean_and_sd():
+    table = pd.DataFrame({"alpha": [0.5, 0.5, 0.9, 0.9], "temperature": [2, 2, 2, 2],
+                          "seed": [100, 101, 100, 101], "val_accuracy": [0.80, 0.84, 0.81, 0.81],
+                          "test_accuracy": [0.7, 0.8, 0.9, 0.9]})  # fmt: skip
+    spread = tuning.grid_spread(table)
+    assert list(spread.columns) == ["val s100", "val s101", "val mean", "val sd",
+                                    "test mean (reported only)"]  # fmt: skip
+    assert list(spread.index) == [(0.5, 2), (0.9, 2)]
+    assert spread.loc[(0.5, 2), "val mean"] == pytest.approx(0.82)
+    assert spread.loc[(0.5, 2), "val sd"] == pytest.approx(0.04 / 2**0.5)
+    assert spread.loc[(0.9, 2), "val sd"] == 0 and spread.loc[(0.9, 2), "val s101"] == 0.81

@@ -2,7 +2,7 @@
 
     python tools/book_config.py _build/_config.paper.yml
 
-``_config.yml`` stops any cell that runs longer than ``execute.timeout`` (1800 s): on the
+``_config.yml`` stops any cell that runs longer than ``execute.timeout`` (3600 s): on the
 CPU profiles (smoke, book) a cell that takes that long is stuck, and the limit ends the
 build instead of letting it hang. On a GPU profile (colab, paper) a chapter's one
 experiment cell runs for as long as its experiment needs, so ``make book PROFILE=paper``

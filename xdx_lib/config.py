@@ -68,15 +68,17 @@ class Profile:
 
 
 #: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
-#: accuracies in minutes. ``paper``: a GPU, full data and schedules. ``colab``: one free
-#: Colab T4, the ``book`` profile's data and models with a teacher trained 5x as long and
-#: students 4x (48 epochs, the longest schedule of the book's KD chapter, which the colab
-#: KD chapter checks against 96; ``benchmarks/profile_budget.py`` sizes it).
+#: accuracies with students at their plateau (48 epochs: the KD chapter checks each kind
+#: of student the claims compare against 96, on validation). ``paper``: a GPU, full data
+#: and schedules. ``colab``: one free Colab T4, the ``book`` profile's data and models with
+#: a teacher trained 5x as long, more seeds and the slow explainers on more images
+#: (``benchmarks/profile_budget.py`` sizes it).
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2, val_size=256),
-    "book": Profile(5000, None, "cnn_teacher", "student_small", 3, 12, 64, 1e-2,
+    "book": Profile(5000, None, "cnn_teacher", "student_small", 3, 48, 64, 1e-2,
                     teacher_subset=55000, val_size=5000),
-    "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3),
+    "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3,
+                     val_size=5000),
     "colab": Profile(5000, None, "cnn_teacher", "student_small", 15, 48, 64, 1e-2,
                      teacher_subset=55000, val_size=5000),
 }

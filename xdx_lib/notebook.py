@@ -201,17 +201,18 @@ def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) ->
 #: that amortise a dear explainer, and that explainer's steps or samples; seeds of each
 #: XDistillation variant when choosing the defaults, on tune seeds; the sampling
 #: explainers' steps and samples in the explainers chapter, :func:`explainer_settings`; how
-#: often the KD chapter doubles the students' epochs to find their plateau), per profile. A
+#: often the KD chapter doubles the students' epochs to judge their plateau, once: against
+#: a schedule twice as long), per profile. A
 #: notebook parameter of 0 means "the profile's" (:func:`sizes`).
 CHAPTER_SIZES: dict[str, dict[str, int]] = {
     "smoke": {"n_show": 4, "n_timed": 16, "n_faithful": 8, "n_slow": 16, "n_slow_gap": 32,
               "cae_epochs": 1, "n_amortised": 64, "n_amortised_test": 16, "dear_steps": 4,
               "variant_seeds": 1, "ig_steps": 8, "shap_samples": 4, "lime_samples": 50,
-              "plateau_doublings": 2},
+              "plateau_doublings": 1},
     "book": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 128,
              "cae_epochs": 2, "n_amortised": 512, "n_amortised_test": 256, "dear_steps": 8,
              "variant_seeds": 1, "ig_steps": 32, "shap_samples": 16, "lime_samples": 200,
-             "plateau_doublings": 2},
+             "plateau_doublings": 1},
     "colab": {"n_show": 8, "n_timed": 256, "n_faithful": 64, "n_slow": 64, "n_slow_gap": 256,
               "cae_epochs": 2, "n_amortised": 2000, "n_amortised_test": 500, "dear_steps": 16,
               "variant_seeds": 2, "ig_steps": 32, "shap_samples": 16, "lime_samples": 200,

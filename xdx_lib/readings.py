@@ -14,6 +14,7 @@ test says how.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 from .choices import plateau as plateau_on_validation
@@ -23,7 +24,7 @@ from .stats import PairedDifference
 from .tables import format_difference, format_interval
 
 #: How a method key reads in a sentence, where it differs from the key.
-METHOD_NAMES = {"kd": "KD"}
+METHOD_NAMES = {"kd": "KD", "e2kd": "e2KD", "xdistill": "XDistillation"}
 #: A seed spread at least this many times what independent flips make it is read as whole
 #: students differing (:func:`seed_spread`).
 SPREAD_RATIO_STUDENTS = 1.5
@@ -44,7 +45,7 @@ def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -
     """One sentence on where the student of ``method`` stops gaining.
 
     Args:
-        method: the method's key (``"scratch"``, ``"kd"``).
+        method: the method's key (``"scratch"``, ``"kd"``, ``"e2kd"``, ...).
         accuracy_by_epochs: schedule length -> the final validation accuracy of the
             student trained for it (two schedules at least; the plateau is a choice, so it
             is judged on validation: :func:`xdx_lib.choices.plateau`).
@@ -54,15 +55,20 @@ def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -
     schedules = sorted(accuracy_by_epochs)
     longest, previous = schedules[-1], schedules[-2]
     by = accuracy_by_epochs
+    gain = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
     name = METHOD_NAMES.get(method, method)
     if reached == epochs:
-        return f"the {name} student has reached its plateau at the profile's {epochs} epochs"
+        return (f"the {name} student has reached its plateau at the profile's {epochs} "
+                f"epochs ({longest} epochs add {gain:+.3f})")  # fmt: skip
     if reached is not None:
         return (f"the {name} student reaches its plateau by {reached} epochs; at the "
-                f"profile's {epochs} it is {by[longest] - by[epochs]:.3f} short of it")  # fmt: skip
+                f"profile's {epochs} it is {gain:.3f} short of it")  # fmt: skip
+    if previous == epochs:
+        return (f"the {name} student is short of its plateau at the profile's {epochs} "
+                f"epochs: {longest} epochs add {gain:+.3f}")  # fmt: skip
     return (f"the {name} student is still climbing: {longest} epochs add "
             f"{by[longest] - by[previous]:+.3f} to {previous} epochs, and "
-            f"{by[longest] - by[epochs]:+.3f} to the profile's {epochs}")  # fmt: skip
+            f"{gain:+.3f} to the profile's {epochs}")  # fmt: skip
 
 
 def lead_by_budget(kd: Mapping[int, float], scratch: Mapping[int, float]) -> str:
@@ -85,9 +91,16 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
                         student: str) -> str:  # fmt: skip
     """What the students' plateaus mean for every comparison of the profile.
 
+    The students short of their plateau are named: a comparison that reads one of them
+    is of equal training budgets, not of students at their plateau. Which way that bends
+    the gains of learning from the teacher follows from who is short: only students that
+    learn from the teacher (understated), only the scratch student (overstated), or both
+    (no direction is said).
+
     Args:
-        accuracy_by_epochs: ``"scratch"`` and ``"kd"`` (and maybe more methods) -> schedule
-            length -> final validation accuracy, as :func:`plateau` takes for one method.
+        accuracy_by_epochs: ``"scratch"`` and ``"kd"`` (and maybe more methods: e2KD,
+            XDistillation) -> schedule length -> final validation accuracy, as
+            :func:`plateau` takes for one method.
         epochs: the profile's schedule.
         student: the students' architecture (the colab profile may train it longer:
             :func:`colab_epochs_beyond`).
@@ -96,29 +109,63 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
     needs = {m: reached or math.inf for m, reached in reached_by.items()}
     patient = ("The KD student needs a longer schedule than the scratch student: the "
                "teacher's soft targets keep giving it something to fit after the labels "
-               "alone are exhausted. " if needs["kd"] > needs["scratch"] else "")  # fmt: skip
-    if all(reached == epochs for reached in reached_by.values()):
+               "alone are exhausted. "
+               if needs.get("kd", 0) > needs.get("scratch", math.inf) else "")  # fmt: skip
+    short = [m for m, reached in reached_by.items() if reached != epochs]
+    if not short:
         return patient + "Comparisons of this profile are of students at their plateau"
     colab_epochs = colab_epochs_beyond(student, epochs)
     longer = (f" (the colab profile trains the same students for {colab_epochs} epochs, on "
               "a GPU)" if colab_epochs is not None else "")  # fmt: skip
-    return (patient + "Every comparison of this profile is therefore of students trained for "
-            "the same number of epochs, not of students at their plateau; a method that "
-            "learns faster is read as better, and the gains of learning from the teacher are "
-            f"likely understated{longer}")  # fmt: skip
+    if "scratch" not in short:
+        bent = ", and the gains of learning from the teacher are likely understated"
+    elif short == ["scratch"]:
+        bent = ", and the gains of learning from the teacher are likely overstated"
+    else:
+        bent = ""
+    names = " and ".join(METHOD_NAMES.get(m, m) for m in short)
+    one = len(short) == 1
+    return (patient + f"The {names} {'student is' if one else 'students are'} short of "
+            f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs, so every "
+            f"comparison of this profile that reads {'it' if one else 'them'} is of students "
+            "trained for the same number of epochs, not of students at their plateau; a "
+            f"method that learns faster is read as better{bent}{longer}")  # fmt: skip
 
 
 def plateau_paragraph(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
                       student: str) -> dict[str, str]:  # fmt: skip
     """The KD chapter's paragraph on the plateaus, phrase by phrase under the names its text
-    glues: ``plateau_scratch`` and ``plateau_kd`` (:func:`plateau`), ``kd_lead_by_budget``
-    (:func:`lead_by_budget`) and ``plateau_consequence`` (:func:`plateau_consequence`), from
-    the final accuracies by schedule of ``"scratch"`` and ``"kd"``."""
+    glues: ``plateaus``, every method's :func:`plateau` in the order given, joined by
+    semicolons; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
+    (:func:`plateau_consequence`), from the final validation accuracies by schedule of
+    ``"scratch"``, ``"kd"`` and any other method compared."""
     by = accuracy_by_epochs
-    return {"plateau_scratch": plateau("scratch", by["scratch"], epochs),
-            "plateau_kd": plateau("kd", by["kd"], epochs),
+    return {"plateaus": "; ".join(plateau(m, by[m], epochs) for m in by),
             "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
             "plateau_consequence": plateau_consequence(by, epochs, student)}  # fmt: skip
+
+
+def grid_stability(spread: Mapping[str, Mapping]) -> str:
+    """Whether KD's grid would choose the same point on every tune seed alone.
+
+    ``spread``: :func:`xdx_lib.tuning.grid_spread` as ``{column: {point: value}}`` (its
+    ``val s<seed>`` columns are read). The chosen point is the one of highest mean; the
+    sentence says on how many seeds it is also the best, and by how much it leads the
+    runner-up on average (against the seeds' spread, the sd of one point over seeds).
+    """
+    seeds = [c for c in spread if re.fullmatch(r"val s\d+", str(c))]
+    means = spread["val mean"]
+    chosen = max(means, key=lambda p: means[p])
+    if len(seeds) < 2:
+        return ("with one tune seed the grid's stability over seeds cannot be read; "
+                "more tune_seeds would show it")  # fmt: skip
+    wins = sum(max(spread[s], key=lambda p: spread[s][p]) == chosen for s in seeds)
+    others = [means[p] for p in means if p != chosen]
+    lead = means[chosen] - max(others) if others else math.nan
+    sd = max(v for v in spread["val sd"].values() if math.isfinite(v))
+    return (f"the chosen point is the best on {wins} of {len(seeds)} tune seeds, and leads "
+            f"the next point by {lead:.4f} in mean validation accuracy (the largest sd of a "
+            f"point over the seeds: {sd:.4f})")  # fmt: skip
 
 
 def premise(n: int, low: float, high: float) -> str:

@@ -273,18 +273,22 @@ class LoopState:
 def run_epochs(loop: LoopState, history: list[dict], test: Split, checkpointing: Checkpointing,
                verbose: bool) -> list[dict]:  # fmt: skip
     """The epochs after those in ``history``: train, evaluate (:func:`finish_epoch`), print
-    and save a checkpoint after each; returns the whole history. Every epoch but the last
-    is scored on the first :data:`CURVE_TEST_IMAGES` test images (``test_images`` says how
-    many), the last on them all."""
+    and save a checkpoint after each; returns the whole history. The learning curve's
+    epochs (:func:`curve_epoch`) but the last are scored on the first
+    :data:`CURVE_TEST_IMAGES` test images (``test_images`` says how many), the last on them
+    all; the other epochs' records hold the training numbers and the learning rate."""
     epochs = loop.schedule.epochs
     for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         record = {"epoch": epoch + 1, **train_one_epoch(loop, epoch)}
         record["epoch_time"] = time.perf_counter() - t0  # training only, not evaluation
-        split, extras = ((test, loop.extras.test) if epoch == epochs - 1
-                         else curve_split(test, loop.extras.test))  # fmt: skip
-        record["test_images"] = len(split)
-        history.append(finish_epoch(loop, record, split, extras))
+        if curve_epoch(epoch, epochs):
+            split, extras = ((test, loop.extras.test) if epoch == epochs - 1
+                             else curve_split(test, loop.extras.test))  # fmt: skip
+            record["test_images"] = len(split)
+            history.append(finish_epoch(loop, record, split, extras))
+        else:
+            history.append(finish_epoch(loop, record, None, {}))
         if verbose and loop.rank == 0:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k != "epoch")
             print(f"epoch {epoch + 1}/{epochs}: {shown}")
@@ -386,10 +390,23 @@ def _epoch_totals(loop: LoopState, sums: dict[str, torch.Tensor],
     return dict(zip(sums, totals)), n_all
 
 
-#: Test images scored after every epoch but the last, for the learning curves; the last
+#: Test images scored after each curve epoch but the last (:func:`curve_epoch`); the last
 #: epoch scores the whole test split, the number every table reads. Scoring all 10,000
 #: images after each epoch would cost a small CPU student about as much as training it.
 CURVE_TEST_IMAGES = 1000
+
+#: The most learning-curve points a run scores before its last epoch: a long schedule is
+#: scored every ``epochs // CURVE_POINTS`` epochs (every 4th of 48), since scoring every
+#: epoch would cost a sixth of a small student's training.
+CURVE_POINTS = 12
+
+
+def curve_epoch(epoch: int, epochs: int, points: int = CURVE_POINTS) -> bool:
+    """Whether ``epoch`` (counted from 0) of an ``epochs``-long run is scored: every epoch
+    of a run of at most ``points`` epochs (and some more), else every
+    ``epochs // points``-th, and always the last, which every table reads."""
+    every = max(1, epochs // points)
+    return epoch == epochs - 1 or (epoch + 1) % every == 0
 
 
 def curve_split(test: Split, extras: dict, n: int = CURVE_TEST_IMAGES) -> tuple[Split, dict]:
@@ -403,13 +420,16 @@ def curve_split(test: Split, extras: dict, n: int = CURVE_TEST_IMAGES) -> tuple[
     return Split(test.x[:n], test.y[:n], masks), rows
 
 
-def finish_epoch(loop: LoopState, record: dict, test: Split, test_extras: dict) -> dict:
-    """``record`` with the test split's evaluation and the learning rate, the same on every
-    rank: under DDP rank 0 evaluates (after ``_share_buffers``) and sends its record,
-    so no two ranks' histories differ by a kernel's rounding."""
+def finish_epoch(loop: LoopState, record: dict, test: Split | None, test_extras: dict) -> dict:
+    """``record`` with the test split's evaluation (none when ``test`` is None) and the
+    learning rate, the same on every rank: under DDP rank 0 evaluates (after
+    ``_share_buffers``) and sends its record, so no two ranks' histories differ by a
+    kernel's rounding."""
     _share_buffers(loop)
     if loop.rank == 0:
-        record.update(evaluate_epoch(loop.model, loop.method, test, loop.device, test_extras))
+        if test is not None:
+            record.update(evaluate_epoch(loop.model, loop.method, test, loop.device,
+                                         test_extras))  # fmt: skip
         record["lr"] = loop.opt.param_groups[0]["lr"]
     if loop.world > 1:
         shared = [record]

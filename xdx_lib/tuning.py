@@ -7,8 +7,10 @@ and seed of the grid, keeps the point of highest mean validation accuracy
 (:func:`validation_accuracy`) and returns the experiment with those values and no grid
 left. :func:`tuned_session` does so with one :class:`~xdx_lib.session.Session` whose data
 and teacher then serve the tuned experiment too, and :func:`experiment_session` is how the
-runner and the studies take such a pair, or make one. Layer: above the session and the
-experiment's config; below the runner.
+runner and the studies take such a pair, or make one. :func:`validation_by_schedule` scores
+the students the plateau is judged on (:func:`plateau_methods` names their methods), and
+:func:`plateau_table` sets their test accuracy beside, for the reader. Layer:
+above the session and the experiment's config; below the runner.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 
 from . import choices
 from .experiment import ExperimentConfig
+from .methods import METHODS
 from .metrics import accuracy
 from .session import Session
 from .trained import TrainedModel
@@ -38,6 +41,55 @@ def validation_by_schedule(runs: dict[str, dict[int, TrainedModel]], data) -> pd
     (:func:`xdx_lib.choices.plateau`); ``runs`` maps method -> epochs -> trained run."""
     return pd.DataFrame({m: {e: validation_accuracy(r, data) for e, r in by.items()}
                          for m, by in runs.items()}).T  # fmt: skip
+
+
+def reported_by_schedule(runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFrame:
+    """The last-epoch test accuracy of the runs :func:`validation_by_schedule` scores, laid
+    out alike: for the reader beside the validation numbers, never handed to a chooser."""
+    return pd.DataFrame({m: {e: r.history[-1]["test_acc"] for e, r in by.items()}
+                         for m, by in runs.items()}).T  # fmt: skip
+
+
+#: The plateau table's first half (:func:`plateau_table`): the split that judges.
+JUDGES = "validation accuracy (judges the plateau)"
+#: The plateau table's second half: the split that only reports.
+REPORTS = "test accuracy (reported only)"
+
+
+def plateau_table(on_val: pd.DataFrame, runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFrame:
+    """``on_val`` (:func:`validation_by_schedule` of ``runs``) beside the same runs' test
+    accuracy (:func:`reported_by_schedule`): rows methods, columns ``(split, epochs)``, the
+    validation half (:data:`JUDGES`) first, the test half (:data:`REPORTS`) after it."""
+    halves = {JUDGES: on_val, REPORTS: reported_by_schedule(runs)}
+    return pd.concat(halves, axis=1).rename_axis(columns=["", "epochs"])
+
+
+#: The students every KD chapter checks at their plateau, whatever the claims compare: the
+#: premise's pair.
+PLATEAU_PAIR = ("scratch", "kd")
+
+
+def plateau_methods(exp: ExperimentConfig) -> list[str]:
+    """The methods whose students the KD chapter checks at their plateau: scratch and KD
+    (:data:`PLATEAU_PAIR`), then every other method of ``exp.claim_methods``, each named as
+    the method that trains it (:attr:`~xdx_lib.methods.Method.trains_as`: ``kd_cae`` is
+    ``kd``, one student and so one plateau), once each, in that order."""
+    out: list[str] = []
+    for name in (*PLATEAU_PAIR, *exp.claim_methods):
+        trains_as = METHODS.get(name).shares_training_of or name
+        if trains_as not in out:
+            out.append(trains_as)
+    return out
+
+
+def plateau_runs(session: Session, exp: ExperimentConfig,
+                 schedules: list[int]) -> dict[str, dict[int, TrainedModel]]:  # fmt: skip
+    """The students the plateau is judged on: each of :func:`plateau_methods` trained (or
+    loaded from the run cache) for each schedule, on the experiment's first tune seed;
+    ``{method: {epochs: run}}``, for :func:`validation_by_schedule`."""
+    seed = exp.tune_seeds[0]
+    return {m: {e: session.student(method=m, seed=seed, student_epochs=e) for e in schedules}
+            for m in plateau_methods(exp)}  # fmt: skip
 
 
 def kd_grid_points(exp: ExperimentConfig) -> list[dict]:
@@ -80,6 +132,24 @@ def tune_kd(exp: ExperimentConfig,
     best = grid[int(point)]
     tuned = dataclasses.replace(exp, run={**exp.run, **best}, kd_grid={})
     return tuned, table.drop(columns="point")
+
+
+def grid_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """How stable the grid's choice is over the tune seeds: one row per point of a
+    :func:`tune_kd` table, its validation accuracy on each seed, their mean and standard
+    deviation (NaN with one seed), and the mean test accuracy, reported only.
+
+    Rows keep the grid's order; columns ``val s<seed>``..., ``val mean``, ``val sd``,
+    ``test mean (reported only)``.
+    """
+    points = [c for c in table.columns if c not in ("seed", "val_accuracy", "test_accuracy")]
+    by_seed = table.pivot_table(index=points, columns="seed", values="val_accuracy", sort=False)
+    by_seed.columns = [f"val s{s}" for s in by_seed.columns]
+    grouped = table.groupby(points, sort=False)
+    by_seed["val mean"] = grouped["val_accuracy"].mean()
+    by_seed["val sd"] = grouped["val_accuracy"].std()
+    by_seed["test mean (reported only)"] = grouped["test_accuracy"].mean()
+    return by_seed
 
 
 def tuned_session(exp: ExperimentConfig, verbose: bool = False,
