@@ -323,6 +323,9 @@ def test_grid_stability_counts_the_seeds_the_chosen_point_wins():
               "val mean": {"a": 0.83, "b": 0.815}, "val sd": {"a": 0.04, "b": 0.007}}
     text = readings.grid_stability(spread)
     assert text.startswith("the chosen point is the best on 1 of 2 tune seeds")
-    assert "by 0.0150" in text and "0.0400" in text
+    assert "by 0.0150" in text and "0.0400" in text and "within the seeds' noise" in text
+    steady = {**spread, "val s100": {"a": 0.82, "b": 0.81}, "val sd": {"a": 0.004, "b": 0.01}}
+    assert readings.grid_stability(steady).endswith("(the largest sd of a point over the "
+                                                    "seeds: 0.0100)")  # fmt: skip
     one = {"val s100": {"a": 0.8}, "val mean": {"a": 0.8}, "val sd": {"a": float("nan")}}
     assert "cannot be read" in readings.grid_stability(one)

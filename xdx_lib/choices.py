@@ -27,7 +27,7 @@ from .stats import plateau_epochs
 #: The split every choice is made on.
 CHOOSING_SPLIT = "val"
 
-#: The first seed of the runs that choose: far above any seed a claim reads.
+#: The first seed of the runs that choose, far above any seed a claim reads.
 FIRST_TUNE_SEED = 100
 
 #: ``test`` as a word of a name: ``test_acc``, ``test accuracy``, ``test/pearson``, ``T test``

@@ -57,7 +57,7 @@ class PartVerdict(enum.Enum):
     SUPPORTED = "supported"
     OPPOSITE = "opposite"
     NO_DIFFERENCE = "no difference beyond the margin"
-    #: A "higher" part shown above 0 whose mean is below the margin: a difference shown, but
+    #: A "higher" part shown above 0 whose mean is below the margin, a difference shown but
     #: not shown to be one that matters.
     BELOW_MARGIN = "positive but below the margin"
     INCONCLUSIVE = "inconclusive"

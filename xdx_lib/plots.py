@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 
-#: The width of a figure the book shows at the page's width, in inches: at matplotlib's 100
+#: The width in inches of a figure the book shows at the page's width. At matplotlib's 100
 #: dots an inch, about the pixels of the book's text column, so a figure is shown near its
 #: own size and its text at the size it is drawn.
 PAGE_WIDTH = 7.0

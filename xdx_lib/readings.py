@@ -163,9 +163,13 @@ def grid_stability(spread: Mapping[str, Mapping]) -> str:
     others = [means[p] for p in means if p != chosen]
     lead = means[chosen] - max(others) if others else math.nan
     sd = max(v for v in spread["val sd"].values() if math.isfinite(v))
-    return (f"the chosen point is the best on {wins} of {len(seeds)} tune seeds, and leads "
+    text = (f"the chosen point is the best on {wins} of {len(seeds)} tune seeds, and leads "
             f"the next point by {lead:.4f} in mean validation accuracy (the largest sd of a "
             f"point over the seeds: {sd:.4f})")  # fmt: skip
+    if wins < len(seeds) or lead < sd:
+        text += (": the points lie within the seeds' noise of each other, so which one is "
+                 "kept matters less than the seed a student trains on")  # fmt: skip
+    return text
 
 
 def premise(n: int, low: float, high: float) -> str:

@@ -24,6 +24,7 @@ from . import choices
 from .experiment import ExperimentConfig
 from .methods import METHODS
 from .metrics import accuracy
+from .parallel import train_students
 from .session import Session
 from .trained import TrainedModel
 
@@ -50,9 +51,9 @@ def reported_by_schedule(runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFra
                          for m, by in runs.items()}).T  # fmt: skip
 
 
-#: The plateau table's first half (:func:`plateau_table`): the split that judges.
+#: The name of the plateau table's first half (:func:`plateau_table`), the split that judges.
 JUDGES = "validation accuracy (judges the plateau)"
-#: The plateau table's second half: the split that only reports.
+#: The name of the plateau table's second half, the split that only reports.
 REPORTS = "test accuracy (reported only)"
 
 
@@ -64,8 +65,8 @@ def plateau_table(on_val: pd.DataFrame, runs: dict[str, dict[int, TrainedModel]]
     return pd.concat(halves, axis=1).rename_axis(columns=["", "epochs"])
 
 
-#: The students every KD chapter checks at their plateau, whatever the claims compare: the
-#: premise's pair.
+#: The premise's pair, the students every KD chapter checks at their plateau whatever the
+#: claims compare.
 PLATEAU_PAIR = ("scratch", "kd")
 
 
@@ -88,6 +89,8 @@ def plateau_runs(session: Session, exp: ExperimentConfig,
     loaded from the run cache) for each schedule, on the experiment's first tune seed;
     ``{method: {epochs: run}}``, for :func:`validation_by_schedule`."""
     seed = exp.tune_seeds[0]
+    train_students(session, [{"method": m, "seed": seed, "student_epochs": e}
+                             for m in plateau_methods(exp) for e in schedules])  # fmt: skip
     return {m: {e: session.student(method=m, seed=seed, student_epochs=e) for e in schedules}
             for m in plateau_methods(exp)}  # fmt: skip
 
@@ -119,6 +122,8 @@ def tune_kd(exp: ExperimentConfig,
         return exp, pd.DataFrame()
     session = session or Session(exp.base)
     grid = kd_grid_points(exp)
+    train_students(session, [{"method": "kd", "seed": seed, **point}
+                             for point in grid for seed in exp.tune_seeds])  # fmt: skip
     rows = []
     for i, point in enumerate(grid):
         for seed in exp.tune_seeds:
