@@ -36,8 +36,8 @@ from .trained import TrainedModel, model_maps, teacher_logits
 #: Explainers cheap enough to run on the whole test subset; others use ``n_slow`` images.
 FAST_EXPLAINERS = ("gradcam", "saliency", "deeplift")
 
-#: The splits a model is scored on: the validation split, which chooses, and the test
-#: split, which reports.
+#: The splits a model is scored on, the validation split (which chooses) and the test
+#: split (which reports).
 SCORED_SPLITS = ("val", "test")
 
 
