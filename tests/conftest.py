@@ -1,7 +1,5 @@
 """Shared fixtures: every test writes its runs to a temporary folder and sees no profile
-or download setting from the environment, so tests never touch ``runs/`` or the network;
-students train in the test's own process (``XDX_WORKERS=1``) unless a test asks for
-workers (tests/test_parallel.py)."""
+or download setting from the environment, so tests never touch ``runs/`` or the network."""
 
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDX_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("XDX_PROFILE", raising=False)
     monkeypatch.delenv("XDX_DOWNLOAD", raising=False)
-    monkeypatch.setenv("XDX_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ ORDER = [
     "data", "sources", "models", "cae", "fusion", "losses", "explain", "metrics", "faithfulness",
     "devices", "precision", "batches", "checkpoints", "train", "trained", "signals",
     "cae_training", "methods", "xdistill", "interventions",
-    "session", "parallel",
+    "session",
     "evaluation", "experiment", "tuning", "runner", "studies",
     "claims", "tables", "readings", "plots", "notebook", "__main__",
 ]  # fmt: skip

@@ -27,7 +27,6 @@ from .config import RunConfig
 from .devices import is_rank_zero, rank_zero_first, resolve_device
 from .evaluation import LIGHT, evaluate_model, localisation_scores, reference_scores
 from .experiment import ExperimentConfig, preflight, shapes_changes
-from .parallel import train_students
 from .session import Session
 from .trained import TrainedModel
 from .tuning import experiment_session
@@ -275,8 +274,6 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True,
     exp, session = experiment_session(exp, session, verbose)
     session.teacher()  # trained first, with its progress shown
     specs = run_specs(exp)
-    train_students(session, [s.changes for s in specs
-                             if not isinstance(s, TeacherSpec) and s.dataset is None])  # fmt: skip
     sessions = {None: session}
     scorers = _scorers(exp)
     results: list[dict] = []

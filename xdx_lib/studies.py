@@ -24,7 +24,6 @@ from .evaluation import LIGHT, evaluate_model, predicted_classes, scored_split
 from .experiment import ExperimentConfig
 from .interventions import INTERVENTIONS, map_interventions
 from .metrics import flip_spread
-from .parallel import train_students
 from .runner import read_result
 from .session import Session
 from .trained import TrainedModel
@@ -85,8 +84,6 @@ def variant_table(session: Session, variants: dict[str, dict], seeds,
     and every rank returns the same table (:func:`~xdx_lib.devices.on_rank_zero`).
     """
     scored_split(session.data, split)  # refuse before training, not after
-    train_students(session, [{"seed": seed, **changes}
-                             for changes in variants.values() for seed in seeds])  # fmt: skip
     runs = {(name, seed): session.student(**{"seed": seed, **changes})
             for name, changes in variants.items() for seed in seeds}  # fmt: skip
     teacher = session.teacher()

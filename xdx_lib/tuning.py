@@ -24,7 +24,6 @@ from . import choices
 from .experiment import ExperimentConfig
 from .methods import METHODS
 from .metrics import accuracy
-from .parallel import train_students
 from .session import Session
 from .trained import TrainedModel
 
@@ -89,8 +88,6 @@ def plateau_runs(session: Session, exp: ExperimentConfig,
     loaded from the run cache) for each schedule, on the experiment's first tune seed;
     ``{method: {epochs: run}}``, for :func:`validation_by_schedule`."""
     seed = exp.tune_seeds[0]
-    train_students(session, [{"method": m, "seed": seed, "student_epochs": e}
-                             for m in plateau_methods(exp) for e in schedules])  # fmt: skip
     return {m: {e: session.student(method=m, seed=seed, student_epochs=e) for e in schedules}
             for m in plateau_methods(exp)}  # fmt: skip
 
@@ -122,8 +119,6 @@ def tune_kd(exp: ExperimentConfig,
         return exp, pd.DataFrame()
     session = session or Session(exp.base)
     grid = kd_grid_points(exp)
-    train_students(session, [{"method": "kd", "seed": seed, **point}
-                             for point in grid for seed in exp.tune_seeds])  # fmt: skip
     rows = []
     for i, point in enumerate(grid):
         for seed in exp.tune_seeds:
