@@ -13,15 +13,16 @@ What one image costs, in forward passes F of the model concerned (assumptions):
   F_CAE); an online teacher signal adds F_teacher (logits) or 3F_teacher (maps);
 * Grad-CAM and saliency 2F; Integrated Gradients and GradientSHAP 2F per step or sample;
   occlusion one F per window position; deletion and insertion 21 F each (20 steps), for the
-  student's and the teacher's maps; evaluation after each epoch F on the test split, plus
-  Grad-CAM of the 500 tracked test images;
+  student's and the teacher's maps; evaluation after each curve epoch
+  (``xdx_lib.curves.curve_epoch``) F on the test split, plus Grad-CAM of the 500 tracked
+  test images;
 * the chapters run in the book's order and share the run cache: a teacher, a student, a
   CAE or a map is counted in the first chapter that makes it.
 
 Devices (assumptions, stated again in the output):
 
 * ``cpu``: this project's 2-core machines, calibrated: the effective FLOP/s that makes the
-  book profile's results chapter take its measured 561 s (README), no per-step cost;
+  book profile's results chapter take its measured 1,480 s (README), no per-step cost;
 * ``t4``: a free Colab T4, 65 TFLOP/s fp16 tensor-core peak; assumed 4 TFLOP/s effective
   (about 6 %: small convolutions, 28x28 images) and 3 ms of host time per optimiser step;
 * ``h200``: an H200-class GPU, about 990 TFLOP/s bf16 dense peak; assumed 60 TFLOP/s
@@ -54,12 +55,12 @@ sys.path.insert(0, str(ROOT))
 from xdx_lib.cae import CAE_OUTPUTS, CAE_VARIANTS  # noqa: E402
 from xdx_lib.cae_training import build_cae  # noqa: E402
 from xdx_lib.config import PROFILES, RunConfig  # noqa: E402
+from xdx_lib.curves import CURVE_TEST_IMAGES, curve_epoch  # noqa: E402
 from xdx_lib.experiment import load_experiment  # noqa: E402
 from xdx_lib.methods import TRACKED_TEST_IMAGES  # noqa: E402
 from xdx_lib.models import create_model  # noqa: E402
 from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
 from xdx_lib.runner import TeacherSpec, run_specs  # noqa: E402
-from xdx_lib.train import CURVE_TEST_IMAGES  # noqa: E402
 from xdx_lib.tuning import kd_grid_points, plateau_methods  # noqa: E402
 
 CHAPTERS = ("kd", "explainers", "gap", "cae", "xdistill", "results")
@@ -69,8 +70,9 @@ DATASETS = {"fashion_mnist": (60_000, 10_000, 1, 28), "cifar10": (50_000, 10_000
 #: Seconds every chapter pays before its work (kernel start, imports, data).
 CHAPTER_START = 10.0
 #: Measured on this project's 2-core CPU machines (README; `make book` from a fresh clone
-#: at 80049ed): the book profile's results chapter, the calibration of the ``cpu`` row.
-MEASURED_CPU_RESULTS_SECONDS = 561
+#: at d1661ee, 48-epoch students): the book profile's results chapter, the calibration of
+#: the ``cpu`` row.
+MEASURED_CPU_RESULTS_SECONDS = 1480
 #: Forward passes per image of deletion plus insertion (20 steps each: 21 passes), for the
 #: student's and the teacher's maps.
 FAITHFULNESS_PASSES = 2 * 21 * 2
@@ -209,9 +211,10 @@ class Budget:
         step = {"e2kd": 6}.get(cfg.method, 3) * f
         if cfg.teacher_signal == "online" and cfg.method != "scratch":
             step += f_t * (3 if cfg.method in ("e2kd", "at") else 1)
-        per_epoch = n_train * step + TRACKED_TEST_IMAGES * 2 * f
-        curve = (cfg.student_epochs - 1) * min(CURVE_TEST_IMAGES, n_test) + n_test  # scored
-        work.add(cfg.student_epochs * per_epoch + curve * f, cfg.student_epochs * steps)
+        scored = sum(curve_epoch(e, cfg.student_epochs) for e in range(cfg.student_epochs))
+        curve = ((scored - 1) * min(CURVE_TEST_IMAGES, n_test) + n_test  # the curve's epochs
+                 + scored * TRACKED_TEST_IMAGES * 2)  # and Grad-CAM of the tracked images
+        work.add(cfg.student_epochs * n_train * step + curve * f, cfg.student_epochs * steps)
 
     def score(self, cfg: RunConfig, work: Work, explainers=("gradcam",), n_slow=0,
               n_faithful=0) -> None:  # fmt: skip

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdx_lib"
 ORDER = [
     "registry", "config", "cache", "keys", "_utils", "stats", "choices",
     "data", "sources", "models", "cae", "fusion", "losses", "explain", "metrics", "faithfulness",
-    "devices", "precision", "batches", "checkpoints", "train", "trained", "signals",
+    "devices", "precision", "batches", "checkpoints", "curves", "train", "trained", "signals",
     "cae_training", "methods", "xdistill", "interventions",
     "session",
     "evaluation", "experiment", "tuning", "runner", "studies",

@@ -18,11 +18,12 @@ import torch
 from xdx_lib import session as session_module
 from xdx_lib.cache import load_tensors
 from xdx_lib.config import RunConfig
+from xdx_lib.curves import curve_epoch
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
 from xdx_lib.session import loop_records, student_job, teacher_job, train_student, train_teacher
-from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, curve_epoch, fit
+from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -55,6 +55,7 @@ from .batches import (
 )
 from .cache import check_writable
 from .checkpoints import resume, save_checkpoint
+from .curves import curve_epoch, curve_split
 from .data import Split
 from .devices import distributed
 from .metrics import accuracy
@@ -274,9 +275,10 @@ def run_epochs(loop: LoopState, history: list[dict], test: Split, checkpointing:
                verbose: bool) -> list[dict]:  # fmt: skip
     """The epochs after those in ``history``: train, evaluate (:func:`finish_epoch`), print
     and save a checkpoint after each; returns the whole history. The learning curve's
-    epochs (:func:`curve_epoch`) but the last are scored on the first
-    :data:`CURVE_TEST_IMAGES` test images (``test_images`` says how many), the last on them
-    all; the other epochs' records hold the training numbers and the learning rate."""
+    epochs (:func:`~xdx_lib.curves.curve_epoch`) but the last are scored on the first
+    :data:`~xdx_lib.curves.CURVE_TEST_IMAGES` test images (``test_images`` says how
+    many), the last on them all; the other epochs' records hold the training numbers and
+    the learning rate."""
     epochs = loop.schedule.epochs
     for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
@@ -388,36 +390,6 @@ def _epoch_totals(loop: LoopState, sums: dict[str, torch.Tensor],
     dist.all_reduce(stacked)
     *totals, n_all = stacked.tolist()
     return dict(zip(sums, totals)), n_all
-
-
-#: Test images scored after each curve epoch but the last (:func:`curve_epoch`); the last
-#: epoch scores the whole test split, the number every table reads. Scoring all 10,000
-#: images after each epoch would cost a small CPU student about as much as training it.
-CURVE_TEST_IMAGES = 1000
-
-#: The most learning-curve points a run scores before its last epoch: a long schedule is
-#: scored every ``epochs // CURVE_POINTS`` epochs (every 4th of 48), since scoring every
-#: epoch would cost a sixth of a small student's training.
-CURVE_POINTS = 12
-
-
-def curve_epoch(epoch: int, epochs: int, points: int = CURVE_POINTS) -> bool:
-    """Whether ``epoch`` (counted from 0) of an ``epochs``-long run is scored: every epoch
-    of a run of at most ``points`` epochs (and some more), else every
-    ``epochs // points``-th, and always the last, which every table reads."""
-    every = max(1, epochs // points)
-    return epoch == epochs - 1 or (epoch + 1) % every == 0
-
-
-def curve_split(test: Split, extras: dict, n: int = CURVE_TEST_IMAGES) -> tuple[Split, dict]:
-    """The first ``n`` test images and the matching rows of the test extras (the teacher's
-    logits), for an epoch's learning-curve point; the whole split when it is no larger."""
-    if len(test) <= n:
-        return test, extras
-    masks = None if test.masks is None else test.masks[:n]
-    rows = {k: v[:n] if torch.is_tensor(v) and len(v) == len(test) else v
-            for k, v in extras.items()}  # fmt: skip
-    return Split(test.x[:n], test.y[:n], masks), rows
 
 
 def finish_epoch(loop: LoopState, record: dict, test: Split | None, test_extras: dict) -> dict:
