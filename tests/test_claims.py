@@ -183,15 +183,19 @@ def test_verdicts_by_hand():
     assert deployed.reason == "deployed/pearson is not in these results"
 
 
-def test_significant_difference_inside_the_margin_reads_no_difference():
+def _c2_with_accuracy_differences(differences):
+    """C2 and its one part when xdistill's accuracy is kd's plus ``differences`` (one a seed)."""
     df = claims_frame()
+    kd = df.method == "kd"
+    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + differences
+    c2 = _by_name(claims.verdicts(df))["C2"]
+    return c2, c2.parts[0]
+
+
+def test_significant_difference_inside_the_margin_reads_no_difference():
     # accuracy xdistill - kd = [0.001, 0.002, 0.003]: mean 0.002, sd 0.001, bounds
     # 0.002 -+ 0.1 H3 = [0.00031, 0.00369]: nonzero, and inside +-0.006
-    kd = df.method == "kd"
-    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + [
-        0.001, 0.002, 0.003]
-    c2 = _by_name(claims.verdicts(df))["C2"]
-    (acc,) = c2.parts
+    c2, acc = _c2_with_accuracy_differences([0.001, 0.002, 0.003])
     assert acc.lower == pytest.approx(0.002 - 0.1 * H3, abs=1e-7) and acc.lower > 0
     assert acc.verdict is PV.NO_DIFFERENCE
     assert c2.verdict is CV.NOT_SUPPORTED
@@ -254,12 +258,7 @@ def test_the_claims_group_the_results_chapter_reads():
 def test_a_significant_difference_below_the_margin_is_not_supported():
     # accuracy xdistill - kd = [0.004, 0.005, 0.006]: mean 0.005, bounds 0.005 -+ 0.1 H3 =
     # [0.0033, 0.0067]: above 0, past the margin, its mean below it
-    df = claims_frame()
-    kd = df.method == "kd"
-    df.loc[df.method == "xdistill", "accuracy"] = df.loc[kd, "accuracy"].to_numpy() + [
-        0.004, 0.005, 0.006]
-    c2 = _by_name(claims.verdicts(df))["C2"]
-    (acc,) = c2.parts
+    c2, acc = _c2_with_accuracy_differences([0.004, 0.005, 0.006])
     assert acc.mean == pytest.approx(0.005) and acc.lower > 0 and acc.upper > M
     assert acc.verdict is PV.BELOW_MARGIN and c2.verdict is CV.BELOW_MARGIN
 
