@@ -17,7 +17,7 @@ from .data import Split
 #: images after each epoch would cost a small CPU student about as much as training it.
 CURVE_TEST_IMAGES = 1000
 
-#: The most learning-curve points a run scores before its last epoch: a long schedule is
+#: The most learning-curve points a run scores before its last epoch. A long schedule is
 #: scored every ``epochs // CURVE_POINTS`` epochs (every 4th of 48), since scoring every
 #: epoch would cost a sixth of a small student's training.
 CURVE_POINTS = 12
