@@ -92,11 +92,15 @@ def validation_scores(scores: Mapping, what: str = "the choice"):
 
 def validation_split(data, what: str = "the choice"):
     """``data.val``, the images every choice is made on; a ValueError naming ``val_size``
-    when ``data`` (a :class:`~xdx_lib.data.Dataset`) has no validation split."""
-    if getattr(data, "val", None) is None:
-        raise ValueError(f"{what} is made on the validation split, and the data has none: set "
-                         "val_size (--val-size; the profile's unless given) above 0")  # fmt: skip
-    return data.val
+    when ``data`` (a :class:`~xdx_lib.data.Dataset`) has no validation split. The one check
+    of it: the evaluation and the tuning ask here too."""
+    val = getattr(data, "val", None)
+    if val is None:
+        raise ValueError(f"{what} is made on the validation split, and the data has no "
+                         "validation split (no 'val' images): set val_size (--val-size; the "
+                         "profile's unless given); a val_size above 0 holds that many "
+                         "training images out")  # fmt: skip
+    return val
 
 
 def _names(scores) -> list:

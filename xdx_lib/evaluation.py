@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from . import choices
 from .data import Dataset, Split
 from .faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
 from .keys import CAE, DEPLOYED, faithfulness_key, metric_key
@@ -104,12 +105,15 @@ def scored_split(data: Dataset, split: str) -> Split:
     """
     if split not in SCORED_SPLITS:
         raise ValueError(f"split={split!r}: score on one of {', '.join(SCORED_SPLITS)}")
-    part = getattr(data, split)
-    if part is None or not len(part):
-        how = ("set val_size above 0 (--val-size) to hold training images out for validation"
-               if split == "val" else "give the data a test split")  # fmt: skip
-        raise ValueError(f"the data has no {split!r} images to score on; {how}")
-    return part
+    if split == "val":
+        val = choices.validation_split(data, "this score")
+        if not len(val):
+            raise ValueError("this score is made on the validation split, and it holds no "
+                             "images: set val_size (--val-size) above 0")  # fmt: skip
+        return val
+    if not len(data.test):
+        raise ValueError("the data has no 'test' images to score on; give it a test split")
+    return data.test
 
 
 def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,

@@ -273,11 +273,10 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True,
     preflight(exp)
     exp, session = experiment_session(exp, session, verbose)
     session.teacher()  # trained first, with its progress shown
-    specs = run_specs(exp)
     sessions = {None: session}
     scorers = _scorers(exp)
     results: list[dict] = []
-    for spec in specs:
+    for spec in run_specs(exp):
         if spec.dataset not in sessions:
             shifted = dataclasses.replace(exp.base, **shapes_changes(exp.base))
             sessions[spec.dataset] = Session(shifted, verbose=False)

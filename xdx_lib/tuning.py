@@ -30,9 +30,8 @@ from .trained import TrainedModel
 
 def validation_accuracy(run: TrainedModel, data) -> float:
     """Accuracy of ``run`` on the validation split of ``data`` (never the test split)."""
-    if data.val is None:
-        raise ValueError("the data has no validation split; set val_size above 0")
-    return accuracy(run.logits(data.val.x), data.val.y)
+    val = choices.validation_split(data, "a validation accuracy")
+    return accuracy(run.logits(val.x), val.y)
 
 
 def validation_by_schedule(runs: dict[str, dict[int, TrainedModel]], data) -> pd.DataFrame:
