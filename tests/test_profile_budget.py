@@ -34,14 +34,17 @@ def test_the_colab_profile_has_its_experiment_and_fits_a_t4(budget):
     t4 = budget.GPUS[0]
     seconds = budget.estimate(("colab",), devices=(t4,))["colab"]["t4"]
     assert seconds["results"] < 45 * 60
-    assert max(v for k, v in seconds.items() if k not in ("results", "book")) < 15 * 60
+    assert max(v for k, v in seconds.items() if k not in ("results", "book")) < 20 * 60
+    assert seconds["book"] < 60 * 60
 
 
-def test_the_colab_profile_trains_the_book_students_to_the_same_plateau():
+def test_the_colab_profile_trains_the_book_students_longer():
     book, colab = PROFILES["book"], PROFILES["colab"]
     same = ("train_subset", "test_subset", "teacher_subset", "val_size", "teacher", "student")
     assert all(getattr(colab, k) == getattr(book, k) for k in same)
-    assert colab.student_epochs == book.student_epochs  # the KD chapter's plateau, both
+    # the plateau profile: past the book's own check (twice its epochs), so the book's
+    # shortfall is measured on students the colab profile trains further
+    assert colab.student_epochs >= 2 * book.student_epochs
     assert colab.teacher_epochs > book.teacher_epochs
 
 
