@@ -15,6 +15,12 @@ GRID = pd.DataFrame({"point": [0, 0, 1, 1, 2, 2], "seed": [100, 101] * 3,
 PASSING = pd.DataFrame({"routing": [True, True, False], "accurate": [True, True, True],
                         "epoch_seconds": [3.0, 2.0, 1.0]},
                        index=["staged", "joint", "all"])  # fmt: skip
+#: XDistillation's variants: the checks and cost of each, and its runs (two seeds each).
+XD_CHECKS = pd.DataFrame({"ok": [True, True, True, True], "epoch_seconds": [2.0, 3.0, 2.1, 2.2]},
+                         index=["default", "joint", "fusion: gate", "fusion: feature"])
+XD_RUNS = pd.DataFrame({"variant": ["default", "joint", "fusion: gate", "fusion: feature"] * 2,
+                        "seed": [100] * 4 + [101] * 4,
+                        "accuracy": [0.85, 0.86, 0.87, 0.84, 0.85, 0.86, 0.86, 0.84]})
 VARIANTS = pd.DataFrame({"pearson": [0.71, 0.78, 0.78, 0.64]},
                         index=["grid: plain", "grid: skips", "full: skips", "full: both"])
 
@@ -25,6 +31,8 @@ CHOOSERS = {
     "plateau": ({12: 0.80, 24: 0.83, 48: 0.834}, choices.plateau),
     "cheapest_passing": (PASSING, lambda s: choices.cheapest_passing(
         s, ["routing", "accurate"], cost="epoch_seconds")),
+    "xdistill_variant": (XD_CHECKS, lambda s: choices.xdistill_variant(
+        s, {"val": XD_RUNS}, ["ok"], "epoch_seconds", "default")),
 }
 
 
@@ -47,6 +55,26 @@ def test_the_choosers_pick_on_validation():
                                     cost="epoch_seconds") == "joint"  # fmt: skip
     none = PASSING.assign(accurate=False)
     assert choices.cheapest_passing({"val": none}, ["accurate"], cost="epoch_seconds") is None
+
+
+def xd_variant(checks=XD_CHECKS, runs=XD_RUNS):
+    return choices.xdistill_variant({"val": checks}, {"val": runs}, ["ok"], "epoch_seconds",
+                                    "default")  # fmt: skip
+
+
+def test_xdistill_variant_chooses_the_schedule_by_cost_then_the_fusion_by_accuracy():
+    # the default is the cheapest schedule: then the fusion of highest mean accuracy
+    assert xd_variant() == "fusion: gate"
+    # a failing fusion is not chosen, however accurate
+    gate_fails = XD_CHECKS.assign(ok=[True, True, False, True])
+    assert xd_variant(gate_fails) == "default"
+    # a cheaper schedule than the default is chosen on its cost alone, accuracy unread
+    assert xd_variant(XD_CHECKS.assign(epoch_seconds=[3.0, 2.0, 1.0, 1.0])) == "joint"
+    # the fusions' cost never makes them the schedule's choice
+    assert xd_variant(XD_CHECKS.assign(ok=[False, False, True, True])) is None
+    with pytest.raises(ChoiceFromTestError):
+        choices.xdistill_variant({"val": XD_CHECKS}, {"test": XD_RUNS}, ["ok"],
+                                 "epoch_seconds", "default")  # fmt: skip
 
 
 def test_best_option_takes_the_highest_row_the_first_of_a_tie():

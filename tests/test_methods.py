@@ -81,6 +81,16 @@ def test_scratch_is_the_method_base_under_a_name():
     assert not isinstance(create_method(RunConfig(method="kd")), Scratch)
 
 
+@pytest.mark.parametrize("name", METHODS.names())
+def test_the_class_and_its_instances_name_one_training(name):
+    """``training_name`` (asked of the class, as the plateau check does before any method is
+    built) and ``trains_as`` (of an instance, as the cache key) must agree."""
+    cls = METHODS.get(name)
+    assert cls.training_name() == create_method(RunConfig(method=name)).trains_as
+    assert cls.training_name() == (cls.shares_training_of or name)
+    assert METHODS.get("kd_cae").training_name() == "kd"
+
+
 def test_validation_builds_no_method(monkeypatch):
     def refuse(self, cfg):
         raise AssertionError("config validation built a method")

@@ -18,7 +18,7 @@ import torch
 from xdx_lib import session as session_module
 from xdx_lib.cache import load_tensors
 from xdx_lib.config import RunConfig
-from xdx_lib.curves import curve_epoch
+from xdx_lib.curves import CURVE_POINTS, curve_epoch
 from xdx_lib.data import Dataset, make_shapes
 from xdx_lib.methods import create_method
 from xdx_lib.models import create_model
@@ -320,6 +320,14 @@ def test_a_long_schedule_scores_every_few_epochs_and_always_the_last():
     assert scored == list(range(4, 49, 4))  # 12 points, the last among them
     assert [e for e in range(12) if curve_epoch(e, 12)] == list(range(12))
     assert [e + 1 for e in range(25) if curve_epoch(e, 25)] == [*range(2, 25, 2), 25]
+    assert [e + 1 for e in range(40) if curve_epoch(e, 40)] == [*range(4, 37, 4), 40]
+
+
+@pytest.mark.parametrize("epochs", range(1, 400))
+def test_no_schedule_scores_more_curve_points_than_curves_allows(epochs):
+    scored = [e for e in range(epochs) if curve_epoch(e, epochs)]
+    assert scored[-1] == epochs - 1 and len(scored) - 1 <= CURVE_POINTS
+    assert len(scored) - 1 >= min(epochs - 1, CURVE_POINTS // 2)  # and not far fewer
 
 
 def test_the_epochs_off_the_curve_keep_their_training_numbers_but_score_nothing(shapes):
@@ -328,5 +336,5 @@ def test_the_epochs_off_the_curve_keep_their_training_numbers_but_score_nothing(
     hist = fit(model, _scratch(), train, test, Schedule(epochs=26, batch_size=128, lr=3e-3),
                verbose=False)  # fmt: skip
     scored = [h["epoch"] for h in hist if "test_acc" in h]
-    assert scored == [*range(2, 26, 2), 26] and all("lr" in h and "train_loss" in h for h in hist)
+    assert scored == [*range(3, 25, 3), 26] and all("lr" in h and "train_loss" in h for h in hist)
     assert hist[-1]["test_images"] == len(test)

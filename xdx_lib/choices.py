@@ -173,3 +173,32 @@ def cheapest_passing(scores: Mapping, checks: Sequence[str], cost: str):
     val = validation_scores(scores, "choosing the cheapest passing option")
     passing = val[val[list(checks)].astype(bool).all(axis=1)]
     return None if passing.empty else passing[cost].idxmin()
+
+
+def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost: str,
+                     default: str, fusion_prefix: str = "fusion: "):  # fmt: skip
+    """XDistillation's defaults, chosen in two steps on validation (None if none passes).
+
+    First the schedule and routing: the cheapest variant that passes every check
+    (:func:`cheapest_passing`), the fusion variants left out. When that is ``default``, the
+    fusion: the fusions change little of an epoch's cost, so among ``default`` and the
+    fusion variants that pass every check, the one of highest mean validation accuracy over
+    the seeds (:func:`highest_mean`).
+
+    Args:
+        scores: ``{"val": frame}`` indexed by variant, a boolean column per check and ``cost``.
+        runs: ``{"val": frame}``, one row per variant and seed: ``variant`` and ``accuracy``.
+        checks, cost: the check columns and the cost column of ``scores``.
+        default: the variant of the library's defaults; fusion variants are those whose name
+            starts with ``fusion_prefix``.
+    """
+    frame = validation_scores(scores, "choosing XDistillation's variant")
+    fusions = [v for v in frame.index if str(v).startswith(fusion_prefix)]
+    chosen = cheapest_passing({CHOOSING_SPLIT: frame.drop(index=fusions)}, checks, cost)
+    if chosen != default:
+        return chosen
+    rows = validation_scores(runs, "choosing XDistillation's fusion")
+    passing = frame.index[frame[list(checks)].astype(bool).all(axis=1)]
+    among = [v for v in passing if v == default or v in fusions]
+    rows = rows[rows["variant"].isin(among)][["variant", "seed", "accuracy"]]
+    return highest_mean({CHOOSING_SPLIT: rows}, "variant", "accuracy")[0]

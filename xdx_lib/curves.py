@@ -8,6 +8,8 @@ schedule is scored every few epochs (:func:`curve_epoch`), each time on the firs
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .data import Split
@@ -18,16 +20,17 @@ from .data import Split
 CURVE_TEST_IMAGES = 1000
 
 #: The most learning-curve points a run scores before its last epoch. A long schedule is
-#: scored every ``epochs // CURVE_POINTS`` epochs (every 4th of 48), since scoring every
+#: scored every few epochs (every 4th of 40 or 48, every 8th of 96), since scoring every
 #: epoch would cost a sixth of a small student's training.
 CURVE_POINTS = 12
 
 
 def curve_epoch(epoch: int, epochs: int, points: int = CURVE_POINTS) -> bool:
     """Whether ``epoch`` (counted from 0) of an ``epochs``-long run is scored: every epoch
-    of a run of at most ``points`` epochs (and some more), else every
-    ``epochs // points``-th, and always the last, which every table reads."""
-    every = max(1, epochs // points)
+    of a run of at most ``points + 1`` epochs, else every ``ceil((epochs - 1) / points)``-th,
+    the smallest step that keeps ``points`` at most before the last; and always the last,
+    which every table reads."""
+    every = max(1, math.ceil((epochs - 1) / points))
     return epoch == epochs - 1 or (epoch + 1) % every == 0
 
 

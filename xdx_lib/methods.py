@@ -176,12 +176,17 @@ class Method:
         sweep of one method's option never invalidates another method's students."""
         return tuple(f.name for f in dataclasses.fields(cls.Options))
 
-    @property
-    def trains_as(self) -> str:
+    @classmethod
+    def training_name(cls) -> str:
         """The name of the method whose training makes this one's students (its own, or
         ``shares_training_of``). It is the ``method`` of the student's cache key, folder
         and checkpoint, so two methods that train alike train once."""
-        return self.shares_training_of or self.name
+        return cls.shares_training_of or cls.name
+
+    @property
+    def trains_as(self) -> str:
+        """:meth:`training_name`, read from an instance."""
+        return self.training_name()
 
     def signals(self) -> list[Signal]:
         """What this method reads from the teacher in every training batch (none)."""

@@ -71,14 +71,10 @@ PLATEAU_PAIR = ("scratch", "kd")
 def plateau_methods(exp: ExperimentConfig) -> list[str]:
     """The methods whose students the KD chapter checks at their plateau: scratch and KD
     (:data:`PLATEAU_PAIR`), then every other method of ``exp.claim_methods``, each named as
-    the method that trains it (:attr:`~xdx_lib.methods.Method.trains_as`: ``kd_cae`` is
-    ``kd``, one student and so one plateau), once each, in that order."""
-    out: list[str] = []
-    for name in (*PLATEAU_PAIR, *exp.claim_methods):
-        trains_as = METHODS.get(name).shares_training_of or name
-        if trains_as not in out:
-            out.append(trains_as)
-    return out
+    the method that trains it (:meth:`~xdx_lib.methods.Method.training_name`: ``kd_cae``
+    is ``kd``, one student and so one plateau), once each, in that order."""
+    names = (METHODS.get(name).training_name() for name in (*PLATEAU_PAIR, *exp.claim_methods))
+    return list(dict.fromkeys(names))
 
 
 def plateau_runs(session: Session, exp: ExperimentConfig,
