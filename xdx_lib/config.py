@@ -68,15 +68,15 @@ class Profile:
 
 
 #: ``smoke``: seconds per notebook, for CI. ``book``: the 2-core CPU default, real
-#: accuracies within the 60 minutes of ``make book``; its students train 40 epochs, short
-#: of their plateau, which the KD chapter measures against 80 on validation and the results
+#: accuracies within the 60 minutes of ``make book``; its students train 32 epochs, short
+#: of their plateau, which the KD chapter measures against 64 on validation and the results
 #: chapter states. ``colab``: the plateau profile, one free Colab T4: the ``book``
 #: profile's data and models with a teacher trained 5x as long, students trained 96 epochs
 #: (checked against 192), more seeds and the slow explainers on more images
 #: (``benchmarks/profile_budget.py`` sizes it). ``paper``: a GPU, full data and schedules.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(1024, 512, "cnn_teacher", "student_small", 1, 1, 64, 1e-2, val_size=256),
-    "book": Profile(5000, None, "cnn_teacher", "student_small", 3, 40, 64, 1e-2,
+    "book": Profile(5000, None, "cnn_teacher", "student_small", 3, 32, 64, 1e-2,
                     teacher_subset=55000, val_size=5000),
     "paper": Profile(None, None, "resnet18_cifar", "student_medium", 60, 60, 128, 1e-3,
                      val_size=5000),
