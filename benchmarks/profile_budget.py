@@ -22,7 +22,7 @@ What one image costs, in forward passes F of the model concerned (assumptions):
 Devices (assumptions, stated again in the output):
 
 * ``cpu``: this project's 2-core machines, calibrated: the effective FLOP/s that makes the
-  book profile's results chapter take its measured 1,480 s (README), no per-step cost;
+  book profile's results chapter take its measured 757 s (README), no per-step cost;
 * ``t4``: a free Colab T4, 65 TFLOP/s fp16 tensor-core peak; assumed 4 TFLOP/s effective
   (about 6 %: small convolutions, 28x28 images) and 3 ms of host time per optimiser step;
 * ``h200``: an H200-class GPU, about 990 TFLOP/s bf16 dense peak; assumed 60 TFLOP/s
@@ -70,9 +70,9 @@ DATASETS = {"fashion_mnist": (60_000, 10_000, 1, 28), "cifar10": (50_000, 10_000
 #: Seconds every chapter pays before its work (kernel start, imports, data).
 CHAPTER_START = 10.0
 #: Measured on this project's 2-core CPU machines (README; `make book` from a fresh clone
-#: at d1661ee, 48-epoch students): the book profile's results chapter, the calibration of
+#: at 2fba321, 32-epoch students): the book profile's results chapter, the calibration of
 #: the ``cpu`` row.
-MEASURED_CPU_RESULTS_SECONDS = 1480
+MEASURED_CPU_RESULTS_SECONDS = 757
 #: Forward passes per image of deletion plus insertion (20 steps each: 21 passes), for the
 #: student's and the teacher's maps.
 FAITHFULNESS_PASSES = 2 * 21 * 2
