@@ -20,8 +20,8 @@ from .data import Split
 CURVE_TEST_IMAGES = 1000
 
 #: The most learning-curve points a run scores before its last epoch. A long schedule is
-#: scored every few epochs (every 3rd of 32, every 4th of 48, every 8th of 96), since scoring every
-#: epoch would cost a sixth of a small student's training.
+#: scored every few epochs (every 3rd of 32, every 4th of 48, every 8th of 96), since
+#: scoring every epoch would cost a sixth of a small student's training.
 CURVE_POINTS = 12
 
 
