@@ -1,7 +1,7 @@
 """The CAE's three targets, as ratios from one run: speed of its map, cost of an
 XDistillation epoch, and fidelity of its map.
 
-1. images/s of the default CAE's map (:func:`xdx_lib.cae.predict_maps`) over images/s of
+1. images/s of the default CAE's map (:func:`xdx_lib.models.cae.predict_maps`) over images/s of
    the teacher's batched Grad-CAM of its predicted class (target: at least 10x);
 2. seconds of one XDistillation epoch over one KD epoch, both with cached teacher logits and
    maps (target: at most 1.3x), for the default and for the old reading (full-resolution
@@ -31,20 +31,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xdx_lib import session  # noqa: E402
-from xdx_lib.batches import Extras  # noqa: E402
-from xdx_lib.cae import predict_maps  # noqa: E402
-from xdx_lib.cae_training import build_cae, pretrain_cae  # noqa: E402
-from xdx_lib.config import RunConfig  # noqa: E402
-from xdx_lib.data import Split  # noqa: E402
-from xdx_lib.devices import resolve_device, seed_everything  # noqa: E402
-from xdx_lib.evaluation import timed  # noqa: E402
+from xdx_lib.core.config import RunConfig  # noqa: E402
+from xdx_lib.core.devices import resolve_device, seed_everything  # noqa: E402
+from xdx_lib.data.batches import Extras  # noqa: E402
+from xdx_lib.data.datasets import Split  # noqa: E402
+from xdx_lib.distill.cae_pretraining import build_cae, pretrain_cae  # noqa: E402
+from xdx_lib.distill.method import create_method  # noqa: E402
+from xdx_lib.evaluation.scoring import timed  # noqa: E402
+from xdx_lib.experiments import session  # noqa: E402
 from xdx_lib.explain import explain  # noqa: E402
-from xdx_lib.methods import create_method  # noqa: E402
-from xdx_lib.metrics import pearson  # noqa: E402
-from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.train import Hardware, Schedule, fit  # noqa: E402
-from xdx_lib.trained import model_maps  # noqa: E402
+from xdx_lib.metrics.similarity import pearson  # noqa: E402
+from xdx_lib.models.cae import predict_maps  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
+from xdx_lib.training.loop import QUIET, Hardware, Schedule, fit  # noqa: E402
+from xdx_lib.training.trained_model import model_maps  # noqa: E402
 
 #: The old reading of XDistillation, before the defaults were chosen by measurement.
 OLD = {"schedule": "joint", "cae_grad": "all", "cae_output": "full", "cae_variant": "both",
@@ -63,7 +63,7 @@ def epoch_seconds(cfg: RunConfig, n: int, device: torch.device) -> float:
     model = method.build_model(1, 10)
     schedule = Schedule(epochs=1, batch_size=cfg.batch_size, lr=cfg.lr)
     history = fit(model, method, train, test, schedule, hardware=Hardware(device),
-                  extras=Extras(train=extras), verbose=False)  # fmt: skip
+                  extras=Extras(train=extras), reporting=QUIET)  # fmt: skip
     return history[-1]["epoch_time"]
 
 

@@ -8,7 +8,7 @@ with psutil, or ``ru_maxrss`` without it; ``torch.cuda.max_memory_allocated`` on
 The slow methods explain fewer images (``SLOW_CAPS``) so that the default run stays around
 a minute on 2 idle CPU cores.
 
-Images are Fashion-MNIST test images when ``xdx_lib.data`` can load them offline, else
+Images are Fashion-MNIST test images when ``xdx_lib.data.datasets`` can load them offline, else
 smooth random blobs of the same shape (``--data random`` forces those).
 
 Usage::
@@ -34,10 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xdx_lib.cache import load_tensors  # noqa: E402
-from xdx_lib.evaluation import timed  # noqa: E402
+from xdx_lib.core.cache import load_tensors  # noqa: E402
+from xdx_lib.evaluation.scoring import timed  # noqa: E402
 from xdx_lib.explain import EXPLAINERS, explain  # noqa: E402
-from xdx_lib.models import create_model  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
 
 #: At most this many images for the methods that cost many forward passes per image.
 SLOW_CAPS = {
@@ -77,7 +77,7 @@ def load_images(kind: str, n: int) -> tuple[torch.Tensor, str]:
     """``n`` test images and a word saying where they came from."""
     if kind != "random":
         try:
-            from xdx_lib.data import load_dataset
+            from xdx_lib.data.datasets import load_dataset
 
             ds = load_dataset("fashion_mnist", test_subset=n, download=False)
             return ds.test.x[:n].float(), "fashion_mnist (test)"

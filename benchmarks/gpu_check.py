@@ -2,13 +2,14 @@
 on, at the precision the GPU gets, in a few minutes on one GPU.
 
 For each setting it trains one timed epoch (after a short warm-up) of
-:func:`xdx_lib.train.fit` on Fashion-MNIST-shaped images (real ones when on disk, never
+:func:`xdx_lib.training.loop.fit` on Fashion-MNIST-shaped images (real ones when on disk, never
 downloaded; random otherwise: throughput does not depend on the pixels) with an untrained
 teacher, and records steps run, images/s (training only) and the peak device memory. A
 setting that fails is recorded with its one-line error instead of stopping the check.
 
 It writes ``results/gpu/<gpu>-<commit>.json`` (``--out`` to change) with the provenance of
-the run (:func:`xdx_lib.runner.provenance`: commit, versions, device) and prints a table.
+the run (:func:`xdx_lib.experiments.runner.provenance`: commit, versions, device) and prints a
+table.
 The README's GPU figures come from those files. Targets (a benchmark's, not a test's): KD
 with ``student_medium`` at 250,000 images/s or more on an H100/H200-class GPU, and an
 XDistillation epoch at most 1.3x a KD epoch.
@@ -38,11 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_throughput import METHODS, make_data, random_teacher, time_method  # noqa: E402
 
-from xdx_lib.cache import atomic_write_json  # noqa: E402
-from xdx_lib.config import RunConfig  # noqa: E402
-from xdx_lib.devices import resolve_device  # noqa: E402
-from xdx_lib.precision import resolve_precision  # noqa: E402
-from xdx_lib.runner import provenance  # noqa: E402
+from xdx_lib.core.cache import atomic_write_json  # noqa: E402
+from xdx_lib.core.config import RunConfig  # noqa: E402
+from xdx_lib.core.devices import resolve_device  # noqa: E402
+from xdx_lib.experiments.runner import provenance  # noqa: E402
+from xdx_lib.training.precision import resolve_precision  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,7 +3,7 @@
 Counts the forward FLOPs per image of every model a profile uses
 (``torch.utils.flop_counter.FlopCounterMode``: convolutions and matrix products, a
 multiply-add counted as 2), multiplies by what each chapter does with them (images x
-epochs x runs, from ``PROFILES``, ``notebook.CHAPTER_SIZES`` and the results chapter's
+epochs x runs, from ``PROFILES``, the profiles' chapter sizes and the results chapter's
 experiment config, ``configs/`` by profile), and divides by an assumed effective throughput.
 
 What one image costs, in forward passes F of the model concerned (assumptions):
@@ -14,7 +14,8 @@ What one image costs, in forward passes F of the model concerned (assumptions):
 * Grad-CAM and saliency 2F; Integrated Gradients and GradientSHAP 2F per step or sample;
   occlusion one F per window position; deletion and insertion 21 F each (20 steps), for the
   student's and the teacher's maps; evaluation after each curve epoch
-  (``xdx_lib.curves.curve_epoch``) F on the test split, plus Grad-CAM of the 500 tracked
+  (``xdx_lib.training.learning_curve.curve_epoch``) F on the test split, plus Grad-CAM of the 500
+  tracked
   test images;
 * the chapters run in the book's order and share the run cache: a teacher, a student, a
   CAE or a map is counted in the first chapter that makes it.
@@ -52,16 +53,16 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xdx_lib.cae import CAE_OUTPUTS, CAE_VARIANTS  # noqa: E402
-from xdx_lib.cae_training import build_cae  # noqa: E402
-from xdx_lib.config import PROFILES, RunConfig  # noqa: E402
-from xdx_lib.curves import CURVE_TEST_IMAGES, curve_epoch  # noqa: E402
-from xdx_lib.experiment import load_experiment  # noqa: E402
-from xdx_lib.methods import TRACKED_TEST_IMAGES  # noqa: E402
-from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.notebook import CHAPTER_SIZES, experiment_config_path  # noqa: E402
-from xdx_lib.runner import TeacherSpec, run_specs  # noqa: E402
-from xdx_lib.tuning import kd_grid_points, plateau_methods  # noqa: E402
+from xdx_lib.core.config import PROFILES, RunConfig  # noqa: E402
+from xdx_lib.distill.cae_pretraining import build_cae  # noqa: E402
+from xdx_lib.distill.method import TRACKED_TEST_IMAGES  # noqa: E402
+from xdx_lib.experiments.experiment_config import load_experiment  # noqa: E402
+from xdx_lib.experiments.runner import TeacherSpec, run_specs  # noqa: E402
+from xdx_lib.experiments.tuning import kd_grid_points, plateau_methods  # noqa: E402
+from xdx_lib.models.cae import CAE_OUTPUTS, CAE_VARIANTS  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
+from xdx_lib.report.notebook import experiment_config_path  # noqa: E402
+from xdx_lib.training.learning_curve import CURVE_TEST_IMAGES, curve_epoch  # noqa: E402
 
 CHAPTERS = ("kd", "explainers", "gap", "cae", "xdistill", "results")
 #: Images of each split, channels and side of the datasets the profiles use.
@@ -126,7 +127,7 @@ class Budget:
 
     def __init__(self, profile: str):
         self.profile = profile
-        self.size = CHAPTER_SIZES[profile]
+        self.size = PROFILES[profile].chapter
         self.made: set = set()  # what the run cache holds already
         self.flops_cache: dict = {}
 

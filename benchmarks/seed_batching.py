@@ -34,7 +34,7 @@ from torch.func import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xdx_lib.models import create_model  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
 
 BATCH = 64
 LR = 1e-2

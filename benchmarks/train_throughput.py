@@ -1,8 +1,8 @@
 """How many training images per second does each method reach, and how far is each from KD?
 
-Times one epoch of :func:`xdx_lib.train.fit` for every method (scratch, kd, at, e2kd,
+Times one epoch of :func:`xdx_lib.training.loop.fit` for every method (scratch, kd, at, e2kd,
 xdistill) on ``--n-images`` Fashion-MNIST-shaped images (1 x 28 x 28, 10 classes): the real
-training images when ``xdx_lib.data`` finds them on disk (never downloaded), else random
+training images when ``xdx_lib.data.datasets`` finds them on disk (never downloaded), else random
 ones (``--data random`` forces those; throughput does not depend on the pixels). The
 teacher has random weights (untrained: its logits and maps cost the same). The teacher's
 cached signals (logits, maps) are computed before the clock starts, as in a real run; with
@@ -35,17 +35,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xdx_lib.batches import Extras  # noqa: E402
-from xdx_lib.cache import atomic_torch_save  # noqa: E402
-from xdx_lib.config import RunConfig  # noqa: E402
-from xdx_lib.data import Dataset, Split, load_dataset  # noqa: E402
-from xdx_lib.devices import resolve_device  # noqa: E402
-from xdx_lib.methods import METHODS as REGISTERED  # noqa: E402
-from xdx_lib.methods import create_method  # noqa: E402
-from xdx_lib.models import create_model  # noqa: E402
-from xdx_lib.signals import provide  # noqa: E402
-from xdx_lib.train import Hardware, Schedule, fit  # noqa: E402
-from xdx_lib.trained import TrainedModel, teacher_logits  # noqa: E402
+from xdx_lib.core.cache import atomic_torch_save  # noqa: E402
+from xdx_lib.core.config import RunConfig  # noqa: E402
+from xdx_lib.core.devices import resolve_device  # noqa: E402
+from xdx_lib.data.batches import Extras  # noqa: E402
+from xdx_lib.data.datasets import Dataset, Split, load_dataset  # noqa: E402
+from xdx_lib.distill.method import METHODS as REGISTERED  # noqa: E402
+from xdx_lib.distill.method import create_method  # noqa: E402
+from xdx_lib.distill.signals import training_extras  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
+from xdx_lib.training.loop import QUIET, Hardware, Schedule, fit  # noqa: E402
+from xdx_lib.training.trained_model import TrainedModel, teacher_logits  # noqa: E402
 
 METHODS = ("scratch", "kd", "at", "e2kd", "xdistill")
 
@@ -91,15 +91,15 @@ def time_method(cfg: RunConfig, teacher: TrainedModel, data: Dataset, device) ->
     """Images/s of one timed epoch of ``cfg.method`` (after a two-batch warm-up epoch).
 
     The method is prepared and its signals gathered as a real run does
-    (:func:`xdx_lib.session.train_or_load`), before the clock starts.
+    (:func:`xdx_lib.experiments.session.train_or_load`), before the clock starts.
     """
     method = create_method(cfg)
     if cfg.method != "scratch":
         method.prepare(teacher, data)
-    extras = provide(cfg.teacher_signal, teacher, data, method.signals(), device, cfg.amp)
+    extras = training_extras(cfg.teacher_signal, teacher, data, method.signals(), device, cfg.amp)
     extras.test["teacher_logits"] = teacher_logits(teacher, data)["test"]
     schedule = Schedule(epochs=1, batch_size=cfg.batch_size, lr=1e-3, augment=cfg.augment)
-    kw = dict(hardware=Hardware(device, precision=cfg.amp, compile=cfg.compile), verbose=False)
+    kw = dict(hardware=Hardware(device, precision=cfg.amp, compile=cfg.compile), reporting=QUIET)
     warm = 2 * cfg.batch_size
     small = Split(data.train.x[:warm], data.train.y[:warm])
     warm_extras = Extras({k: _head(v, warm) for k, v in extras.train.items()}, extras.test,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import ranks
 
-from xdx_lib.data import Split, make_shapes
+from xdx_lib.data.datasets import Split, make_shapes
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from xdx_lib.cae import create_cae
-from xdx_lib.fusion import XDistillStudent
-from xdx_lib.models import create_model
+from xdx_lib.models.cae import create_cae
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.models.fusion import XDistillStudent
 
 
 def fused_student(fusion: str, freeze: bool = False, seed: int = 0, detach: bool = True,

@@ -4,7 +4,7 @@ between them recorded or replayed. Each test module wraps these in fixtures."""
 
 from __future__ import annotations
 
-from xdx_lib import devices
+from xdx_lib.core import devices
 
 
 def pretend_rank(monkeypatch):

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 import xdx_lib
-from xdx_lib import runner, session
-from xdx_lib.batches import augment_batch
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.methods import KD, create_method
-from xdx_lib.models import create_model
-from xdx_lib.train import Schedule, fit
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.batches import augment_batch
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.kd import KD
+from xdx_lib.distill.method import create_method
+from xdx_lib.experiments import runner, session
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training.loop import Reporting, Schedule, fit
 
 TORCH_DIR = str(Path(torch.__file__).parent)
 
@@ -126,8 +127,8 @@ def test_online_teacher_logits_are_the_teachers_on_the_augmented_batch(tiny_data
 
 
 def test_online_e2kd_gets_maps_and_target_classes_of_the_augmented_batch(tiny_data, monkeypatch):
+    from xdx_lib.distill.e2kd import E2KD
     from xdx_lib.explain import explain
-    from xdx_lib.methods import E2KD
 
     teacher = session.train_teacher(_cfg(), tiny_data, verbose=False)
     (maps_signal,) = [s for s in create_method(_cfg(method="e2kd")).signals() if s.kind == "maps"]
@@ -145,7 +146,7 @@ def test_online_e2kd_gets_maps_and_target_classes_of_the_augmented_batch(tiny_da
 @pytest.mark.parametrize("schedule", ["staged", "joint"])
 def test_online_xdistill_reads_maps_per_batch_only_when_its_cae_learns(tiny_data, monkeypatch,
                                                                       schedule):  # fmt: skip
-    from xdx_lib.xdistill import XDistill
+    from xdx_lib.distill.xdistill import XDistill
 
     teacher = session.train_teacher(_cfg(), tiny_data, verbose=False)
     batches = _spy_batches(monkeypatch, XDistill)
@@ -177,8 +178,9 @@ def test_no_item_in_a_step_and_the_sums_are_the_per_step_means(shapes, monkeypat
     monkeypatch.setattr(type(method), "loss_terms", spy)
     torch.manual_seed(0)
     hist = fit(create_model("student_tiny", 1, 4), method, train, test,
-               Schedule(epochs=1, batch_size=32), verbose=False,
-               callback=lambda epoch, step: items_at_step.append(count[0]))  # fmt: skip
+               Schedule(epochs=1, batch_size=32),
+               reporting=Reporting(verbose=False,
+                                   callback=lambda epoch, step: items_at_step.append(count[0])))
     assert len(items_at_step) == 8 and len(set(items_at_step)) == 1  # no .item() per step
     expected = sum(float(v) * k for v, k in losses) / len(train)
     assert hist[0]["train_loss"] == expected and hist[0]["ce"] == expected

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from xdx_lib.batches import (
+from xdx_lib.data.batches import (
     Extras,
     augmentation_seed,
     epoch_batches,
@@ -15,7 +15,7 @@ from xdx_lib.batches import (
     resident,
     steps_per_epoch,
 )
-from xdx_lib.data import Split
+from xdx_lib.data.datasets import Split
 
 
 def test_epoch_batches_cover_every_image_once_and_split_across_ranks():

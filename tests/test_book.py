@@ -15,7 +15,7 @@ import pytest
 import yaml
 from scripts import load_script
 
-from xdx_lib.notebook import ParameterError, check_parameters, resolve_profile, run_config
+from xdx_lib.report.notebook import ParameterError, check_parameters, resolve_profile, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
@@ -170,7 +170,7 @@ def test_run_config_zero_means_profile():
 def test_glued_strings_show_without_quotes():
     from IPython.core.formatters import format_display_data
 
-    from xdx_lib.notebook import GluedText
+    from xdx_lib.report.notebook import GluedText
 
     data, _ = format_display_data(GluedText("0.829"))
     assert data["text/plain"] == "0.829"  # a plain str would show as '0.829'
@@ -215,10 +215,11 @@ def test_built_html_loads_no_script_from_another_host():
 
 
 def test_chapter_sizes_take_the_profile_unless_a_parameter_is_given():
-    from xdx_lib.notebook import CHAPTER_SIZES, ParameterError, sizes
+    from xdx_lib.core.config import PROFILES
+    from xdx_lib.report.notebook import ParameterError, sizes
 
-    assert sizes("smoke").n_show == CHAPTER_SIZES["smoke"]["n_show"]
-    assert sizes("book", n_show=0).n_show == CHAPTER_SIZES["book"]["n_show"]
+    assert sizes("smoke").n_show == PROFILES["smoke"].chapter["n_show"]
+    assert sizes("book", n_show=0).n_show == PROFILES["book"].chapter["n_show"]
     assert sizes("book", n_show=3).n_show == 3
     with pytest.raises(ParameterError, match="no chapter size named 'n_shwo'"):
         sizes("book", n_shwo=3)
@@ -236,7 +237,7 @@ def test_glue_without_myst_nb_shows_the_value_or_nothing(monkeypatch, capsys):
     """Colab has no myst-nb (only the book extra installs it): glue must not fail there."""
     import sys
 
-    from xdx_lib.notebook import glue
+    from xdx_lib.report.notebook import glue
 
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb raises ImportError
     assert glue("acc", "0.829") is None
@@ -312,6 +313,11 @@ def test_bookkeeping_rule_by_hand():
     wrapped = "from xdx_lib import (\n    notebook,\n    plots,\n)\nfig = plots.show(x)\n"
     assert tool.cell_lines(wrapped) == [("from xdx_lib import (", True),  # one line, wrapped
                                         ("fig = plots.show(x)", False)]  # fmt: skip
+    folders = ("import torch\nfrom xdx_lib import Session\nfrom xdx_lib.report import plots\n"
+               "fig = plots.show(x)\n")
+    assert tool.cell_lines(folders) == [("import torch", True),  # the library's imports: one
+                                        ("from xdx_lib import Session", True),
+                                        ("fig = plots.show(x)", False)]  # fmt: skip
     branches = "if rows:\n    glue('a', 1)\nelse:\n    glue('a', 2)\nshow(rows)\n"
     assert [b for _, b in tool.cell_lines(branches)] == [True, True, True, True, False]
 
@@ -333,7 +339,7 @@ def test_bookkeeping_is_at_most_a_third_of_the_chapter(path):
 
 #: The most non-blank lines of a hidden cell (the Colab set-up cell excepted, which
 #: tests/test_colab_cell.py holds to its own size): what a chapter concludes from its
-#: numbers is in the library (``xdx_lib.readings``), not in code the book does not show.
+#: numbers is in the library (``xdx_lib.report.readings``), not in code the book does not show.
 HIDDEN_CELL_LINES = 10
 
 
@@ -346,7 +352,7 @@ def test_hidden_cells_are_short(path):
         lines = [line for line in cell.source.splitlines() if line.strip()]
         assert len(lines) <= HIDDEN_CELL_LINES, (
             f"{path.name}, cell {cell.get('id')}: {len(lines)} lines hidden; a reading belongs "
-            "in xdx_lib.readings")
+            "in xdx_lib.report.readings")
 
 
 def _make_book_commands(profile: str) -> str:

@@ -1,4 +1,4 @@
-"""The run cache (:mod:`xdx_lib.cache`): stable keys, file identities, writes that never
+"""The run cache (:mod:`xdx_lib.core.cache`): stable keys, file identities, writes that never
 leave a half-written file, clear errors for unreadable files and folders, where it lives."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from xdx_lib import cache
-from xdx_lib.cache import (
+from xdx_lib.core import cache
+from xdx_lib.core.cache import (
     CacheReadError,
     CacheWriteError,
     atomic_torch_save,

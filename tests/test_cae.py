@@ -1,5 +1,5 @@
-"""Tests of the CAE ``g``, its loss (:mod:`xdx_lib.losses`) and inference; its stand-alone
-training is tested with :mod:`xdx_lib.cae_training` (``test_cae_training.py``)."""
+"""Tests of the CAE ``g``, its loss (:mod:`xdx_lib.distill.method`) and inference; its stand-alone
+training is tested with :mod:`xdx_lib.distill.cae_pretraining` (``test_cae_training.py``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from images import LOSS_KINDS, blobs
 
-from xdx_lib.cae import CAE, CAE_VARIANTS, cae_parameter_counts, create_cae, predict_maps
-from xdx_lib.losses import explanation_loss
-from xdx_lib.models import count_parameters
+from xdx_lib.distill.explanation_losses import explanation_loss
+from xdx_lib.models.cae import CAE, CAE_VARIANTS, cae_parameter_counts, create_cae, predict_maps
+from xdx_lib.models.classifiers import count_parameters
 
 # ----------------------------------------------------------------------------- shapes
 

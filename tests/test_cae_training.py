@@ -11,12 +11,13 @@ import pytest
 import torch
 from images import LOSS_KINDS, blobs
 
-from xdx_lib.cae import create_cae, predict_maps
-from xdx_lib.cae_training import CAE_FIELDS, build_cae, fit_cae, pretrain_cae
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.losses import explanation_loss
-from xdx_lib.session import train_teacher
+from xdx_lib.core.config import RunConfig
+from xdx_lib.core.layout import CAE_FIELDS
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.cae_pretraining import build_cae, fit_cae, pretrain_cae
+from xdx_lib.distill.explanation_losses import explanation_loss
+from xdx_lib.experiments.session import train_teacher
+from xdx_lib.models.cae import create_cae, predict_maps
 
 
 @pytest.mark.parametrize("loss", LOSS_KINDS)

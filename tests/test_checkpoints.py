@@ -7,18 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xdx_lib.cache import load_tensors
-from xdx_lib.checkpoints import (
+from xdx_lib.core.cache import load_tensors
+from xdx_lib.core.config import RunConfig
+from xdx_lib.distill.method import create_method
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training.checkpoints import (
     CheckpointMismatch,
     checkpoint_epochs,
     load_checkpoint,
     resume,
     save_checkpoint,
 )
-from xdx_lib.config import RunConfig
-from xdx_lib.methods import create_method
-from xdx_lib.models import create_model
-from xdx_lib.train import Checkpointing, Schedule, cosine_optimizer, fit
+from xdx_lib.training.loop import Checkpointing, Reporting, Schedule, cosine_optimizer, fit
 
 
 class Kill(Exception):
@@ -32,8 +32,8 @@ def _fit(shapes, path=None, epochs=2, callback=None, seed=0):
     method = create_method(RunConfig(method="scratch", student="student_tiny"))
     hist = fit(model, method, train, test, Schedule(epochs=epochs, batch_size=64, lr=1e-2,
                                                     seed=seed),
-               checkpointing=Checkpointing(path, {"m": "tiny"}), callback=callback,
-               verbose=False)  # fmt: skip
+               checkpointing=Checkpointing(path, {"m": "tiny"}),
+               reporting=Reporting(verbose=False, callback=callback))  # fmt: skip
     return model, hist
 
 

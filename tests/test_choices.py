@@ -7,8 +7,8 @@ import inspect
 import pandas as pd
 import pytest
 
-from xdx_lib import choices
-from xdx_lib.choices import ChoiceFromTestError
+from xdx_lib.analysis import selection as choices
+from xdx_lib.analysis.selection import ChoiceFromTestError
 
 GRID = pd.DataFrame({"point": [0, 0, 1, 1, 2, 2], "seed": [100, 101] * 3,
                      "val_accuracy": [0.80, 0.84, 0.83, 0.83, 0.79, 0.70]})  # fmt: skip

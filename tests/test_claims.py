@@ -10,9 +10,9 @@ import pytest
 from frames import claims_frame
 from scipy import stats as scipy_stats
 
-from xdx_lib import claims, stats
-from xdx_lib.claims import ClaimVerdict as CV
-from xdx_lib.claims import PartVerdict as PV
+from xdx_lib.analysis import claims, stats
+from xdx_lib.analysis.claims import ClaimVerdict as CV
+from xdx_lib.analysis.claims import PartVerdict as PV
 
 M = 0.006
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from xdx_lib.__main__ import build_parser, main
-from xdx_lib.config import (
+from xdx_lib.core.config import (
     PROFILES,
     ConfigError,
     RunConfig,
@@ -79,7 +79,7 @@ def _cli(*args):
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
-    assert done.value.code == 0 and "usage: python -m xdx_lib" in capsys.readouterr().out
+    assert done.value.code == 0 and "usage: xdx" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -171,22 +171,19 @@ def test_boolean_flags_turn_off_and_on():
 
 
 @pytest.mark.parametrize("argv, stage", [
-    (["train-teacher", "--profile", "smoke"], "session.train_teacher"),
-    (["distill", "--profile", "smoke"], "session.train_student"),
-    (["experiment", "configs/fashion_mnist_smoke.yaml"], "runner.run_experiment"),
+    (["train-teacher", "--profile", "smoke"], "experiments.session.train_teacher"),
+    (["distill", "--profile", "smoke"], "experiments.session.Session.student"),
+    (["experiment", "configs/fashion_mnist_smoke.yaml"], "experiments.runner.run_experiment"),
 ])  # fmt: skip
 def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypatch, capsys):
-    import importlib
-
-    from xdx_lib import session
+    from xdx_lib.experiments import session
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    module, name = stage.split(".")
-    monkeypatch.setattr(importlib.import_module(f"xdx_lib.{module}"), name, interrupted)
+    monkeypatch.setattr(f"xdx_lib.{stage}", interrupted)
     monkeypatch.setattr(session, "load_data", lambda cfg: None)
-    monkeypatch.setattr("xdx_lib.experiment.preflight", lambda exp: None)
+    monkeypatch.setattr("xdx_lib.experiments.experiment_config.preflight", lambda exp: None)
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     try:
         status = main(argv)
@@ -201,7 +198,7 @@ def test_ctrl_c_while_training_is_one_line_and_status_130(argv, stage, monkeypat
 
 def _stub_training(monkeypatch, train):
     """``train-teacher`` with ``train`` in place of the training (and no data loaded)."""
-    from xdx_lib import session
+    from xdx_lib.experiments import session
 
     monkeypatch.setattr(session, "load_data", lambda cfg: None)
     monkeypatch.setattr(session, "train_teacher", train)
@@ -211,11 +208,11 @@ def test_runs_flag_chooses_the_folder_and_leaves_the_environment(tmp_path, monke
                                                                 capsys):  # fmt: skip
     import os
 
-    from xdx_lib.cache import runs_dir
+    from xdx_lib.core.cache import runs_dir
 
     seen = []
 
-    def train(cfg, data, progress=False):
+    def train(cfg, data, *args, **kwargs):
         seen.append(runs_dir())
         raise KeyboardInterrupt
 
@@ -230,9 +227,9 @@ def test_runs_flag_chooses_the_folder_and_leaves_the_environment(tmp_path, monke
 
 
 def test_the_type_of_a_read_error_decides_the_exit_not_its_text(monkeypatch, capsys):
-    from xdx_lib.cache import CacheReadError
+    from xdx_lib.core.cache import CacheReadError
 
-    def unreadable(cfg, data, progress=False):
+    def unreadable(cfg, data, *args, **kwargs):
         raise CacheReadError("cannot read teacher.pt: EOFError: -- the file is corrupt")
 
     argv = ["train-teacher", "--profile", "smoke", "--dataset", "shapes"]
@@ -241,7 +238,7 @@ def test_the_type_of_a_read_error_decides_the_exit_not_its_text(monkeypatch, cap
     assert capsys.readouterr().err == ("error: cannot read teacher.pt: EOFError: -- the file "
                                        "is corrupt\n")  # fmt: skip
 
-    def other(cfg, data, progress=False):
+    def other(cfg, data, *args, **kwargs):
         raise RuntimeError("cannot read the tea leaves")  # a bug, not a corrupt cache file
 
     _stub_training(monkeypatch, other)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xdx_lib.config import ConfigError
-from xdx_lib.data import (
+from xdx_lib.core.config import ConfigError
+from xdx_lib.data.datasets import (
     DATASETS,
     Split,
     SplitSizeError,

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from xdx_lib import devices
-from xdx_lib.devices import (
+from xdx_lib.core import devices
+from xdx_lib.core.devices import (
     RANK_ZERO_WAIT,
     DeviceUnavailable,
     distributed,

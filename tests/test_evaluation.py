@@ -7,14 +7,19 @@ import math
 import pytest
 import torch
 
-from xdx_lib import session as session_module
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, Split, make_shapes
-from xdx_lib.evaluation import LIGHT, evaluate_model, localisation_scores, predicted_classes
-from xdx_lib.keys import CAE, faithfulness_keys, keys_of, metric_key
-from xdx_lib.metrics import accuracy
-from xdx_lib.session import Session
-from xdx_lib.trained import model_maps
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, Split, make_shapes
+from xdx_lib.evaluation.scoring import (
+    CLAIM_SIMILARITIES,
+    evaluate_model,
+    localisation_scores,
+    predicted_classes,
+)
+from xdx_lib.experiments import session as session_module
+from xdx_lib.experiments.session import Session
+from xdx_lib.metrics.names import CAE, faithfulness_keys, keys_of, metric_key
+from xdx_lib.metrics.predictions import accuracy
+from xdx_lib.training.trained_model import model_maps
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +63,10 @@ def test_the_deployed_maps_come_from_the_methods_hook(trained_session, monkeypat
     run = s.student(method="xdistill")
     teacher_maps = model_maps(s.teacher(), s.data.test.x, "gradcam")
     monkeypatch.setattr(run.method, "deployed_maps", lambda model, x: teacher_maps)
-    scores = evaluate_model(run, s.teacher(), s.data, n_faithful=0, similarities=LIGHT)
+    scores = evaluate_model(run, s.teacher(), s.data, n_faithful=0, similarities=CLAIM_SIMILARITIES)
     assert scores["cae/pearson"] == pytest.approx(1.0) == scores["deployed/pearson"]
     assert scores["cae/topk_iou"] == pytest.approx(1.0)
-    assert keys_of(scores, CAE) == [metric_key(CAE, k) for k in LIGHT]
+    assert keys_of(scores, CAE) == [metric_key(CAE, k) for k in CLAIM_SIMILARITIES]
 
 
 def test_a_model_is_scored_on_the_validation_split_with_its_own_labels(tiny):
@@ -74,8 +79,9 @@ def test_a_model_is_scored_on_the_validation_split_with_its_own_labels(tiny):
                     student="student_tiny", batch_size=32)  # fmt: skip
     s = Session(cfg, data)
     run = s.student(method="xdistill")
-    on = {split: evaluate_model(run, s.teacher(), data, n_faithful=0, similarities=LIGHT,
-                                split=split) for split in ("val", "test")}  # fmt: skip
+    on = {split: evaluate_model(run, s.teacher(), data, n_faithful=0,
+                                similarities=CLAIM_SIMILARITIES, split=split)
+          for split in ("val", "test")}  # fmt: skip
     logits = run.logits(test.x)
     assert on["val"]["accuracy"] == accuracy(logits, relabelled.y)
     assert on["test"]["accuracy"] == accuracy(logits, test.y)
@@ -112,7 +118,7 @@ def test_localisation_scores_the_deployed_maps_too(tiny):
 
 
 def test_timed_keeps_the_fastest_call_and_the_output(monkeypatch):
-    from xdx_lib import evaluation
+    from xdx_lib.evaluation import scoring as evaluation
 
     clock = iter([0.0, 0.5, 1.0, 1.2, 2.0, 2.3])  # calls of 0.5, 0.2 and 0.3 s
     monkeypatch.setattr(evaluation.time, "perf_counter", lambda: next(clock))
@@ -127,7 +133,7 @@ def test_timed_keeps_the_fastest_call_and_the_output(monkeypatch):
 
 
 def test_latency_runs_without_gradients():
-    from xdx_lib.evaluation import latency_ms
+    from xdx_lib.evaluation.scoring import latency_ms
 
     seen = []
     ms = latency_ms(lambda x: seen.append(torch.is_grad_enabled()), torch.ones(8, 2), repeats=2)

@@ -9,8 +9,8 @@ import sys
 import pytest
 from tiny_experiment import TINY, write_config
 
-from xdx_lib.config import ConfigError
-from xdx_lib.experiment import ExperimentConfig, load_experiment, shapes_changes
+from xdx_lib.core.config import ConfigError
+from xdx_lib.experiments.experiment_config import ExperimentConfig, load_experiment, shapes_changes
 
 
 @pytest.mark.parametrize(

@@ -11,16 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xdx_lib import trained as trained_mod
-from xdx_lib.explain import (
-    EXPLAINERS,
-    explain,
-    grid_feature_mask,
-    make_explainer,
-    normalize_maps,
-)
-from xdx_lib.models import create_model
-from xdx_lib.trained import cached_maps
+from xdx_lib.explain import EXPLAINERS, explain, grid_feature_mask, make_explainer, normalize_maps
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training import trained_model as trained_mod
+from xdx_lib.training.trained_model import cached_maps
 
 #: Small settings that keep the slow explainers fast in tests.
 FAST = {

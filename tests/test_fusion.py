@@ -7,9 +7,9 @@ import pytest
 import torch
 from fused import fused_student
 
-from xdx_lib.cae import create_cae
-from xdx_lib.fusion import FUSIONS, XDistillStudent
-from xdx_lib.models import count_parameters, create_model
+from xdx_lib.models.cae import create_cae
+from xdx_lib.models.classifiers import count_parameters, create_model
+from xdx_lib.models.fusion import FUSIONS, XDistillStudent
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)

@@ -15,16 +15,23 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from xdx_lib import losses
 from xdx_lib.__main__ import main
-from xdx_lib.cache import CacheWriteError, atomic_write_bytes, atomic_write_json, check_writable
-from xdx_lib.config import ConfigError, RunConfig, config_from_dict, load_config
-from xdx_lib.data import BadDataError, DataNotFoundError, check_data_root, load_dataset
-from xdx_lib.devices import DeviceUnavailable, available_devices, resolve_device
-from xdx_lib.experiment import load_experiment
+from xdx_lib.core.cache import (
+    CacheWriteError,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable,
+)
+from xdx_lib.core.config import ConfigError, RunConfig, config_from_dict, load_config
+from xdx_lib.core.devices import DeviceUnavailable, available_devices, resolve_device
+from xdx_lib.data.datasets import BadDataError, DataNotFoundError, check_data_root, load_dataset
+from xdx_lib.distill.at import at_loss
+from xdx_lib.distill.e2kd import e2kd_loss, gradcam_in_graph
+from xdx_lib.distill.method import create_method
+from xdx_lib.experiments.experiment_config import load_experiment
 from xdx_lib.explain import explain
-from xdx_lib.methods import create_method
-from xdx_lib.notebook import ParameterError, check_papermill_parameters
+from xdx_lib.models.features import match_stages
+from xdx_lib.report.notebook import ParameterError, check_papermill_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--train-subset", "256", "--test-subset", "128", "--epochs", "1"]
@@ -84,7 +91,7 @@ def test_experiment_check_refuses_what_the_run_would_crash_on(tmp_path, capsys, 
 
 
 def test_experiment_config_in_python_is_validated_too():
-    from xdx_lib.experiment import ExperimentConfig
+    from xdx_lib.experiments.experiment_config import ExperimentConfig
 
     with pytest.raises(ConfigError, match="seeds=.* repeats 0"):
         ExperimentConfig(seeds=[0, 0])
@@ -170,8 +177,8 @@ def test_train_teacher_turns_any_valid_student_config_into_its_teacher(monkeypat
     """train_teacher re-validates a student config as the teacher's (method scratch, the
     teacher's model): no valid student config is refused there, and the teacher is the one
     that every student of the same data shares."""
-    from xdx_lib import session
-    from xdx_lib.data import Dataset, make_shapes
+    from xdx_lib.data.datasets import Dataset, make_shapes
+    from xdx_lib.experiments import session
 
     seen = []
 
@@ -300,8 +307,8 @@ def test_image_folder_too_small_for_the_profile_is_one_line(tmp_path, capsys):
 
 
 def test_session_on_too_small_data_raises_one_error_type(tmp_path):
-    from xdx_lib.data import SplitSizeError
-    from xdx_lib.session import Session
+    from xdx_lib.data.datasets import SplitSizeError
+    from xdx_lib.experiments.session import Session
 
     cfg = RunConfig(dataset="imagefolder", profile="smoke", image_size=8,
                     data_root=str(_small_folder(tmp_path / "imgs", 12)))  # fmt: skip
@@ -327,7 +334,7 @@ def test_experiment_over_too_small_data_is_one_line(tmp_path, capsys, check):
 
 def test_experiment_check_does_not_download(tmp_path, capsys, monkeypatch):
     """Data not yet on disk passes the check (the run downloads it); nothing is fetched."""
-    from xdx_lib import sources
+    from xdx_lib.data import sources
 
     asked = []
 
@@ -385,7 +392,7 @@ def test_runs_folder_not_writable(tmp_path, capsys):
 
 def test_runs_folder_read_only_fails_before_training(tmp_path, capsys, monkeypatch):
     """A read-only runs folder is refused before the first epoch, not when saving it."""
-    from xdx_lib import train
+    from xdx_lib.training import loop as train
 
     runs = tmp_path / "runs"
     monkeypatch.setenv("XDX_RUNS", str(runs))
@@ -399,16 +406,17 @@ def test_runs_folder_read_only_fails_before_training(tmp_path, capsys, monkeypat
 
     monkeypatch.setattr(train, "check_writable", read_only)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    from xdx_lib.data import Split
-    from xdx_lib.methods import METHODS
+    from xdx_lib.data.datasets import Split
+    from xdx_lib.distill.method import METHODS
 
     split = Split(torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,)))
     steps = []
     with pytest.raises(CacheWriteError, match="Read-only file system"):
         train.fit(model, METHODS.get("scratch")(RunConfig()), split, split,
                   train.Schedule(epochs=1),
-                  checkpointing=train.Checkpointing(runs / "x" / "model.pt"), verbose=False,
-                  callback=lambda e, s: steps.append(s))  # fmt: skip
+                  checkpointing=train.Checkpointing(runs / "x" / "model.pt"),
+                  reporting=train.Reporting(verbose=False,
+                                            callback=lambda e, s: steps.append(s)))  # fmt: skip
     assert calls and not steps  # refused before a single step
     monkeypatch.setattr(train, "check_writable", real)
 
@@ -501,20 +509,20 @@ def test_e2kd_teacher_target_is_the_raw_gradcam_by_hand():
     torch.testing.assert_close(raw, by_hand, atol=1e-5, rtol=1e-4)
     # the student side, in the graph, is the same function
     acts = model.conv(x)
-    in_graph = losses.gradcam_in_graph(model.fc(acts.mean((2, 3))), acts, target, (8, 8))
+    in_graph = gradcam_in_graph(model.fc(acts.mean((2, 3))), acts, target, (8, 8))
     torch.testing.assert_close(in_graph.detach(), by_hand, atol=1e-5, rtol=1e-4)
     # 1 - cos is 0 for every image whose map is not all zero (a zero map has cosine 0)
     zero = (by_hand.flatten(1).abs().sum(1) == 0).float()
     expected = float(zero.mean())
-    assert float(losses.e2kd_loss(in_graph.detach(), raw)) == pytest.approx(expected, abs=1e-5)
+    assert float(e2kd_loss(in_graph.detach(), raw)) == pytest.approx(expected, abs=1e-5)
     # the min-max map is another target: cosine is not shift-invariant
     normalised = explain(model, x, "gradcam", target=target)
-    assert float(losses.e2kd_loss(in_graph.detach(), normalised)) > expected + 1e-4
+    assert float(e2kd_loss(in_graph.detach(), normalised)) > expected + 1e-4
 
 
 def test_e2kd_asks_the_maps_cache_for_raw_gradcam(monkeypatch):
-    from xdx_lib import signals
-    from xdx_lib.data import Dataset, make_shapes
+    from xdx_lib.data.datasets import Dataset, make_shapes
+    from xdx_lib.distill import signals
 
     seen = []
 
@@ -533,7 +541,7 @@ def test_e2kd_asks_the_maps_cache_for_raw_gradcam(monkeypatch):
 
 
 def test_raw_and_normalised_gradcam_are_cached_apart(tmp_path):
-    from xdx_lib.trained import cached_maps
+    from xdx_lib.training.trained_model import cached_maps
 
     model = _LinearCam()
     x = torch.rand(2, 1, 8, 8)
@@ -547,16 +555,16 @@ def test_at_stage_counts_differ():
     s = [torch.rand(2, 4, 8, 8), torch.rand(2, 4, 4, 4)]
     t = [torch.rand(2, 4, 8, 8), torch.rand(2, 4, 4, 4), torch.rand(2, 4, 2, 2)]
     with pytest.raises(ValueError, match="the student has 2 and the teacher 3; pair them first"):
-        losses.at_loss(s, t)
-    paired = losses.match_stages(s, t)  # explicit: by resolution, the 2x2 stage unmatched
+        at_loss(s, t)
+    paired = match_stages(s, t)  # explicit: by resolution, the 2x2 stage unmatched
     assert [p.shape[-1] for p in paired] == [8, 4]
-    assert torch.isfinite(losses.at_loss(s, paired))
+    assert torch.isfinite(at_loss(s, paired))
     with pytest.raises(ValueError, match=r"cannot pair student stage 2 \(3x3\)"):
-        losses.match_stages([s[0], torch.rand(2, 4, 3, 3)], t)
+        match_stages([s[0], torch.rand(2, 4, 3, 3)], t)
 
 
 def test_deletion_auc_of_nan_images_is_an_error_not_nan():
-    from xdx_lib.faithfulness import deletion_auc
+    from xdx_lib.metrics.faithfulness import deletion_auc
 
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
     x = torch.rand(2, 1, 4, 4)
@@ -566,7 +574,7 @@ def test_deletion_auc_of_nan_images_is_an_error_not_nan():
 
 
 def test_summarize_of_zero_maps_says_so():
-    from xdx_lib.metrics import similarity_table, summarize
+    from xdx_lib.metrics.similarity import similarity_table, summarize
 
     empty = torch.zeros(0, 1, 28, 28)
     with pytest.raises(ValueError, match="over zero images"):

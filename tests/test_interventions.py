@@ -7,21 +7,21 @@ import pytest
 import torch
 from torch import nn
 
-from xdx_lib import interventions
-from xdx_lib.cae import predict_maps
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.interventions import (
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.method import create_method
+from xdx_lib.evaluation import interventions
+from xdx_lib.evaluation.interventions import (
     INTERVENTIONS,
     derangement,
     intervention_maps,
     map_interventions,
     match_moments,
 )
-from xdx_lib.methods import create_method
-from xdx_lib.metrics import accuracy, agreement
-from xdx_lib.models import create_model
-from xdx_lib.trained import TrainedModel, model_maps, teacher_logits
+from xdx_lib.metrics.predictions import accuracy, agreement
+from xdx_lib.models.cae import predict_maps
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training.trained_model import TrainedModel, model_maps, teacher_logits
 
 
 @pytest.fixture(scope="module")

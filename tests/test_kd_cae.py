@@ -8,15 +8,15 @@ import dataclasses
 import pytest
 import torch
 
-from xdx_lib import session as session_module
-from xdx_lib.cae import predict_maps
-from xdx_lib.cae_training import pretrain_cae
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.evaluation import LIGHT, evaluate_model
-from xdx_lib.methods import create_method
-from xdx_lib.session import Session
-from xdx_lib.xdistill import KDWithCAE
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.cae_pretraining import pretrain_cae
+from xdx_lib.distill.method import create_method
+from xdx_lib.distill.xdistill import KDWithCAE
+from xdx_lib.evaluation.scoring import CLAIM_SIMILARITIES, evaluate_model
+from xdx_lib.experiments import session as session_module
+from xdx_lib.experiments.session import Session
+from xdx_lib.models.cae import predict_maps
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def test_kd_cae_deploys_the_seeds_pretrained_cae_as_xdistill_does(tiny):
     assert other.key != cae.key  # the seed picks the CAE, as it does XDistillation's
 
     scores = {m: evaluate_model(s.student(method=m, seed=1), s.teacher(), tiny, n_faithful=0,
-                                similarities=LIGHT) for m in ("kd_cae", "xdistill", "kd")}
+                                similarities=CLAIM_SIMILARITIES)
+              for m in ("kd_cae", "xdistill", "kd")}  # fmt: skip
     assert "cae/pearson" not in scores["kd"]  # kd deploys its Grad-CAM
     for k in ("cae/pearson", "deployed/pearson", "deployed/topk_iou"):
         assert scores["kd_cae"][k] == pytest.approx(scores["xdistill"][k]), k

@@ -1,6 +1,6 @@
 """Metric keys: built, taken apart and picked out of a result's columns in one place."""
 
-from xdx_lib import keys
+from xdx_lib.metrics import names as keys
 
 RESULT_COLUMNS = ["method", "seed", "accuracy", "cae/pearson", "cae/topk_iou",
                   "cae_faith/deletion", "cae_faith_teacher/insertion", "deployed/pearson",

@@ -9,20 +9,15 @@ import typing
 import pytest
 import torch
 
-from xdx_lib import losses
-from xdx_lib.config import ConfigError, RunConfig
-from xdx_lib.methods import (
-    METHODS,
-    E2KDOptions,
-    KDOptions,
-    Method,
-    NoOptions,
-    Scratch,
-    create_method,
-)
-from xdx_lib.models import create_model
-from xdx_lib.signals import Signal, teacher_attention
-from xdx_lib.trained import STUDENT_FIELDS
+from xdx_lib.core.config import ConfigError, RunConfig
+from xdx_lib.core.layout import STUDENT_FIELDS
+from xdx_lib.distill.e2kd import E2KDOptions, gradcam_in_graph
+from xdx_lib.distill.kd import KDOptions
+from xdx_lib.distill.method import METHODS, Method, NoOptions, create_method
+from xdx_lib.distill.scratch import Scratch
+from xdx_lib.distill.signals import Signal, teacher_attention
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.models.features import capture_outputs, captured, match_stages
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -180,14 +175,14 @@ def _per_step_hooks_terms(name, model, batch):
     """The loss terms as AT and e2KD computed them with hooks added for each step."""
     method = create_method(RunConfig(method=name, student="student_tiny"))
     if name == "at":
-        with losses.capture_outputs(model.stages) as feats:
+        with capture_outputs(model.stages) as feats:
             logits = model(batch["x"])
-        t_feats = losses.match_stages(list(feats), list(batch["teacher_attention"]))
+        t_feats = match_stages(list(feats), list(batch["teacher_attention"]))
         out = {"logits": logits, "student_feats": list(feats), "teacher_feats": t_feats}
     else:
-        with losses.capture_outputs([model.gradcam_layer]) as acts:
+        with capture_outputs([model.gradcam_layer]) as acts:
             logits = model(batch["x"])
-        cam = losses.gradcam_in_graph(logits, acts[0], batch["target_class"], (28, 28))
+        cam = gradcam_in_graph(logits, acts[0], batch["target_class"], (28, 28))
         out = {"logits": logits, "cam": cam}
     return method.loss_terms(out, batch)
 
@@ -208,12 +203,12 @@ def test_hooks_registered_once_give_the_per_step_hooks_losses(name, part):
     hooked = model.stages if part == "stages" else [model.gradcam_layer]
     assert all(len(m._forward_hooks) == 1 for m in hooked)  # registered once, kept
     # a wrapper (torch.compile, DDP) finds the same capture on the network inside
-    assert losses.captured(torch.compile(model), part) is losses.captured(model, part)
+    assert captured(torch.compile(model), part) is captured(model, part)
 
 
 def test_captured_outputs_are_kept_only_during_the_methods_pass():
     model = create_model("student_tiny", 1, 4)
-    stages = losses.captured(model, "stages")
+    stages = captured(model, "stages")
     _, feats = stages.run(model, torch.rand(2, 1, 28, 28))
     assert [f.shape[-1] for f in feats] == [28, 14, 7]
     model(torch.rand(2, 1, 28, 28))  # evaluation or an explainer: nothing recorded

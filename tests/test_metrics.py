@@ -7,15 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from xdx_lib import faithfulness, metrics
-from xdx_lib.faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
-from xdx_lib.metrics import (
-    accuracy,
-    agreement,
+from xdx_lib.metrics import faithfulness, similarity
+from xdx_lib.metrics.faithfulness import deletion_auc, insertion_auc, pointing_game, relevance_mass
+from xdx_lib.metrics.predictions import accuracy, agreement, flip_spread
+from xdx_lib.metrics.similarity import (
+    centred_blob,
     cosine,
-    flip_spread,
     pearson,
     rank_average,
+    reference_maps,
     similarity_table,
     spearman,
     ssim,
@@ -93,7 +93,7 @@ def test_ssim_identity_and_fallback_matches_torchmetrics():
 def test_ssim_without_torchmetrics_uses_the_fallback(monkeypatch):
     a, b = rand_maps(size=28, seed=6), rand_maps(size=28, seed=7)
     with_tm = ssim(a, b)
-    monkeypatch.setattr(metrics, "_tm_ssim", None)
+    monkeypatch.setattr(similarity, "_tm_ssim", None)
     torch.testing.assert_close(ssim(a, b), with_tm, atol=1e-6, rtol=0)
 
 
@@ -229,7 +229,7 @@ def test_accuracy_and_agreement():
 
 
 def test_faithfulness_runs_in_eval_mode_and_restores_it():
-    from xdx_lib.models import create_model
+    from xdx_lib.models.classifiers import create_model
 
     torch.manual_seed(0)
     model = create_model("student_tiny").train()
@@ -244,12 +244,12 @@ def test_faithfulness_runs_in_eval_mode_and_restores_it():
 def test_reference_maps_are_image_blind_and_shaped_like_the_test_maps():
     train = torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])  # mean 0.5 everywhere
     test = torch.rand(3, 1, 4, 4)
-    refs = metrics.reference_maps(train, test)
+    refs = reference_maps(train, test)
     assert set(refs) == {"mean teacher map", "centred blob"}
     for ref in refs.values():
         assert ref.shape == test.shape and torch.equal(ref[0], ref[2])
     torch.testing.assert_close(refs["mean teacher map"], torch.full_like(test, 0.5))
-    torch.testing.assert_close(refs["centred blob"][0], metrics.centred_blob((4, 4))[0])
+    torch.testing.assert_close(refs["centred blob"][0], centred_blob((4, 4))[0])
 
 
 def test_similarity_table_computes_only_the_named_metrics():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xdx_lib.models import MODELS, count_parameters, create_model
+from xdx_lib.models.classifiers import MODELS, count_parameters, create_model
 
 
 @pytest.mark.parametrize("name", ["cnn_teacher", "student_tiny", "student_small", "student_medium"])

@@ -5,13 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from xdx_lib import experiment, notebook, tuning
-from xdx_lib.config import PROFILES, RunConfig
+from xdx_lib.core.config import PROFILES, RunConfig
+from xdx_lib.experiments import experiment_config as experiment
+from xdx_lib.experiments import tuning
+from xdx_lib.report import notebook
 
 
 @pytest.fixture
 def glued(monkeypatch):
-    """The values glued through :func:`xdx_lib.notebook.glue`, by name."""
+    """The values glued through :func:`xdx_lib.report.notebook.glue`, by name."""
     out: dict[str, object] = {}
 
     def glue(name, value, display=False):
@@ -44,7 +46,7 @@ def test_glue_column_names_each_row(glued):
 
 
 def test_every_profile_has_every_chapter_size():
-    names = {name: set(sizes) for name, sizes in notebook.CHAPTER_SIZES.items()}
+    names = {name: set(p.chapter) for name, p in PROFILES.items()}
     assert set(names) == set(PROFILES)
     assert len({frozenset(n) for n in names.values()}) == 1, names
 

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from xdx_lib import claims, plots, stats, tables  # noqa: E402
+from xdx_lib.analysis import claims, stats  # noqa: E402
+from xdx_lib.report import plots, tables
 
 
 @pytest.fixture(autouse=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xdx_lib.config import RunConfig
-from xdx_lib.methods import create_method
-from xdx_lib.models import create_model
-from xdx_lib.precision import PRECISIONS, grad_scaler, optimizer_step, resolve_precision
-from xdx_lib.train import Hardware, Schedule, fit
+from xdx_lib.core.config import RunConfig
+from xdx_lib.distill.method import create_method
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training.loop import QUIET, Hardware, Schedule, fit
+from xdx_lib.training.precision import PRECISIONS, grad_scaler, optimizer_step, resolve_precision
 
 
 def _scratch():
@@ -54,7 +54,7 @@ def test_fp16_trains_through_the_gradient_scaler_on_a_cpu(shapes, monkeypatch):
     torch.manual_seed(0)
     model = create_model("student_tiny", 1, 4)
     hist = fit(model, _scratch(), train, test, Schedule(epochs=2, batch_size=32, lr=3e-3),
-               hardware=Hardware(precision="fp16"), verbose=False)  # fmt: skip
+               hardware=Hardware(precision="fp16"), reporting=QUIET)  # fmt: skip
     assert scaled and all(scaled)  # every step went through the enabled scaler
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights

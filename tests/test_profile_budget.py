@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from scripts import load_script
 
-from xdx_lib.config import PROFILES
-from xdx_lib.experiment import load_experiment
-from xdx_lib.models import create_model
+from xdx_lib.core.config import PROFILES
+from xdx_lib.experiments.experiment_config import load_experiment
+from xdx_lib.models.classifiers import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

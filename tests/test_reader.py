@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from fresh_env import clean_environ, make_venv, preinstalled, snapshot_repository
 
-from xdx_lib.sources import SYSTEM_FASHION_MNIST
+from xdx_lib.data.sources import SYSTEM_FASHION_MNIST
 
 pytestmark = pytest.mark.reader
 

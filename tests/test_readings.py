@@ -1,4 +1,4 @@
-"""The chapters' readings (``xdx_lib.readings``): for known numbers, the words and the
+"""The chapters' readings (``xdx_lib.report.readings``): for known numbers, the words and the
 decisions the chapters' text quotes."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from xdx_lib import readings
-from xdx_lib.config import PROFILES
-from xdx_lib.stats import PairedDifference
+from xdx_lib.analysis.stats import PairedDifference
+from xdx_lib.core.config import PROFILES
+from xdx_lib.report import readings
 
 COLAB = PROFILES["colab"]
 
@@ -173,7 +173,7 @@ def test_seed_spread_reads_the_smallest_ratio():
 
 
 def _d(a: str, b: str, mean: float, lower: float, upper: float, n: int = 3):
-    from xdx_lib.stats import PairedDifference
+    from xdx_lib.analysis.stats import PairedDifference
 
     return PairedDifference(a, b, "accuracy", n, mean, math.nan, lower, upper)
 
@@ -251,7 +251,7 @@ def test_map_use_otherwise_says_the_seeds_do_not_show_how():
 
 
 def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
-    from xdx_lib import claims
+    from xdx_lib.analysis import claims
 
     text = readings.multiplicity(claims.multiplicity())
     assert text.startswith("the verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
@@ -269,8 +269,8 @@ def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
 
 
 def test_fragile_verdicts_names_the_claims_and_the_seeds():
-    from xdx_lib.claims import ClaimVerdict as CV
-    from xdx_lib.claims import SeedOutReading
+    from xdx_lib.analysis.claims import ClaimVerdict as CV
+    from xdx_lib.analysis.claims import SeedOutReading
 
     def out(name, verdict, *without):
         return SeedOutReading(name, verdict, tuple(enumerate(without)))

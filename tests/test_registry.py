@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from xdx_lib.registry import Registry, choices, declare_choices, options_class
+from xdx_lib.core.registry import Registry, choices, declare_choices, options_class
 
 _unique = (f"test kind {i}" for i in itertools.count())
 
@@ -59,7 +59,8 @@ def test_the_options_class_is_recorded_at_registration_and_nothing_is_built():
 
 def test_methods_declare_their_options_in_the_registry():
     import xdx_lib  # noqa: F401  (registers every method)
-    from xdx_lib.methods import KDOptions, NoOptions
+    from xdx_lib.distill.kd import KDOptions
+    from xdx_lib.distill.method import NoOptions
 
     assert options_class("method", "scratch") is NoOptions
     assert options_class("method", "kd_cae") is KDOptions  # it trains as KD

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 from tiny_experiment import TINY, write_config
 
-from xdx_lib import runner, stats, studies
-from xdx_lib.experiment import ExperimentConfig, load_experiment
-from xdx_lib.runner import run_experiment
-from xdx_lib.session import Session
+from xdx_lib.analysis import stats
+from xdx_lib.experiments import runner, studies
+from xdx_lib.experiments.experiment_config import ExperimentConfig, load_experiment
+from xdx_lib.experiments.runner import run_experiment
+from xdx_lib.experiments.session import Session
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
 
 
 def test_a_failure_on_rank_zero_reaches_the_other_ranks(pretend_rank, broadcasts):
-    from xdx_lib.devices import on_rank_zero
+    from xdx_lib.core.devices import on_rank_zero
 
     def fail():
         raise ValueError("no data")
@@ -117,7 +118,7 @@ def test_a_failure_on_rank_zero_reaches_the_other_ranks(pretend_rank, broadcasts
 
 
 def test_rank_zero_goes_first_and_nested_blocks_add_no_barrier(pretend_rank):
-    from xdx_lib.devices import rank_zero_first
+    from xdx_lib.core.devices import rank_zero_first
 
     for r, expected in ((0, ["work", "barrier"]), (1, ["barrier", "work"])):
         log = pretend_rank(r)
@@ -134,7 +135,7 @@ def test_rank_zero_goes_first_and_nested_blocks_add_no_barrier(pretend_rank):
 def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypatch):
     from types import SimpleNamespace
 
-    from xdx_lib.config import RunConfig
+    from xdx_lib.core.config import RunConfig
 
     exp = ExperimentConfig(name="ddp", run={"dataset": "shapes", "profile": "smoke"})
     cfg = RunConfig(dataset="shapes", profile="smoke")

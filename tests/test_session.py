@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from xdx_lib import session as session_module
-from xdx_lib import trained
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.session import Session
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.experiments import session as session_module
+from xdx_lib.experiments.session import Session
+from xdx_lib.training import trained_model as trained
 
 
 @pytest.fixture(scope="module")

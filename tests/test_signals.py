@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from xdx_lib import session
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.signals import OnlineSignals, Signal, cached_signals, provide
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.signals import OnlineSignals, Signal, cached_signals, training_extras
+from xdx_lib.experiments import session
 
 SIGNALS = [Signal("logits"), Signal("maps", "gradcam"), Signal("target_class")]
 
@@ -57,20 +57,20 @@ def test_nothing_is_computed_for_a_method_that_asks_for_nothing(tiny, monkeypatc
     def boom(*args, **kwargs):
         raise AssertionError("computed a signal nobody asked for")
 
-    monkeypatch.setattr("xdx_lib.signals.teacher_logits", boom)
+    monkeypatch.setattr("xdx_lib.distill.signals.teacher_logits", boom)
     for source in ("cached", "online"):
-        extras = provide(source, object(), tiny, [], "cpu")
+        extras = training_extras(source, object(), tiny, [], "cpu")
         assert extras.train == {} and extras.per_batch is None
 
 
 def test_provide_routes_to_one_provider(tiny, teacher):
-    cached = provide("cached", teacher, tiny, SIGNALS, "cpu")
+    cached = training_extras("cached", teacher, tiny, SIGNALS, "cpu")
     assert set(cached.train) == {"teacher_logits", "teacher_maps", "target_class"}
     assert cached.per_batch is None
-    online = provide("online", teacher, tiny, SIGNALS, "cpu")
+    online = training_extras("online", teacher, tiny, SIGNALS, "cpu")
     assert online.train == {} and isinstance(online.per_batch, OnlineSignals)
     with pytest.raises(ValueError, match="choose one of: cached, online"):
-        provide("streamed", teacher, tiny, SIGNALS, "cpu")
+        training_extras("streamed", teacher, tiny, SIGNALS, "cpu")
 
 
 def test_bad_signals_are_refused():

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from xdx_lib.data import DataNotFoundError, load_dataset
-from xdx_lib.sources import SYSTEM_FASHION_MNIST, load_fashion_mnist
+from xdx_lib.data.datasets import DataNotFoundError, load_dataset
+from xdx_lib.data.sources import SYSTEM_FASHION_MNIST, load_fashion_mnist
 
 
 def _write_idx(folder, n_train=20, n_test=10, gz=True):
@@ -122,8 +122,8 @@ def test_xdx_download_lets_a_default_config_download(name, source, tmp_path, mon
     an explicit download=False still wins."""
     import torchvision.datasets
 
-    from xdx_lib import session
-    from xdx_lib.config import RunConfig
+    from xdx_lib.core.config import RunConfig
+    from xdx_lib.experiments import session
 
     asked = []
 
@@ -146,7 +146,7 @@ def test_xdx_download_lets_a_default_config_download(name, source, tmp_path, mon
 
 
 def test_xdx_system_data_moves_or_hides_the_debian_folder(tmp_path, monkeypatch):
-    from xdx_lib.sources import system_fashion_mnist
+    from xdx_lib.data.sources import system_fashion_mnist
 
     assert system_fashion_mnist() == SYSTEM_FASHION_MNIST
     _write_idx(tmp_path / "datasets" / "fashion-mnist")
@@ -161,7 +161,7 @@ def test_xdx_system_data_moves_or_hides_the_debian_folder(tmp_path, monkeypatch)
 def test_a_fashion_mnist_mirror_replaces_torchvision_s(monkeypatch):
     from torchvision.datasets import FashionMNIST
 
-    from xdx_lib.sources import _fashion_mnist_class
+    from xdx_lib.data.sources import _fashion_mnist_class
 
     assert _fashion_mnist_class() is FashionMNIST
     monkeypatch.setenv("XDX_FASHION_MNIST_MIRROR", "http://127.0.0.1:8000/fashion")

@@ -11,7 +11,7 @@ import pytest
 from frames import paired_frame
 from scipy import stats as scipy_stats
 
-from xdx_lib import stats
+from xdx_lib.analysis import stats
 
 T975_2 = 4.302653  # scipy.stats.t.ppf(0.975, 2)
 

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from xdx_lib import studies, tuning
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, Split, make_shapes
-from xdx_lib.experiment import ExperimentConfig
-from xdx_lib.interventions import INTERVENTIONS, map_interventions
-from xdx_lib.session import Session
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, Split, make_shapes
+from xdx_lib.evaluation.interventions import INTERVENTIONS, map_interventions
+from xdx_lib.experiments import studies, tuning
+from xdx_lib.experiments.experiment_config import ExperimentConfig
+from xdx_lib.experiments.session import Session
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from frames import claims_frame, paired_frame
 
-from xdx_lib import claims, stats, tables
-from xdx_lib.claims import ClaimVerdict as CV
-from xdx_lib.claims import PartVerdict as PV
+from xdx_lib.analysis import claims, stats
+from xdx_lib.analysis.claims import ClaimVerdict as CV
+from xdx_lib.analysis.claims import PartVerdict as PV
+from xdx_lib.report import tables
 
 
 def _part(verdict=PV.SUPPORTED, needs="higher", lower=0.043, upper=0.077, **kw):
@@ -362,7 +363,7 @@ def test_leave_one_out_table():
 
 
 def test_glue_verdicts_glues_each_claims_sentences(monkeypatch):
-    from xdx_lib import notebook
+    from xdx_lib.report import notebook
 
     glued = {}
     monkeypatch.setattr(notebook, "glue", lambda name, value, display: glued.update({name: value}))

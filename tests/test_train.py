@@ -15,15 +15,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from xdx_lib import session as session_module
-from xdx_lib.cache import load_tensors
-from xdx_lib.config import RunConfig
-from xdx_lib.curves import CURVE_POINTS, curve_epoch
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.methods import create_method
-from xdx_lib.models import create_model
-from xdx_lib.session import loop_records, student_job, teacher_job, train_student, train_teacher
-from xdx_lib.train import Checkpointing, Hardware, LoopState, Schedule, fit
+from xdx_lib.core.cache import load_tensors
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.method import create_method
+from xdx_lib.experiments import session as session_module
+from xdx_lib.experiments.session import (
+    loop_records,
+    student_job,
+    teacher_job,
+    train_student,
+    train_teacher,
+)
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training.learning_curve import CURVE_POINTS, curve_epoch
+from xdx_lib.training.loop import QUIET, Checkpointing, Hardware, LoopState, Schedule, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +43,7 @@ def test_fit_learns_shapes(shapes):
     torch.manual_seed(0)
     model = create_model("student_tiny", 1, 4)
     hist = fit(model, _scratch(), train, test, Schedule(epochs=6, batch_size=32, lr=3e-3),
-               verbose=False)  # fmt: skip
+               reporting=QUIET)  # fmt: skip
     assert len(hist) == 6 and hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert hist[-1]["test_acc"] > 0.45  # 4 classes: chance is 0.25
     assert {"epoch_time", "test_loss", "lr", "ce"} <= set(hist[-1])
@@ -68,7 +74,7 @@ def test_nan_loss_stops_with_a_clear_error(shapes):
     bad.x[0] = float("nan")
     model = create_model("student_tiny", 1, 4)
     with pytest.raises(FloatingPointError, match="lower the learning rate or check the inputs"):
-        fit(model, _scratch(), bad, test, Schedule(epochs=1, batch_size=len(bad)), verbose=False)
+        fit(model, _scratch(), bad, test, Schedule(epochs=1, batch_size=len(bad)), reporting=QUIET)
 
 
 def test_the_records_keep_the_loops_defaults_and_the_state_is_built_by_keyword():
@@ -131,9 +137,9 @@ DDP_SCRIPT = textwrap.dedent(
     from pathlib import Path
     import torch
     from xdx_lib import cae_training, checkpoints, session, train, trained
-    from xdx_lib.cache import runs_dir
-    from xdx_lib.config import RunConfig
-    from xdx_lib.data import Dataset, Split, make_shapes
+    from xdx_lib.core.cache import runs_dir
+    from xdx_lib.core.config import RunConfig
+    from xdx_lib.data.datasets import Dataset, Split, make_shapes
 
     log = {"writes": [], "computed": [], "fits": [], "steps": [], "augmented": []}
 
@@ -266,11 +272,11 @@ UNUSED_SCRIPT = textwrap.dedent(
     # frozen), trained by fit with random teacher logits; saves each run's weights.
     import sys
     import torch
-    from xdx_lib.config import RunConfig
-    from xdx_lib.data import make_shapes
-    from xdx_lib.methods import create_method
-    from xdx_lib.batches import Extras
-    from xdx_lib.train import Schedule, fit
+    from xdx_lib.core.config import RunConfig
+    from xdx_lib.data.datasets import make_shapes
+    from xdx_lib.distill.method import create_method
+    from xdx_lib.data.batches import Extras
+    from xdx_lib.training.loop import QUIET, Schedule, fit
 
     train, test = make_shapes(64, seed=0), make_shapes(16, seed=1)
     g = torch.Generator().manual_seed(0)
@@ -284,7 +290,7 @@ UNUSED_SCRIPT = textwrap.dedent(
         model = method.build_model(1, 4)
         before = {k: v.clone() for k, v in model.cae.state_dict().items()}
         fit(model, method, train, test, Schedule(epochs=2, batch_size=32), extras=extras,
-            verbose=False)
+            reporting=QUIET)
         states[str(changes)] = {"before": before, "after": model.state_dict()}
     torch.save(states, sys.argv[1] + f".rank{torch.distributed.get_rank()}")
     """
@@ -334,7 +340,7 @@ def test_the_epochs_off_the_curve_keep_their_training_numbers_but_score_nothing(
     model = create_model("student_tiny", 1, 4)
     train, test = make_shapes(256, seed=0), shapes[1]
     hist = fit(model, _scratch(), train, test, Schedule(epochs=26, batch_size=128, lr=3e-3),
-               verbose=False)  # fmt: skip
+               reporting=QUIET)  # fmt: skip
     scored = [h["epoch"] for h in hist if "test_acc" in h]
     assert scored == [*range(3, 25, 3), 26] and all("lr" in h and "train_loss" in h for h in hist)
     assert hist[-1]["test_images"] == len(test)

@@ -1,4 +1,5 @@
-"""Trained models and their cached signals (:mod:`xdx_lib.trained`): logits in eval mode on
+"""Trained models and their cached signals (:mod:`xdx_lib.training.trained_model`): logits in eval
+mode on
 the CPU, teacher logits computed once and recomputed when their file is corrupt or belongs
 to another checkpoint, maps that are never read from a stale or corrupt file, and the
 hashes that key them."""
@@ -10,19 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from xdx_lib import trained as trained_mod
-from xdx_lib.cache import load_tensors, runs_dir
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, Split
-from xdx_lib.methods import METHODS
-from xdx_lib.models import create_model
-from xdx_lib.trained import TrainedModel, model_maps, teacher_logits, tensor_hash
+from xdx_lib.core.cache import load_tensors, runs_dir, tensor_hash
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, Split
+from xdx_lib.distill.method import METHODS
+from xdx_lib.models.classifiers import create_model
+from xdx_lib.training import trained_model as trained_mod
+from xdx_lib.training.trained_model import TrainedModel, model_maps, teacher_logits
 
 SIZE = 12  # images are 1 x 12 x 12: three stages of student_tiny still fit
 
 
 def _save_checkpoint(model: torch.nn.Module, path: Path) -> None:
-    """Write ``model`` as :func:`xdx_lib.train.fit` does (a real file: its hash is the key)."""
+    """Write ``model`` as :func:`xdx_lib.training.loop.fit` does (a real file: its hash is the
+    key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "epoch": 1, "history": [{"epoch": 1}],
                 "meta": {"model": "student_tiny"}}, path)  # fmt: skip
@@ -92,7 +94,7 @@ def _retrained(run: TrainedModel, change) -> TrainedModel:
 
 
 def test_checkpoint_hash_is_the_files_and_read_once(run, monkeypatch):
-    from xdx_lib import trained as trained_module
+    from xdx_lib.training import trained_model as trained_module
 
     before = run.checkpoint_hash
     monkeypatch.setattr(trained_module, "file_hash", lambda p: "re-read")

@@ -11,11 +11,12 @@ import pytest
 import torch
 from tiny_experiment import TINY, write_config
 
-from xdx_lib import choices, studies, tuning
-from xdx_lib import session as session_module
-from xdx_lib.config import ConfigError
-from xdx_lib.experiment import load_experiment
-from xdx_lib.runner import run_experiment
+from xdx_lib.analysis import selection as choices
+from xdx_lib.core.config import ConfigError
+from xdx_lib.experiments import session as session_module
+from xdx_lib.experiments import studies, tuning
+from xdx_lib.experiments.experiment_config import load_experiment
+from xdx_lib.experiments.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,11 +115,12 @@ def test_the_plateau_table_sets_the_test_split_beside_validation():
     assert tuning.reported_by_schedule(runs).to_dict("index") == {
         "scratch": {4: 0.81, 8: 0.83}, "kd": {4: 0.85, 8: 0.86}}
     table = tuning.plateau_table(on_val, runs)
-    assert list(table.columns) == [(tuning.JUDGES, 4), (tuning.JUDGES, 8),
-                                   (tuning.REPORTS, 4), (tuning.REPORTS, 8)]  # fmt: skip
+    assert list(table.columns) == [(tuning.VALIDATION_COLUMN, 4), (tuning.VALIDATION_COLUMN, 8),
+                                   (tuning.TEST_COLUMN, 4), (tuning.TEST_COLUMN, 8)]  # fmt: skip
     assert table.columns.names == ["", "epochs"] and list(table.index) == ["scratch", "kd"]
-    assert table.loc["scratch", (tuning.REPORTS, 8)] == 0.83
-    assert choices.is_test_metric(tuning.REPORTS) and not choices.is_test_metric(tuning.JUDGES)
+    assert table.loc["scratch", (tuning.TEST_COLUMN, 8)] == 0.83
+    assert choices.is_test_metric(tuning.TEST_COLUMN)
+    assert not choices.is_test_metric(tuning.VALIDATION_COLUMN)
 
 
 def test_without_a_grid_the_experiment_comes_back_as_it_is(tmp_path):

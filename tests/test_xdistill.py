@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 from fused import fused_student
 
-from xdx_lib import losses
-from xdx_lib.cae_training import pretrain_cae
-from xdx_lib.config import RunConfig
-from xdx_lib.data import Dataset, make_shapes
-from xdx_lib.fusion import FUSIONS
-from xdx_lib.methods import create_method
-from xdx_lib.session import train_student, train_teacher
+from xdx_lib.core.config import RunConfig
+from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.distill.cae_pretraining import pretrain_cae
+from xdx_lib.distill.explanation_losses import explanation_loss
+from xdx_lib.distill.kd import kd_loss
+from xdx_lib.distill.method import create_method
+from xdx_lib.experiments.session import train_student, train_teacher
+from xdx_lib.models.fusion import FUSIONS
 
 
 def _batch(n=4, k=4):
@@ -38,7 +39,7 @@ def test_objective_terms_by_hand_and_gradient_reaches_the_cae():
     logits, m = out["logits"], out["map"]
     torch.testing.assert_close(terms["ce"], 0.3 * F.cross_entropy(logits, batch["y"]))
     torch.testing.assert_close(
-        terms["kd"], 0.7 * losses.kd_loss(logits, batch["teacher_logits"], 3.0)
+        terms["kd"], 0.7 * kd_loss(logits, batch["teacher_logits"], 3.0)
     )
     torch.testing.assert_close(terms["exp"], 2.0 * F.mse_loss(m, batch["teacher_maps"]))
     sum(terms.values()).backward()
@@ -92,8 +93,8 @@ def test_pearson_loss_by_hand():
     a = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
     b = torch.tensor([[[[1.0, 0.0], [3.0, 2.0]]]])
     # centred: a = [-1.5, -0.5, 0.5, 1.5], b = [-0.5, -1.5, 1.5, 0.5]; r = 3 / 5 = 0.6
-    assert losses.explanation_loss(a, b, "pearson").item() == pytest.approx(0.4, abs=1e-6)
-    assert losses.explanation_loss(a, 3 * a + 2, "pearson").item() == pytest.approx(0, abs=1e-6)
+    assert explanation_loss(a, b, "pearson").item() == pytest.approx(0.4, abs=1e-6)
+    assert explanation_loss(a, 3 * a + 2, "pearson").item() == pytest.approx(0, abs=1e-6)
 
 
 @pytest.mark.parametrize("changes", [{"beta": 0.0, "schedule": "joint"}, {"schedule": "staged"}])
@@ -123,8 +124,8 @@ def test_staged_starts_from_the_pretrained_cae_and_keeps_it(tiny_data):
 
 
 def test_what_a_method_attached_is_an_instance_field_never_a_class_attribute():
-    from xdx_lib.methods import Method
-    from xdx_lib.xdistill import KDWithCAE
+    from xdx_lib.distill.method import Method
+    from xdx_lib.distill.xdistill import KDWithCAE
 
     kd_cae, kd = create_method(RunConfig(method="kd_cae")), create_method(RunConfig(method="kd"))
     assert kd_cae.attached_key == "" == kd.attached_key

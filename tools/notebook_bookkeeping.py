@@ -10,7 +10,9 @@ third of its lines (:data:`MAX_SHARE`): the tool exits with status 1 when one is
 ``tests/test_book.py`` holds every chapter to it.
 
 The rule works on statements (``ast``); every line of a bookkeeping statement counts, but
-an import counts as one line however the formatter wraps its names. A simple statement is
+an import counts as one line however the formatter wraps its names, and a cell's imports
+from the library count as one line however many of its folders they name (the library's
+layout is not the chapter's bookkeeping). A simple statement is
 bookkeeping when it
 
 1. imports;
@@ -29,7 +31,7 @@ A compound statement's header line (``for``, ``if``, ``with``, ``def``) is bookk
 every statement of its body is. Everything else is the story, the hidden checks that nbval
 runs included: they state what the chapter's text relies on. The numbers and readings the
 text quotes are glued, so bookkeeping; the rules that pick a reading's words are in
-``xdx_lib.readings``.
+``xdx_lib.report.readings``.
 
 Usage::
 
@@ -132,6 +134,15 @@ def _classify(body: list[ast.stmt], marks: dict[int, bool]) -> bool:
     return every
 
 
+def _imports_library(stmt: ast.stmt) -> bool:
+    """Whether ``stmt`` imports from ``xdx_lib`` (the package or one of its folders)."""
+    if isinstance(stmt, ast.ImportFrom):
+        return (stmt.module or "").split(".")[0] == "xdx_lib"
+    if isinstance(stmt, ast.Import):
+        return all(a.name.split(".")[0] == "xdx_lib" for a in stmt.names)
+    return False
+
+
 def _python_lines(source: str) -> list[str]:
     """A cell's lines, with IPython magics and shell escapes blanked: they are not Python,
     and neither story nor counted."""
@@ -146,6 +157,7 @@ def cell_lines(source: str) -> list[tuple[str, bool]]:
     _classify(tree.body, marks)
     wrapped = {line for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
                for line in range(node.lineno + 1, node.end_lineno + 1)}  # fmt: skip
+    wrapped |= set(sorted(n.lineno for n in tree.body if _imports_library(n))[1:])
     out = []
     for number, text in enumerate(lines, start=1):
         stripped = text.strip()

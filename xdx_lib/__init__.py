@@ -1,30 +1,37 @@
 """xdx: XDistillation (explainable knowledge distillation) as a PyTorch library.
 
-Importing the package registers every dataset, model, explainer and method, so that any of
-them can be named in a config: the modules that define them register them when imported,
-and this file imports the two that hold the methods and the one that holds the datasets
-read from files (the others come with them).
+The public face, what a reader of the book uses:
 
-The layers, from the bottom (each module imports only modules of the layers below it):
+- :class:`Session`: one config's data, teacher and students, each trained (or read from the
+  run cache) once: ``Session(cfg).student(method="kd", seed=0)``;
+- :func:`load_config` and :class:`RunConfig`: one run's config; :func:`load_experiment` and
+  :func:`run_experiment`: an experiment (methods x seeds) from its YAML, trained and scored;
+- :func:`create_model` and :func:`create_method`: a network or a training method by name;
+- :func:`explain`: a model's explanation maps by any registered explainer (Captum);
+- :func:`load_dataset`: a dataset by name.
 
-1. ``registry`` and ``config`` (every name by kind; the run config, which names them only by
-   kind), ``cache``, ``keys`` (the names of a result's metrics), ``_utils``: the run cache,
-   shared helpers;
-2. ``data``, ``sources`` (the datasets read from files), ``models``, ``cae``, ``fusion``
-   (the CAE and the student, fused), ``losses``, ``explain``, ``metrics``, ``faithfulness``;
-3. ``devices`` (devices, ranks, seeds), ``precision`` (mixed precision, the optimiser
-   step), ``batches`` (shuffling, augmentation, the batch dict), ``checkpoints`` (save,
-   load, resume), ``train`` (the loop), ``trained`` (trained models and their cached maps
-   and logits), ``signals`` (the teacher's signals, cached or online), ``cae_training``
-   (the CAE trained alone on the teacher's maps);
-4. ``methods`` and ``xdistill`` (how each method trains a student, and what it declares),
-   ``interventions`` (other maps shown to an XDistillation student);
-5. ``session`` (config -> data, teacher and students, each made once);
-6. ``evaluation`` (scores only), ``experiment`` (an experiment's config), ``tuning`` (KD's
-   options on the validation split), ``runner``, ``studies``, ``stats``, ``claims``,
-   ``tables``, ``readings``, ``plots``, ``notebook``, ``__main__``.
+The rest lives in folders by layer, each importing only the layers below it (a test holds
+the order): ``core`` (registry, config, the run cache's layout, devices), ``analysis``
+(statistics, choices on validation, claims; torch-free), ``data``, ``models``, ``explain``,
+``metrics``, ``training`` (the loop and the trained models), ``distill`` (one file a
+method with its loss), ``evaluation``, ``experiments`` (session, experiment config,
+tuning, runner, studies) and ``report`` (tables, readings, plots, the chapters' helpers).
+Importing the package registers every dataset, model, explainer and method, so that any
+of them can be named in a config.
 """
 
 __version__ = "0.1.0"
 
-from . import methods, sources, xdistill  # noqa: E402, F401  (registers methods, datasets)
+from xdx_lib import distill  # noqa: E402, F401  (registers every method)
+from xdx_lib.core.config import RunConfig, load_config  # noqa: E402
+from xdx_lib.data import sources  # noqa: E402, F401  (registers the datasets read from files)
+from xdx_lib.data.datasets import load_dataset  # noqa: E402
+from xdx_lib.distill.method import create_method  # noqa: E402
+from xdx_lib.experiments.experiment_config import load_experiment  # noqa: E402
+from xdx_lib.experiments.runner import run_experiment  # noqa: E402
+from xdx_lib.experiments.session import Session  # noqa: E402
+from xdx_lib.explain import explain  # noqa: E402
+from xdx_lib.models.classifiers import create_model  # noqa: E402
+
+__all__ = ["RunConfig", "Session", "create_method", "create_model", "explain", "load_config",
+           "load_dataset", "load_experiment", "run_experiment"]  # fmt: skip

@@ -1,6 +1,7 @@
-"""Command line: ``python -m xdx_lib train-teacher ...`` and ``python -m xdx_lib distill ...``.
+"""The ``xdx`` command (also ``python -m xdx_lib``): ``xdx train-teacher ...``,
+``xdx distill ...``, ``xdx experiment ...``, ``xdx data ...``.
 
-Every field of :class:`~xdx_lib.config.RunConfig` is a flag (``alpha`` is ``--alpha``,
+Every field of :class:`~xdx_lib.core.config.RunConfig` is a flag (``alpha`` is ``--alpha``,
 ``cae_width`` is ``--cae-width``), generated from the dataclass with its help line, its
 default and its choices, so the help can never go stale. ``--config FILE.yaml`` reads a
 file of fields, and flags given on the command line win over the file. A bad value prints
@@ -15,7 +16,7 @@ import json
 import sys
 import typing
 
-from .config import ConfigError, RunConfig, config_from_dict, kind_choices, load_config
+from xdx_lib.core.config import ConfigError, RunConfig, config_from_dict, kind_choices, load_config
 
 #: The argument groups of ``distill --help``, in order, and their titles.
 GROUPS = {"data": "data", "models": "models", "schedule": "schedule",
@@ -71,7 +72,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``xdx`` argument parser with its sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="python -m xdx_lib",
+        prog="xdx",
         description="Train teachers and distil students (KD, XDistillation and baselines).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,10 +110,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def _errors() -> tuple[type[BaseException], ...]:
     """The errors that are one line for the user (bad input), never a traceback."""
-    from .cache import CacheWriteError
-    from .checkpoints import CheckpointMismatch
-    from .data import DataNotFoundError
-    from .devices import DeviceUnavailable
+    from xdx_lib.core.cache import CacheWriteError
+    from xdx_lib.core.devices import DeviceUnavailable
+    from xdx_lib.data.datasets import DataNotFoundError
+    from xdx_lib.training.checkpoints import CheckpointMismatch
 
     return (ConfigError, DataNotFoundError, CheckpointMismatch, DeviceUnavailable,
             CacheWriteError)  # fmt: skip
@@ -135,12 +136,14 @@ def _experiment(args: argparse.Namespace) -> int:
     """``experiment CONFIG``: validate, then train and evaluate everything it names.
 
     ``--check`` runs exactly the checks the real run starts with: every value of every run
-    (:func:`~xdx_lib.experiment.load_experiment`), then the device, the data root and the runs
-    folder (:func:`~xdx_lib.experiment.preflight`), then the data (:func:`_check_data`).
+    (:func:`~xdx_lib.experiments.experiment_config.load_experiment`), then the device, the data
+    root and the runs
+    folder (:func:`~xdx_lib.experiments.experiment_config.preflight`), then the data
+    (:func:`_check_data`).
     """
-    from .devices import is_rank_zero
-    from .experiment import load_experiment, preflight
-    from .runner import run_experiment
+    from xdx_lib.core.devices import is_rank_zero
+    from xdx_lib.experiments.experiment_config import load_experiment, preflight
+    from xdx_lib.experiments.runner import run_experiment
 
     try:
         exp = load_experiment(args.config)
@@ -161,8 +164,8 @@ def _check_data(cfg: RunConfig) -> None:
     """Load the config's data as the run will, so that data too small for its splits or
     unreadable stops the check (``make reproduce`` runs it before any notebook). Nothing is
     downloaded: data not yet on disk is the run's to fetch, and passes."""
-    from .data import BadDataError, DataNotFoundError
-    from .session import load_data
+    from xdx_lib.data.datasets import BadDataError, DataNotFoundError
+    from xdx_lib.experiments.session import load_data
 
     try:
         load_data(dataclasses.replace(cfg, download=False))
@@ -176,7 +179,7 @@ def _interrupted() -> int:
 
     Every finished epoch is already in the run cache, so the same command resumes there.
     """
-    from .cache import runs_dir
+    from xdx_lib.core.cache import runs_dir
 
     print(f"stopped: training was interrupted; the finished epochs are saved in the run "
           f"cache ({runs_dir()}), and running the same command again resumes after them",
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check_params(args)
     if args.command == "data":
         return _data(args)
-    from .cache import using_runs_dir
+    from xdx_lib.core.cache import using_runs_dir
 
     with using_runs_dir(getattr(args, "runs", None) or None):  # --runs, for all it calls
         try:
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_params(args: argparse.Namespace) -> int:
     """``check-params NOTEBOOK -p ...``: papermill's parameters against the notebook's."""
-    from .notebook import ParameterError, check_papermill_parameters
+    from xdx_lib.report.notebook import ParameterError, check_papermill_parameters
 
     try:
         params = check_papermill_parameters(args.notebook, args.parameters,
@@ -215,7 +218,7 @@ def _check_params(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     """``data --dataset NAME``: make a dataset available and print its sizes."""
-    from .data import load_dataset
+    from xdx_lib.data.datasets import load_dataset
 
     try:
         ds = load_dataset(args.dataset, root=args.data_root, download=args.download)
@@ -231,24 +234,21 @@ def _train(args: argparse.Namespace) -> int:
     """``train-teacher``, ``distill`` and ``experiment``: train (or load) and report."""
     if args.command == "experiment":
         return _experiment(args)
-    from .cache import CacheReadError
+    from xdx_lib.core.cache import CacheReadError
 
     try:
         cfg = config_from_args(args)
-        from . import session
-        from .cache import check_writable, runs_dir
-        from .data import check_data_root
-        from .devices import is_rank_zero, resolve_device
+        from xdx_lib.core.cache import check_writable, runs_dir
+        from xdx_lib.core.devices import is_rank_zero, resolve_device
+        from xdx_lib.data.datasets import check_data_root
+        from xdx_lib.experiments.session import Session
 
         # what would otherwise fail late: the device, the data root, the runs folder
         resolve_device(cfg.device)
         check_data_root(cfg.dataset, cfg.data_root, cfg.download)
         check_writable(runs_dir())
-        data = session.load_data(cfg)
-        if args.command == "train-teacher":
-            run = session.train_teacher(cfg, data, progress=args.progress)
-        else:
-            run = session.train_student(cfg, data, progress=args.progress)
+        session = Session(cfg, verbose=True, progress=args.progress)
+        run = session.teacher() if args.command == "train-teacher" else session.student()
     except (*_errors(), CacheReadError) as e:
         return _fail(e)
     except RuntimeError as e:

@@ -17,7 +17,7 @@ The package is split by family, as Captum's ``attr`` is: ``explain.base``
 :mod:`~xdx_lib.explain.gradient` (Grad-CAM, Saliency, Integrated Gradients,
 GradientSHAP, DeepLIFT) and :mod:`~xdx_lib.explain.perturbation` (occlusion, LIME,
 KernelSHAP). Importing the package registers all eight. The on-disk cache of a trained
-model's maps lives with the cached models (:func:`xdx_lib.trained.model_maps`).
+model's maps lives with the cached models (:func:`xdx_lib.training.trained_model.model_maps`).
 
 Explainers are registered in :data:`EXPLAINERS` and built by name, so a config can name any
 of them::
@@ -48,7 +48,7 @@ evidence *for* the class with a meaningful sign, so their positive part is kept.
 
 from __future__ import annotations
 
-from .base import (
+from xdx_lib.explain.base import (
     EXPLAINERS,
     SIGNS,
     Explainer,
@@ -57,14 +57,14 @@ from .base import (
     minmax_per_image,
     normalize_maps,
 )
-from .gradient import (
+from xdx_lib.explain.gradient import (
     DeepLiftExplainer,
     GradCamExplainer,
     GradientShapExplainer,
     IntegratedGradientsExplainer,
     SaliencyExplainer,
 )
-from .perturbation import (
+from xdx_lib.explain.perturbation import (
     KernelShapExplainer,
     LimeExplainer,
     OcclusionExplainer,

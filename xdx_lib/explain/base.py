@@ -2,7 +2,7 @@
 
 :class:`Explainer` is the one base class (each family overrides :meth:`Explainer.attribute`),
 :func:`normalize_maps` the spec's ``N``, and :func:`explain` the batched entry point. May
-import ``xdx_lib._utils`` and :mod:`xdx_lib.registry` only.
+import ``xdx_lib.core._utils`` and :mod:`xdx_lib.core.registry` only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._utils import as_target, check_finite, eval_mode, model_device, resolve_target, seeded
-from ..registry import Registry
+from xdx_lib.core._utils import (
+    as_target,
+    check_finite,
+    eval_mode,
+    model_device,
+    resolve_target,
+    seeded,
+)
+from xdx_lib.core.registry import Registry
 
 # Captum imports ``tqdm.auto``, which warns in a Jupyter kernel without ipywidgets; our
 # progress bars are plain tqdm, so the warning says nothing to a reader of the book.
@@ -204,7 +211,7 @@ def explain(
 
     Examples::
 
-        >>> from xdx_lib.models import create_model
+        >>> from xdx_lib.models.classifiers import create_model
         >>> maps = explain(create_model("student_tiny"), torch.rand(4, 1, 28, 28))
         >>> maps.shape
         torch.Size([4, 1, 28, 28])

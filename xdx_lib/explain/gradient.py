@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .base import EXPLAINERS, Explainer, _baseline_like, _grad_input
+from xdx_lib.explain.base import EXPLAINERS, Explainer, _baseline_like, _grad_input
 
 
 @EXPLAINERS.register("gradcam")

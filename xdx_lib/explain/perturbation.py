@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import EXPLAINERS, Explainer
+from xdx_lib.explain.base import EXPLAINERS, Explainer
 
 
 def grid_feature_mask(height: int, width: int, patch: int) -> Tensor:

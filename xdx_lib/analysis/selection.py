@@ -1,0 +1,205 @@
+"""The book's choices, made on the validation split alone; the test split only reports.
+
+Every option the book picks for its readers (KD's weight and temperature, the CAE's
+variant, XDistillation's schedule and routing, the fusion, the students' epochs) is picked
+by one of the choosers here. Each takes its scores keyed by split, ``{"val": scores}``, so
+that the split is named where the choice is made, and refuses test scores outright: a
+``"test"`` key, or any key or column that names a test metric (``test_acc``,
+``test accuracy``, ``("test", "pearson")``), raises :class:`ChoiceFromTestError`. The test numbers
+are joined to a choice afterwards, for the reader, never passed in.
+
+Choices are trained on seeds of their own (:data:`FIRST_TUNE_SEED` on), so that no student
+a claim reads has been picked for scoring well: :func:`tune_seeds` names them, and
+:func:`~xdx_lib.experiments.experiment_config.validate_experiment` checks an experiment's
+``tune_seeds``
+against the seeds its claims read. Layer: above the numbers (:mod:`xdx_lib.analysis.stats`); torch
+free, nothing here trains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from xdx_lib.analysis.stats import plateau_epochs
+
+#: The split every choice is made on.
+CHOOSING_SPLIT = "val"
+
+#: The first seed of the runs that choose, far above any seed a claim reads.
+FIRST_TUNE_SEED = 100
+
+#: ``test`` as a word of a name: ``test_acc``, ``test accuracy``, ``test/pearson``, ``T test``
+#: (not ``latest``, ``contest``).
+_TEST_WORD = re.compile(r"(?<![a-z])test(?![a-z])", re.IGNORECASE)
+
+
+class ChoiceFromTestError(ValueError):
+    """A chooser was handed a test score: the test split reports, it never chooses."""
+
+
+def tune_seeds(n: int) -> list[int]:
+    """The ``n`` seeds a chapter trains its candidates with when it chooses:
+    :data:`FIRST_TUNE_SEED`, the next, ... (none of them a claim seed)."""
+    if n < 1:
+        raise ValueError(f"a choice needs at least one seed; got {n}")
+    return list(range(FIRST_TUNE_SEED, FIRST_TUNE_SEED + n))
+
+
+def is_test_metric(name) -> bool:
+    """Whether ``name`` (a key, a column, a tuple of them) names a test score."""
+    parts = name if isinstance(name, tuple) else (name,)
+    return any(_TEST_WORD.search(str(p)) for p in parts)
+
+
+def check_disjoint(tune: Iterable[int], claims: Iterable[int], what: str = "tune_seeds") -> None:
+    """Raise ValueError when a seed that chooses is also one a claim reads: the claims'
+    student would then be the one picked for scoring well on it."""
+    shared = sorted(set(tune) & set(claims))
+    if shared:
+        raise ValueError(f"{what} {shared} are also claim seeds; choose on seeds the claims "
+                         f"do not read (e.g. from {FIRST_TUNE_SEED} on)")  # fmt: skip
+
+
+def validation_scores(scores: Mapping, what: str = "the choice"):
+    """The validation entry of ``scores`` (keyed by split), checked to hold no test score.
+
+    Raises:
+        ChoiceFromTestError: a ``test`` split, or a key or column naming a test metric, anywhere
+            in ``scores`` (a frame's columns and index names, a mapping's keys).
+        ValueError: no validation entry, or another split than validation.
+    """
+    if not isinstance(scores, Mapping) or not all(isinstance(k, str) for k in scores):
+        raise TypeError(f"{what}: give the scores keyed by split, {{'val': ...}}")
+    for split in scores:
+        if is_test_metric(split):
+            raise ChoiceFromTestError(
+                f"{what} was handed test scores ({split!r}); choose on the validation split "
+                "and report the test split beside the choice")
+    if set(scores) != {CHOOSING_SPLIT}:
+        raise ValueError(f"{what} is made on the validation split alone: give "
+                         f"{{{CHOOSING_SPLIT!r}: scores}}, not {sorted(scores)}")  # fmt: skip
+    val = scores[CHOOSING_SPLIT]
+    names = _names(val)
+    bad = [n for n in names if is_test_metric(n)]
+    if bad:
+        raise ChoiceFromTestError(
+            f"{what} was handed test metrics {bad}; pass validation scores only and join the "
+            "test numbers to the choice afterwards")
+    return val
+
+
+def validation_split(data, what: str = "the choice"):
+    """``data.val``, the images every choice is made on; a ValueError naming ``val_size``
+    when ``data`` (a :class:`~xdx_lib.data.datasets.Dataset`) has no validation split. The one check
+    of it: the evaluation and the tuning ask here too."""
+    val = getattr(data, "val", None)
+    if val is None:
+        raise ValueError(f"{what} is made on the validation split, and the data has no "
+                         "validation split (no 'val' images): set val_size (--val-size; the "
+                         "profile's unless given); a val_size above 0 holds that many "
+                         "training images out")  # fmt: skip
+    return val
+
+
+def _names(scores) -> list:
+    """Every name in ``scores`` a test metric could hide under."""
+    if isinstance(scores, pd.DataFrame):
+        return [*scores.columns, *scores.index.names]
+    if isinstance(scores, pd.Series):
+        return [scores.name, *scores.index.names, *scores.index]
+    if isinstance(scores, Mapping):
+        return [*scores, *(n for v in scores.values() if isinstance(v, Mapping) for n in v)]
+    return []
+
+
+def highest_mean(scores: Mapping, by: str | Sequence[str], metric: str):
+    """The option of highest mean validation ``metric`` over seeds, and every option's mean.
+
+    Args:
+        scores: ``{"val": frame}``, one row per option and seed, the option in column(s)
+            ``by`` and its validation score in ``metric``.
+        by: the option's column (or columns: the option is then a tuple).
+        metric: the validation score to maximise.
+
+    Returns:
+        ``(best, means)``: the option (the first of those tied, in the frame's sorted
+        order), and the mean of ``metric`` per option (a Series indexed by ``by``).
+    """
+    val = validation_scores(scores, f"choosing {by} by {metric}")
+    if not len(val):
+        raise ValueError(f"no validation scores to choose {by} from")
+    means = val.groupby(by)[metric].mean()
+    if means.isna().all():
+        raise ValueError(f"no finite {metric} to choose {by} by")
+    return means.idxmax(), means
+
+
+def best_option(scores: Mapping, metric: str):
+    """The option of highest validation ``metric``, from ``{"val": frame}`` with one row per
+    option (its index) and its validation score in column ``metric``.
+
+    The first of those tied wins, in the frame's order. The CAE chapter's rule for the CAE
+    variant: the one whose maps are closest to the teacher's on validation images.
+    """
+    val = validation_scores(scores, f"choosing by {metric}")
+    if not len(val):
+        raise ValueError(f"no validation scores to choose by {metric} from")
+    if not val.index.is_unique:
+        twice = sorted(set(val.index[val.index.duplicated()]))
+        raise ValueError(f"one row per option: {twice} come more than once (several seeds? "
+                         "choose by their mean with highest_mean)")  # fmt: skip
+    if val[metric].isna().all():
+        raise ValueError(f"no finite {metric} to choose by")
+    return val[metric].idxmax()
+
+
+def plateau(scores: Mapping) -> int | None:
+    """The shortest schedule at the student's plateau on validation accuracy
+    (:func:`xdx_lib.analysis.stats.plateau_epochs`), from ``{"val": {epochs: accuracy}}``."""
+    by_epochs = validation_scores(scores, "the plateau")
+    return plateau_epochs(by_epochs)
+
+
+def cheapest_passing(scores: Mapping, checks: Sequence[str], cost: str):
+    """Among the options that pass every check on validation, the cheapest (None if none).
+
+    ``scores``: ``{"val": frame}`` indexed by option, with a boolean column per check
+    (each computed from validation scores) and the option's ``cost`` (e.g. seconds an
+    epoch). This is the XDistillation chapter's rule for its defaults: the schedule and
+    routing whose CAE map stays an explanation and whose accuracy is not below KD's.
+    """
+    val = validation_scores(scores, "choosing the cheapest passing option")
+    passing = val[val[list(checks)].astype(bool).all(axis=1)]
+    return None if passing.empty else passing[cost].idxmin()
+
+
+def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost: str,
+                     default: str, fusion_prefix: str = "fusion: "):  # fmt: skip
+    """XDistillation's defaults, chosen in two steps on validation (None if none passes).
+
+    First the schedule and routing: the cheapest variant that passes every check
+    (:func:`cheapest_passing`), the fusion variants left out. When that is ``default``, the
+    fusion: the fusions change little of an epoch's cost, so among ``default`` and the
+    fusion variants that pass every check, the one of highest mean validation accuracy over
+    the seeds (:func:`highest_mean`).
+
+    Args:
+        scores: ``{"val": frame}`` indexed by variant, a boolean column per check and ``cost``.
+        runs: ``{"val": frame}``, one row per variant and seed: ``variant`` and ``accuracy``.
+        checks, cost: the check columns and the cost column of ``scores``.
+        default: the variant of the library's defaults; fusion variants are those whose name
+            starts with ``fusion_prefix``.
+    """
+    frame = validation_scores(scores, "choosing XDistillation's variant")
+    fusions = [v for v in frame.index if str(v).startswith(fusion_prefix)]
+    chosen = cheapest_passing({CHOOSING_SPLIT: frame.drop(index=fusions)}, checks, cost)
+    if chosen != default:
+        return chosen
+    rows = validation_scores(runs, "choosing XDistillation's fusion")
+    passing = frame.index[frame[list(checks)].astype(bool).all(axis=1)]
+    among = [v for v in passing if v == default or v in fusions]
+    rows = rows[rows["variant"].isin(among)][["variant", "seed", "accuracy"]]
+    return highest_mean({CHOOSING_SPLIT: rows}, "variant", "accuracy")[0]

@@ -1,0 +1,423 @@
+"""The chapters' readings: the sentences a chapter builds from its numbers.
+
+A chapter's text quotes its numbers (glued, :func:`xdx_lib.report.notebook.glue_many`) and, where
+a number decides what it says, a reading: whether a student has reached its plateau,
+whether KD beats training alone, how the XDistillation student uses its map. Each reading
+is a function here that takes the numbers (floats, or mappings of them by name) and
+returns the words, so that the rule that picks the words is stated once, in code a test
+reads, and the chapter's hidden cells only glue what these return.
+
+The words are the book's; a reading that changes its rule changes the book's text, and its
+test says how.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+from xdx_lib.analysis.claims import (
+    FRACTION_MARGIN,
+    Multiplicity,
+    PartVerdict,
+    SeedOutReading,
+    part_verdict,
+)
+from xdx_lib.analysis.selection import plateau as plateau_on_validation
+from xdx_lib.analysis.stats import PairedDifference
+from xdx_lib.core.config import PROFILES, RunConfig
+from xdx_lib.report.tables import format_difference, format_interval
+
+#: How a method key reads in a sentence, where it differs from the key.
+METHOD_NAMES = {"kd": "KD", "e2kd": "e2KD", "xdistill": "XDistillation"}
+#: A seed spread at least this many times what independent flips make it is read as whole
+#: students differing (:func:`seed_spread`).
+SPREAD_RATIO_STUDENTS = 1.5
+#: An explainer whose map on the randomised teacher keeps at least this Spearman
+#: correlation with its map on the trained teacher has not changed (:func:`sanity_split`).
+SANITY_KEPT_FROM = 0.5
+
+
+# ---------------------------------------------------------------------- the KD chapter
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``: ``n`` and ``noun``, plural from two on."""
+    return f"{n} {noun}{'s' if n > 1 else ''}"
+
+
+def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -> str:
+    """One sentence on where the student of ``method`` stops gaining.
+
+    Args:
+        method: the method's key (``"scratch"``, ``"kd"``, ``"e2kd"``, ...).
+        accuracy_by_epochs: schedule length -> the final validation accuracy of the
+            student trained for it (two schedules at least; the plateau is a choice, so it
+            is judged on validation: :func:`xdx_lib.analysis.selection.plateau`).
+        epochs: the profile's schedule, one of those lengths.
+    """
+    reached = plateau_on_validation({"val": accuracy_by_epochs})
+    schedules = sorted(accuracy_by_epochs)
+    longest, previous = schedules[-1], schedules[-2]
+    by = accuracy_by_epochs
+    gain = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
+    name = METHOD_NAMES.get(method, method)
+    if reached == epochs:
+        return (f"the {name} student has reached its plateau at the profile's {epochs} "
+                f"epochs ({longest} epochs add {gain:+.3f})")  # fmt: skip
+    if reached is not None:
+        return (f"the {name} student reaches its plateau by {reached} epochs; at the "
+                f"profile's {epochs} it is {gain:.3f} short of it")  # fmt: skip
+    if previous == epochs:
+        return (f"the {name} student is short of its plateau at the profile's {epochs} "
+                f"epochs: {longest} epochs add {gain:+.3f}")  # fmt: skip
+    return (f"the {name} student is still climbing: {longest} epochs add "
+            f"{by[longest] - by[previous]:+.3f} to {previous} epochs, and "
+            f"{gain:+.3f} to the profile's {epochs}")  # fmt: skip
+
+
+def lead_by_budget(kd: Mapping[int, float], scratch: Mapping[int, float]) -> str:
+    """KD's lead over the scratch student after each schedule: ``"+0.012 after 8 epochs,
+    +0.020 after 16 epochs"`` (both map schedule length -> final accuracy)."""
+    return ", ".join(f"{kd[e] - scratch[e]:+.3f} after {e} epochs" for e in sorted(kd))
+
+
+def colab_epochs_beyond(student: str, epochs: int) -> int | None:
+    """The colab profile's student epochs when it trains the same ``student`` architecture
+    for longer than ``epochs``, else None: where a CPU profile stops short, the sentence
+    can say how far the GPU profile goes."""
+    colab = PROFILES["colab"]
+    if student == colab.student and epochs < colab.student_epochs:
+        return colab.student_epochs
+    return None
+
+
+def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
+                        student: str) -> str:  # fmt: skip
+    """What the students' plateaus mean for every comparison of the profile.
+
+    The students short of their plateau are named: a comparison that reads one of them
+    is of equal training budgets, not of students at their plateau. Which way that bends
+    the gains of learning from the teacher follows from who is short: only students that
+    learn from the teacher (understated), only the scratch student (overstated), or both
+    (no direction is said).
+
+    Args:
+        accuracy_by_epochs: ``"scratch"`` and ``"kd"`` (and maybe more methods: e2KD,
+            XDistillation) -> schedule length -> final validation accuracy, as
+            :func:`plateau` takes for one method.
+        epochs: the profile's schedule.
+        student: the students' architecture (the colab profile may train it longer:
+            :func:`colab_epochs_beyond`).
+    """
+    reached_by = {m: plateau_on_validation({"val": by}) for m, by in accuracy_by_epochs.items()}
+    needs = {m: reached or math.inf for m, reached in reached_by.items()}
+    patient = ("The KD student needs a longer schedule than the scratch student: the "
+               "teacher's soft targets keep giving it something to fit after the labels "
+               "alone are exhausted. "
+               if needs.get("kd", 0) > needs.get("scratch", math.inf) else "")  # fmt: skip
+    short = [m for m, reached in reached_by.items() if reached != epochs]
+    if not short:
+        return patient + "Comparisons of this profile are of students at their plateau"
+    colab_epochs = colab_epochs_beyond(student, epochs)
+    longer = (f" (the colab profile trains the same students for {colab_epochs} epochs, on "
+              "a GPU)" if colab_epochs is not None else "")  # fmt: skip
+    if "scratch" not in short:
+        bent = ", and the gains of learning from the teacher are likely understated"
+    elif short == ["scratch"]:
+        bent = ", and the gains of learning from the teacher are likely overstated"
+    else:
+        bent = ""
+    names = " and ".join(METHOD_NAMES.get(m, m) for m in short)
+    one = len(short) == 1
+    return (patient + f"The {names} {'student is' if one else 'students are'} short of "
+            f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs, so every "
+            f"comparison of this profile that reads {'it' if one else 'them'} is of students "
+            "trained for the same number of epochs, not of students at their plateau; a "
+            f"method that learns faster is read as better{bent}{longer}")  # fmt: skip
+
+
+def plateau_paragraph(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
+                      student: str) -> dict[str, str]:  # fmt: skip
+    """The KD chapter's paragraph on the plateaus, phrase by phrase under the names its text
+    glues: ``plateaus``, every method's :func:`plateau` in the order given, joined by
+    semicolons; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
+    (:func:`plateau_consequence`), from the final validation accuracies by schedule of
+    ``"scratch"``, ``"kd"`` and any other method compared."""
+    by = accuracy_by_epochs
+    return {"plateaus": "; ".join(plateau(m, by[m], epochs) for m in by),
+            "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
+            "plateau_consequence": plateau_consequence(by, epochs, student)}  # fmt: skip
+
+
+def grid_stability(spread: Mapping[str, Mapping]) -> str:
+    """Whether KD's grid would choose the same point on every tune seed alone.
+
+    ``spread``: :func:`xdx_lib.experiments.tuning.grid_spread` as ``{column: {point: value}}`` (its
+    ``val s<seed>`` columns are read). The chosen point is the one of highest mean; the
+    sentence says on how many seeds it is also the best, and by how much it leads the
+    runner-up on average (against the seeds' spread, the sd of one point over seeds).
+    """
+    seeds = [c for c in spread if re.fullmatch(r"val s\d+", str(c))]
+    means = spread["val mean"]
+    chosen = max(means, key=lambda p: means[p])
+    if len(seeds) < 2:
+        return ("with one tune seed the grid's stability over seeds cannot be read; "
+                "more tune_seeds would show it")  # fmt: skip
+    wins = sum(max(spread[s], key=lambda p: spread[s][p]) == chosen for s in seeds)
+    others = [means[p] for p in means if p != chosen]
+    lead = means[chosen] - max(others) if others else math.nan
+    sd = max(v for v in spread["val sd"].values() if math.isfinite(v))
+    text = (f"the chosen point is the best on {wins} of {len(seeds)} tune seeds, and leads "
+            f"the next point by {lead:.4f} in mean validation accuracy (the largest sd of a "
+            f"point over the seeds: {sd:.4f})")  # fmt: skip
+    if wins < len(seeds) or lead < sd:
+        text += (": the points lie within the seeds' noise of each other, so which one is "
+                 "kept matters less than the seed a student trains on")  # fmt: skip
+    return text
+
+
+def premise(n: int, low: float, high: float) -> str:
+    """Whether KD beats training alone, from the paired difference KD minus scratch in
+    accuracy over ``n`` seeds and its interval ``[low, high]``."""
+    if n < 2:
+        return "one seed cannot say"
+    if low > 0:
+        return "KD is ahead of training alone: the premise holds here"
+    if high < 0:
+        return ("KD is behind training alone: distillation does not work here, and the claims "
+                "below are read on a setting where it fails")  # fmt: skip
+    return ("these seeds cannot tell KD from training alone: the claims below are read where "
+            "distillation's own gain is not shown")  # fmt: skip
+
+
+# ------------------------------------------------------------------- the other chapters
+
+
+def sanity_split(rho: Mapping[str, float], kept_from: float = SANITY_KEPT_FROM) -> tuple[str, str]:
+    """The explainers whose maps stay (Spearman ``>= kept_from``) and those whose maps change
+    (``< kept_from``) when the teacher's weights are randomised, each as ``"a, b"`` or
+    ``"none"``; ``rho`` maps explainer -> Spearman(trained, random weights)."""
+    kept = ", ".join(name for name, r in rho.items() if r >= kept_from) or "none"
+    changed = ", ".join(name for name, r in rho.items() if r < kept_from) or "none"
+    return kept, changed
+
+
+def gradcam_sanity(rho: float, kept_from: float = SANITY_KEPT_FROM) -> str:
+    """Whether Grad-CAM's map changes with the teacher's weights: ``"changes (Spearman
+    0.12)"``, from its Spearman correlation ``rho`` between trained and random weights."""
+    return f"{'changes' if rho < kept_from else 'does not change'} (Spearman {rho:.2f})"
+
+
+def default_cae() -> str:
+    """The CAE XDistillation uses unless a run sets ``cae_output`` or ``cae_variant`` (their
+    defaults in :class:`~xdx_lib.core.config.RunConfig`), named as the CAE chapter's T3 names its
+    rows: ``"grid: skips"``."""
+    defaults = RunConfig()
+    return f"{defaults.cae_output}: {defaults.cae_variant}"
+
+
+def cae_choice(chosen: str, pearson: Mapping[str, float]) -> str:
+    """Whether the CAE chosen on validation is the one XDistillation uses by default.
+
+    Args:
+        chosen: the chosen CAE, T3's row name (``"decoder: variant"``).
+        pearson: each CAE's validation Pearson r with the teacher's maps, by row name (the
+            default's among them).
+    """
+    default = default_cae()
+    if chosen == default:
+        return f"{chosen} is the CAE XDistillation uses by default (cae_output, cae_variant)"
+    return (f"{chosen} is not the CAE XDistillation uses by default, {default} (cae_output, "
+            f"cae_variant), which is {pearson[chosen] - pearson[default]:.3f} below it in "
+            "Pearson r on validation; XDistillation keeps its default unless a run sets "
+            "those two options")  # fmt: skip
+
+
+def explains_closer(kd: float, scratch: float) -> str:
+    """Whether the KD student explains more like the teacher than the scratch student, from
+    each one's Pearson r with the teacher's maps."""
+    return (("explains" if kd > scratch else "does not explain")
+            + " more like the teacher than the scratch student does")  # fmt: skip
+
+
+def beats(value: float, reference: float) -> str:
+    """``"beats"`` when ``value`` is above ``reference``, else ``"does not beat"``."""
+    return "beats" if value > reference else "does not beat"
+
+
+def above_or_below(value: float, reference: float) -> str:
+    """``"above"`` when ``value`` is above ``reference``, else ``"below"``."""
+    return "above" if value > reference else "below"
+
+
+def checks_passed(checks: Mapping[str, bool]) -> str:
+    """``"2 of 3"``: how many of the named criteria hold."""
+    return f"{sum(checks.values())} of {len(checks)}"
+
+
+def default_choice(chosen: str | None, default: str, options: str = "variant") -> str:
+    """Whether a chooser picked the library's default: ``chosen`` is the option it picked
+    (None when no option passed every check), ``default`` the library's; ``options`` names
+    what was chosen among, for the sentence when none passed."""
+    if chosen is None:
+        return (f"no {options} passes every check on validation, so the chooser picks none; "
+                f"the library keeps its default ({default})")  # fmt: skip
+    if chosen == default:
+        return f"the chooser picks the library's default ({default})"
+    return f"the chooser picks {chosen} instead of the library's default ({default})"
+
+
+def accuracy_against_kd(d: PairedDifference) -> str:
+    """Whether a variant's accuracy is below KD's beyond the noise between seeds, from the
+    paired difference variant minus KD (``d``): below when its 95 % interval lies under 0.
+    With one seed there is no spread to measure the noise by, so it cannot be judged and the
+    check holds by default."""
+    if d.n < 2:
+        return (f"{format_difference(d)}: with n = {d.n} seed there is no spread between seeds, "
+                "so whether it is below KD's beyond noise cannot be judged and that check "
+                "holds by default")  # fmt: skip
+    side = "below" if d.upper < 0 else "not below"
+    return f"{format_difference(d)}: {side} KD's beyond the noise between seeds"
+
+
+def ratio_range(ratios: Sequence[float]) -> str:
+    """``"1.2 to 3.4"``, the smallest and largest of ``ratios``; ``"n/a"`` for none."""
+    return f"{min(ratios):.1f} to {max(ratios):.1f}" if len(ratios) else "n/a"
+
+
+def seed_spread(ratios: Sequence[float], students: float = SPREAD_RATIO_STUDENTS) -> str:
+    """Where the spread of accuracy between seeds comes from, from each method's ratio of
+    its observed standard deviation to what independent flips of test images would make it
+    (:func:`xdx_lib.experiments.studies.seed_spread_table`): whole students differing when every
+    ratio
+    exceeds ``students``, else largely the test set's size."""
+    if not len(ratios):
+        return "there is no spread to measure with fewer than two seeds"
+    if min(ratios) > students:
+        return ("most of the spread is whole students differing, which only more seeds or "
+                "longer training average out; the test set's share is what scoring on the "
+                "whole split keeps small")  # fmt: skip
+    return "much of the spread is the test set's finite size, which more test images shrink"
+
+
+#: The paired differences in accuracy that :func:`map_use` reads, each ``(a, b)`` for ``a -
+#: b`` (:func:`xdx_lib.analysis.stats.intervention_differences` computes them): does the student's
+#: own map beat a flat one and another image's, and does the teacher's map of the image
+#: beat its image-blind mean map?
+MAP_USE_PAIRS = (("own", "flat"), ("own", "other image"), ("teacher true", "teacher mean"))
+
+#: How :func:`map_use` words one pair ``a - b`` by its part verdict (``{a}``, ``{b}``).
+_COMPARED = {
+    PartVerdict.SUPPORTED: "{a} beats {b}",
+    PartVerdict.BELOW_MARGIN: "{a} beats {b} by less than the margin",
+    PartVerdict.NO_DIFFERENCE: "{a} and {b} lie within the margin of each other",
+    PartVerdict.OPPOSITE: "{b} beats {a}",
+    PartVerdict.INCONCLUSIVE: "{a} is not shown better or worse than {b}",
+}
+
+
+def _pair(d: PairedDifference, verdict: PartVerdict) -> str:
+    """``"own beats flat: +0.050 [+0.030, +0.070]"``: one pair, worded by its verdict."""
+    shown = format_interval(d.mean, d.lower, d.upper, no_bounds=f"n={d.n}, no bounds")
+    return f"{_COMPARED[verdict].format(a=d.a, b=d.b)}: {shown}"
+
+
+def map_use(differences: Mapping[tuple[str, str], PairedDifference],
+            margin: float = FRACTION_MARGIN) -> str:  # fmt: skip
+    """How the XDistillation student uses its map, from the paired differences in accuracy
+    of :data:`MAP_USE_PAIRS` (each with its one-sided 95 % bounds), every replacement map
+    on the CAE's scale (:mod:`xdx_lib.evaluation.interventions`).
+
+    Each pair ``a - b`` is read by the claims' part rule
+    (:func:`xdx_lib.analysis.claims.part_verdict`,
+    "higher", against ``margin``), and the cases are tried in this order:
+
+    * the map as the teacher's explanation, only when the teacher's map of the image beats
+      the image-blind mean map (``teacher true - teacher mean`` supported);
+    * hardly used, when the own map is shown within the margin of a flat map and of
+      another image's;
+    * depended on, when the own map beats a flat map or another image's (supported); then
+      a second view of the image when the teacher's map is shown no better than the mean
+      map (within the margin, or worse), else what the seeds leave open about it;
+    * otherwise the seeds do not show how: each pair with its reading.
+    """
+    d = {pair: differences[pair] for pair in MAP_USE_PAIRS}
+    v = {pair: part_verdict(x.lower, x.upper, margin, "higher", mean=x.mean)
+         for pair, x in d.items()}  # fmt: skip
+    said = {pair: _pair(d[pair], v[pair]) for pair in MAP_USE_PAIRS}
+    own, explains = MAP_USE_PAIRS[:2], MAP_USE_PAIRS[2]
+    if v[explains] is PartVerdict.SUPPORTED:
+        return ("the student uses its map as the teacher's explanation: the teacher's map of "
+                "the image serves it better than the teacher's image-blind mean map "
+                f"({said[explains]})")  # fmt: skip
+    if all(v[p] is PartVerdict.NO_DIFFERENCE for p in own):
+        return ("the student hardly uses its map: XDistillation's accuracy does not come from "
+                f"it ({said[own[0]]}; {said[own[1]]})")  # fmt: skip
+    if any(v[p] is PartVerdict.SUPPORTED for p in own):
+        beaten = "; ".join(said[p] for p in own if v[p] is PartVerdict.SUPPORTED)
+        if v[explains] in (PartVerdict.NO_DIFFERENCE, PartVerdict.OPPOSITE):
+            return (f"the student depends on its map ({beaten}), but not as the teacher's "
+                    f"explanation ({said[explains]}): it reads what the CAE's output shows "
+                    "of the image, a second view of it, more than where the teacher looked"
+                    )  # fmt: skip
+        return (f"the student depends on its map ({beaten}), but these seeds do not show "
+                f"it using the map as the teacher's explanation ({said[explains]})")  # fmt: skip
+    pairs = "; ".join(said.values())
+    return f"these seeds do not show how the student uses its map ({pairs})"
+
+
+# ---------------------------------------------------------------- the results' verdicts
+
+
+def multiplicity(m: Multiplicity) -> str:
+    """What reading many tests at 5 % each does to the verdicts, from their count
+    (:func:`xdx_lib.analysis.claims.multiplicity`).
+
+    A claim is supported only when every part is, a test at 5 % however many parts it has;
+    "partly supported" needs only one part of ``k``, and by chance alone at least one of
+    ``k`` tests at 5 % fires with a chance between ``1 - 0.95^k`` (independent parts) and
+    ``k`` times 5 %.
+    """
+    parts = ", ".join(f"{name} {counted(k, 'part')}" for name, k in m.parts)
+    worst = max(m.parts, key=lambda p: p[1], default=("", 0))
+    indep, bound = m.chance_any(worst[1])
+    every_indep, every_bound = m.chance_any(m.total_parts)
+    pct = round(100 * m.alpha)
+    return (f"the verdicts read {counted(m.total_parts, 'part')} of "
+            f"{counted(len(m.parts), 'claim')} ({parts}), each by a one-sided test at "
+            f"{pct} %, and the paired table up to {m.cells} differences, each by a two-sided "
+            f"95 % interval: were no difference real, about {m.cells * m.alpha:.1f} of its "
+            "cells would still read one method ahead. A claim is supported only when every "
+            f"part is, which keeps a false \"supported\" at most {pct} % however many parts "
+            "it has; \"partly supported\" needs one part only, so where none of its parts' "
+            f"differences is real a claim of {counted(worst[1], 'part')} ({worst[0]}) reads "
+            f"it by chance up to {100 * bound:.0f} % of the time ({100 * indep:.0f} % were "
+            f"its parts independent), and some one of the {m.total_parts} parts reads "
+            f"supported by chance up to {100 * every_bound:.0f} % "
+            f"({100 * every_indep:.0f} %)")  # fmt: skip
+
+
+def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:
+    """Which verdicts change when one seed is left out
+    (:func:`xdx_lib.analysis.claims.leave_one_seed_out`): ``"C2 is fragile: without seed 3 it reads
+    inconclusive; C1 and C3 read the same without any one seed"``."""
+    fragile = [r for r in readings if r.fragile]
+    stable = [r.claim for r in readings if not r.fragile]
+    said = []
+    for r in fragile:
+        others = {}
+        for seed, v in r.without:
+            if v is not r.verdict:
+                others.setdefault(v.value, []).append(str(seed))
+        ways = ", ".join(f"without seed{'s' if len(s) > 1 else ''} {', '.join(s)} it reads {v}"
+                         for v, s in others.items())  # fmt: skip
+        said.append(f"{r.claim} ({r.verdict.value}) is fragile: {ways}")
+    if not fragile:
+        return "every verdict reads the same when any one seed is left out"
+    if stable:
+        names = " and ".join([", ".join(stable[:-1]), stable[-1]] if len(stable) > 1 else stable)
+        verb = "reads" if len(stable) == 1 else "read"
+        said.append(f"{names} {verb} the same without any one seed")
+    return "; ".join(said)
