@@ -193,12 +193,13 @@ def _git(cwd: Path, *args: str) -> str:
 
 def test_provenance_records_only_the_projects_own_commit(tmp_path, monkeypatch):
     outer = tmp_path / "other_repo"
-    (outer / "vendored" / "xdx_lib").mkdir(parents=True)
+    (outer / "vendored" / "xdx_lib" / "experiments").mkdir(parents=True)
     _git(outer, "init", "-q")
     _git(outer, "commit", "-q", "--allow-empty", "-m", "x")
-    monkeypatch.setattr(runner, "__file__", str(outer / "vendored" / "xdx_lib" / "runner.py"))
+    monkeypatch.setattr(runner, "__file__", str(outer / "vendored" / "xdx_lib" / "experiments"
+                                              / "runner.py"))
     assert runner.provenance("cpu")["git_commit"] == "unknown"  # not the outer repo's commit
-    monkeypatch.setattr(runner, "__file__", str(outer / "xdx_lib" / "runner.py"))
+    monkeypatch.setattr(runner, "__file__", str(outer / "xdx_lib" / "experiments" / "runner.py"))
     assert runner.provenance("cpu")["git_commit"] == _git(outer, "rev-parse", "HEAD")
 
 

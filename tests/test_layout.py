@@ -6,26 +6,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from xdx_lib.core import layout
 from xdx_lib.core.cache import using_runs_dir
 from xdx_lib.core.config import RunConfig
-from xdx_lib.data.datasets import Dataset, make_shapes
+from xdx_lib.data.datasets import Dataset
 from xdx_lib.experiments.session import Session
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xdx_lib"
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return Dataset("shapes", make_shapes(64, seed=0), make_shapes(16, seed=1), list("abcd"))
-
-
-def _cfg(**kw):
-    base = dict(dataset="shapes", profile="smoke", teacher="student_tiny",
-                student="student_tiny", batch_size=32)  # fmt: skip
-    return RunConfig(**{**base, **kw})
+def _cfg(**kw) -> RunConfig:
+    return RunConfig(**{"dataset": "shapes", "profile": "smoke", "teacher": "student_tiny",
+                        "student": "student_tiny", **kw})  # fmt: skip
 
 
 def test_keys_follow_the_fields_that_determine_them():
@@ -51,13 +43,13 @@ def test_folders_sit_under_the_run_cache(tmp_path):
         assert "/" not in layout.maps_path("gradcam", "a/b", {"n": 1}).name
 
 
-def test_two_builds_of_one_commit_give_the_same_student_folders(tiny, tmp_path):
+def test_two_builds_of_one_commit_give_the_same_student_folders(shapes, tmp_path):
     """A teacher checkpoint stores its epochs' wall time, so its file hash differs between
     two builds; the students' folders must not."""
     folders = []
     for build in ("first", "second"):
         with using_runs_dir(tmp_path / build):
-            s = Session(_cfg(), tiny)
+            s = Session(_cfg(), Dataset("shapes", *shapes, list("abcd")))
             folders.append((s.teacher().path.relative_to(tmp_path / build),
                             s.student(method="kd").path.relative_to(tmp_path / build)))
     assert folders[0] == folders[1]

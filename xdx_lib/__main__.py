@@ -136,9 +136,8 @@ def _experiment(args: argparse.Namespace) -> int:
     """``experiment CONFIG``: validate, then train and evaluate everything it names.
 
     ``--check`` runs exactly the checks the real run starts with: every value of every run
-    (:func:`~xdx_lib.experiments.experiment_config.load_experiment`), then the device, the data
-    root and the runs
-    folder (:func:`~xdx_lib.experiments.experiment_config.preflight`), then the data
+    (:func:`~xdx_lib.experiments.experiment_config.load_experiment`), then the device, the data root
+    and the runs folder (:func:`~xdx_lib.experiments.experiment_config.preflight`), then the data
     (:func:`_check_data`).
     """
     from xdx_lib.core.devices import is_rank_zero

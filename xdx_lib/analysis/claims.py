@@ -290,8 +290,8 @@ def detectable_for(evidence: Evidence, n: int, sd: float) -> float:
     """The true difference at which :func:`part_verdict` reads ``evidence`` supported with
     80 % power, over ``n`` seeds whose differences spread with ``sd`` (NaN below two).
 
-    For a "higher" part the smallest such difference, at which the lower bound passes 0
-    *and* the mean passes the margin four times in five
+    For a "higher" part the smallest such difference, at which the lower bound passes 0 *and* the
+    mean passes the margin four times in five
     (:func:`~xdx_lib.analysis.stats.superiority_detectable`); for a "not higher" part the largest,
     ``margin`` less what the one-sided test detects
     (:func:`~xdx_lib.analysis.stats.detectable_difference`), since it needs the upper bound below
@@ -316,8 +316,8 @@ def verdicts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
     """Every claim read from the runs of ``group``: one :class:`ClaimReading` each, in the
     claims' order, its parts read by :func:`judge_part`.
 
-    The results chapter runs it on the group ``claims`` when the experiment has one. A
-    duplicated ``(seed, method)`` in ``group`` is an error
+    The results chapter runs it on the group ``claims`` when the experiment has one. A duplicated
+    ``(seed, method)`` in ``group`` is an error
     (:func:`~xdx_lib.analysis.stats.check_one_run_per_seed`), even when no part reads it.
     """
     check_one_run_per_seed(df, group)

@@ -11,9 +11,8 @@ are joined to a choice afterwards, for the reader, never passed in.
 Choices are trained on seeds of their own (:data:`FIRST_TUNE_SEED` on), so that no student
 a claim reads has been picked for scoring well: :func:`tune_seeds` names them, and
 :func:`~xdx_lib.experiments.experiment_config.validate_experiment` checks an experiment's
-``tune_seeds``
-against the seeds its claims read. Layer: above the numbers (:mod:`xdx_lib.analysis.stats`); torch
-free, nothing here trains.
+``tune_seeds`` against the seeds its claims read. Layer: above the numbers
+(:mod:`xdx_lib.analysis.stats`); torch free, nothing here trains.
 """
 
 from __future__ import annotations

@@ -72,11 +72,10 @@ def summary(df: pd.DataFrame, metrics: Sequence[str], group: str | None = RunGro
             by: str = "method") -> pd.DataFrame:  # fmt: skip
     """Mean and standard deviation over seeds of each metric, one row per ``by`` value.
 
-    Columns are ``(metric, "mean")``, ``(metric, "std")`` and ``n`` (seeds); the order of
-    rows follows first appearance. Only the rows of ``group`` count (None: every row, for a
-    frame without a ``group`` column such as :func:`~xdx_lib.experiments.studies.variant_table`'s).
-    A
-    duplicated ``(seed, by value)`` is an error (:func:`check_one_run_per_seed`).
+    Columns are ``(metric, "mean")``, ``(metric, "std")`` and ``n`` (seeds); the order of rows
+    follows first appearance. Only the rows of ``group`` count (None: every row, for a frame without
+    a ``group`` column such as :func:`~xdx_lib.experiments.studies.variant_table`'s). A duplicated
+    ``(seed, by value)`` is an error (:func:`check_one_run_per_seed`).
     """
     if "seed" in df.columns:
         check_one_run_per_seed(df, group, by)

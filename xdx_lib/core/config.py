@@ -138,8 +138,7 @@ class RunConfig:
     """Everything that determines one teacher or student run.
 
     Fields left ``None`` take the profile's value (see :data:`~xdx_lib.core.config.PROFILES`). Each
-    field's help
-    line is the command line's (``python -m xdx_lib distill --help``).
+    field's help line is the command line's (``python -m xdx_lib distill --help``).
     """
 
     dataset: str = option("fashion_mnist", "the dataset", "data", kind="dataset")

@@ -100,9 +100,8 @@ def distributed() -> tuple[int, int]:
     """``(rank, world_size)``; under ``torchrun``, also this process's GPU and the group.
 
     Called before anything goes to a GPU (:func:`xdx_lib.experiments.session.train_or_load` starts
-    with
-    it): the process's CUDA device is set to ``cuda:LOCAL_RANK`` first, so that tensors,
-    NCCL's communicator and its barriers use this process's GPU, never GPU 0 for all.
+    with it): the process's CUDA device is set to ``cuda:LOCAL_RANK`` first, so that tensors, NCCL's
+    communicator and its barriers use this process's GPU, never GPU 0 for all.
     """
     world = _world_size()
     if world == 1:

@@ -221,8 +221,7 @@ def load_dataset(
         name: a registered dataset (``fashion_mnist``, ``mnist``, ``cifar10``,
             ``imagefolder``, ``shapes``).
         root: data folder (default :func:`~xdx_lib.data.datasets.default_data_dir`; for
-            ``imagefolder``, the
-            folder holding ``train/`` and ``test/``).
+            ``imagefolder``, the folder holding ``train/`` and ``test/``).
         download: allow torchvision to download; None (the default): whether
             ``XDX_DOWNLOAD=1`` is set, so that the environment decides.
         train_subset, test_subset: keep this many images of each split (None: all).

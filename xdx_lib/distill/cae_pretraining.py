@@ -5,11 +5,10 @@ amortised explainers.
 :func:`pretrain_cae` trains (or reads from the run cache) the CAE a config names
 (:func:`build_cae`) on the teacher's maps of the training split; its cache key holds
 :data:`~xdx_lib.core.layout.CAE_FIELDS`, the CAE variant, the explainer's settings, a hash of the
-training
-images and the teacher's checkpoint. :func:`fit_cae` is its loop, on tensors in memory;
-its docstring says why it is not :func:`xdx_lib.training.loop.fit`. Layer: above the trained
-models (the teacher's cached maps), the loop's parts (batches, precision, checkpoints,
-devices), the CAE and the losses; below the methods that use it (:mod:`xdx_lib.distill.xdistill`).
+training images and the teacher's checkpoint. :func:`fit_cae` is its loop, on tensors in memory; its
+docstring says why it is not :func:`xdx_lib.training.loop.fit`. Layer: above the trained models (the
+teacher's cached maps), the loop's parts (batches, precision, checkpoints, devices), the CAE and the
+losses; below the methods that use it (:mod:`xdx_lib.distill.xdistill`).
 """
 
 from __future__ import annotations
@@ -53,13 +52,12 @@ def fit_cae(
 ) -> list[float]:
     """Train the CAE alone to reproduce cached teacher maps: the ``staged`` schedule's stage 1.
 
-    Minimises ``explanation_loss(cae(x), maps, loss)`` with Adam on tensors held in memory
-    (no DataLoader: Fashion-MNIST fits in memory many times over). Batches are drawn from a
-    permutation seeded by ``(seed, epoch)`` (:func:`xdx_lib.data.batches.epoch_batches`, the same
-    rule as the student's loop), so a run is reproducible on a CPU given the CAE's initial
-    weights; each step is the loop's :func:`~xdx_lib.training.precision.optimizer_step`. The forward
-    pass runs under the precision ``hardware.precision`` picks
-    (:func:`~xdx_lib.training.precision.resolve_precision`:
+    Minimises ``explanation_loss(cae(x), maps, loss)`` with Adam on tensors held in memory (no
+    DataLoader: Fashion-MNIST fits in memory many times over). Batches are drawn from a permutation
+    seeded by ``(seed, epoch)`` (:func:`xdx_lib.data.batches.epoch_batches`, the same rule as the
+    student's loop), so a run is reproducible on a CPU given the CAE's initial weights; each step is
+    the loop's :func:`~xdx_lib.training.precision.optimizer_step`. The forward pass runs under the
+    precision ``hardware.precision`` picks (:func:`~xdx_lib.training.precision.resolve_precision`:
     none on a CPU by default); the loss is taken in float32.
 
     Why not :func:`xdx_lib.training.loop.fit` (the students' loop, which shares these batches,
@@ -181,10 +179,9 @@ def pretrain_cae(cfg: RunConfig, data, teacher: TrainedModel, variant: str | Non
     The maps are the teacher's ``cfg.explainer`` explanations (with the explainer's
     ``settings``, e.g. ``{"n_steps": 8}``) of ``data``'s training split, from the cache
     (:func:`~xdx_lib.training.trained_model.model_maps`); ``cfg`` is a
-    :class:`~xdx_lib.core.config.RunConfig`.
-    The cache key holds a hash of the training images, so a CAE trained on a smaller
-    split is never mistaken for another. This is the first stage of the ``staged``
-    schedule, the subject of the CAE chapter's ablation, and its amortised explainers.
+    :class:`~xdx_lib.core.config.RunConfig`. The cache key holds a hash of the training images, so a
+    CAE trained on a smaller split is never mistaken for another. This is the first stage of the
+    ``staged`` schedule, the subject of the CAE chapter's ablation, and its amortised explainers.
     """
     cfg = cfg.resolved()
     variant = variant or cfg.cae_variant

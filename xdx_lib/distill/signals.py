@@ -12,10 +12,9 @@ them from the batch under :attr:`Signal.key` and never learns where they came fr
 * :class:`OnlineSignals` (``teacher_signal: online``, needed with ``augment``) runs the frozen
   teacher on each (augmented) batch.
 
-Both give the same numbers on the same images (a test checks it). Layer: beside the trained
-models (:mod:`xdx_lib.training.trained_model`), above the batches
-(:class:`~xdx_lib.data.batches.Extras`, what
-it provides), the precision, the losses and the explainers; below the methods, which only
+Both give the same numbers on the same images (a test checks it). Layer: beside the trained models
+(:mod:`xdx_lib.training.trained_model`), above the batches (:class:`~xdx_lib.data.batches.Extras`,
+what it provides), the precision, the losses and the explainers; below the methods, which only
 declare.
 """
 
@@ -110,8 +109,7 @@ def teacher_attention(teacher: nn.Module, x: Tensor, batch_size: int = 512) -> l
 
     Each is the square root of the normalised attention map
     (:func:`xdx_lib.models.features.attention_map`), so that :func:`~xdx_lib.distill.at.at_loss`
-    reads it
-    as it reads the teacher's activations, at 1/C of their size. Returned on the device of
+    reads it as it reads the teacher's activations, at 1/C of their size. Returned on the device of
     ``x``'s batches as given (the CPU for a whole split).
     """
     device = next(teacher.parameters()).device
@@ -135,8 +133,7 @@ def cached_signals(teacher: TrainedModel, data, signals: list[Signal]) -> dict[s
 
     Logits and maps come from the run cache (:func:`~xdx_lib.training.trained_model.teacher_logits`,
     :func:`~xdx_lib.training.trained_model.model_maps`); attention is computed here, once per run.
-    Returns
-    ``{signal.key: per-image tensor, or a list of them for attention}``, aligned with
+    Returns ``{signal.key: per-image tensor, or a list of them for attention}``, aligned with
     ``data.train``.
     """
     _check_unique_keys(signals)

@@ -12,13 +12,12 @@ forward pass returns the logits and an explanation. Training minimises
 
 where ``e_T(x)`` is the teacher's explanation (a :class:`~xdx_lib.distill.signals.Signal`) and
 ``L_exp`` is ``1 - Pearson r`` per image by default
-(:func:`xdx_lib.distill.explanation_losses.explanation_loss`;
-MSE, BCE and SSIM are options). By default (``schedule: staged``) ``g`` is trained first,
-alone, on the teacher's maps (:func:`~xdx_lib.distill.cae_pretraining.pretrain_cae`), then frozen
-while ``S`` learns from the first two terms, so the CAE stays an explanation of the
-teacher. With ``schedule: joint``
-both learn together, and ``cae_grad: exp`` (default) still lets only ``L_exp`` train ``g``:
-the student sees ``g``'s map detached.
+(:func:`xdx_lib.distill.explanation_losses.explanation_loss`; MSE, BCE and SSIM are options). By
+default (``schedule: staged``) ``g`` is trained first, alone, on the teacher's maps
+(:func:`~xdx_lib.distill.cae_pretraining.pretrain_cae`), then frozen while ``S`` learns from the
+first two terms, so the CAE stays an explanation of the teacher. With ``schedule: joint`` both learn
+together, and ``cae_grad: exp`` (default) still lets only ``L_exp`` train ``g``: the student sees
+``g``'s map detached.
 
 This module holds the method and its options: XDistillation's training hooks
 (:class:`XDistill`, :class:`XDistillOptions`, :data:`SCHEDULES`, :data:`CAE_GRADS`) and

@@ -142,18 +142,17 @@ def evaluate_model(run: TrainedModel, teacher: TrainedModel, data: Dataset,
 
     Keys (named by :func:`~xdx_lib.metrics.names.metric_key`, picked out of a table by
     :func:`~xdx_lib.metrics.names.keys_of` and its kin): ``accuracy``, ``agreement`` (of the last
-    epoch), ``parameters``, ``epoch_seconds``,
-    ``latency_ms``; for the first explainer ``<explainer>/<similarity>`` (Pearson,
-    Spearman, SSIM, cosine, top-k IoU of the model's map with the teacher's), for the others
-    ``<explainer>/pearson`` (explainers outside :data:`FAST_EXPLAINERS` on the first
-    ``n_slow`` images); for a model that returns its own maps
+    epoch), ``parameters``, ``epoch_seconds``, ``latency_ms``; for the first explainer
+    ``<explainer>/<similarity>`` (Pearson, Spearman, SSIM, cosine, top-k IoU of the model's map with
+    the teacher's), for the others ``<explainer>/pearson`` (explainers outside
+    :data:`FAST_EXPLAINERS` on the first ``n_slow`` images); for a model that returns its own maps
     (:meth:`~xdx_lib.distill.method.Method.deployed_maps`: XDistillation's CAE) ``cae/<similarity>``
-    of those maps; ``deployed/<similarity>`` for the explanation the deployed model gives
-    (its own maps where it has them, else its Grad-CAM), against the teacher's maps of the
-    explainer they imitate; with ``n_faithful > 0``, faithfulness of the
-    model's Grad-CAM on itself (``faith/deletion``, ``faith/insertion``) and judged by the
-    teacher (``faith_teacher/...``), with ``cae_faith/...`` for the CAE's map.
-    ``similarities`` narrows every ``<maps>/<similarity>`` to those named (default: all of
+    of those maps; ``deployed/<similarity>`` for the explanation the deployed model gives (its own
+    maps where it has them, else its Grad-CAM), against the teacher's maps of the explainer they
+    imitate; with ``n_faithful > 0``, faithfulness of the model's Grad-CAM on itself
+    (``faith/deletion``, ``faith/insertion``) and judged by the teacher (``faith_teacher/...``),
+    with ``cae_faith/...`` for the CAE's map. ``similarities`` narrows every ``<maps>/<similarity>``
+    to those named (default: all of
     :data:`~xdx_lib.metrics.similarity.SIMILARITIES`; :data:`CLAIM_SIMILARITIES` for what the
     claims read).
     Every key means the same on either split: the accuracy on its labels, the agreement

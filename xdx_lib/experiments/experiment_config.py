@@ -4,11 +4,9 @@ KD grid of a reproduction, and is checked whole before anything is trained.
 :func:`load_experiment` reads and validates an :class:`ExperimentConfig`
 (:func:`validate_experiment`): the experiment's own fields, then every
 :class:`~xdx_lib.core.config.RunConfig` the experiment will build, so that a config that passes
-cannot fail later on its values. :func:`preflight` checks what the run needs beyond valid
-values (the device, the data root, a writable runs folder). :mod:`xdx_lib.experiments.tuning`
-chooses
-KD's options on the validation split, :mod:`xdx_lib.experiments.runner` runs what the experiment
-names.
+cannot fail later on its values. :func:`preflight` checks what the run needs beyond valid values
+(the device, the data root, a writable runs folder). :mod:`xdx_lib.experiments.tuning` chooses KD's
+options on the validation split, :mod:`xdx_lib.experiments.runner` runs what the experiment names.
 Layer: above the methods and the session's inputs (config, data, explainers, devices);
 nothing here trains.
 """

@@ -5,15 +5,13 @@ cache), evaluated, and written as one result file.
 :class:`~xdx_lib.experiments.experiment_config.ExperimentConfig`
 (:class:`RunSpec`: the teacher, as a :class:`TeacherSpec`, and the students);
 :func:`run_experiment` chooses KD's options first (:mod:`xdx_lib.experiments.tuning`), trains what
-is
-missing through a :class:`~xdx_lib.experiments.session.Session`, scores it with
+is missing through a :class:`~xdx_lib.experiments.session.Session`, scores it with
 :mod:`xdx_lib.evaluation.scoring` and writes ``runs/<name>/results/<label>.json`` atomically, with
 :func:`provenance`. The chapters and ``python -m xdx_lib experiment`` read those results;
 :mod:`xdx_lib.analysis.stats`, :mod:`xdx_lib.analysis.claims` and :mod:`xdx_lib.report.tables` turn
-them into
-numbers, verdicts and tables, and :mod:`xdx_lib.experiments.studies` scores what the result files do
-not hold. Layer: above the evaluation, the session and the tuning (only the studies, the
-statistics, claims and tables, plots, notebooks and command line sit above it).
+them into numbers, verdicts and tables, and :mod:`xdx_lib.experiments.studies` scores what the
+result files do not hold. Layer: above the evaluation, the session and the tuning (only the studies,
+the statistics, claims and tables, plots, notebooks and command line sit above it).
 """
 
 from __future__ import annotations
@@ -59,7 +57,7 @@ def provenance(device: str = "auto") -> dict:
 
     import xdx_lib
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # xdx_lib/experiments/runner.py
 
     def git(*args: str) -> str:
         try:
@@ -281,17 +279,15 @@ def run_experiment(exp: ExperimentConfig, verbose: bool = True,
     key plus the evaluation settings) matches is read back instead of recomputed, so a
     killed experiment resumes where it stopped and a finished one costs only reading.
 
-    The runs are those of :func:`~xdx_lib.experiments.runner.run_specs`; the claims' and the
-    sweeps' are scored lightly
-    (accuracy, agreement, Grad-CAM and CAE similarity; no T2, no faithfulness). After the
-    teacher come one ``reference: <name>`` result per image-blind reference map (group
+    The runs are those of :func:`~xdx_lib.experiments.runner.run_specs`; the claims' and the sweeps'
+    are scored lightly (accuracy, agreement, Grad-CAM and CAE similarity; no T2, no faithfulness).
+    After the teacher come one ``reference: <name>`` result per image-blind reference map (group
     ``reference``, stored together in ``references.json``).
 
     ``session``: the one :func:`~xdx_lib.experiments.tuning.tuned_session` returned with ``exp``,
-    whose
-    data and teacher are then used instead of loaded again; None: KD's options are chosen
-    here. The session's teacher trains (if it must) as the session says, printing or not;
-    every other run trains without per-epoch lines, and the session is left as it was.
+    whose data and teacher are then used instead of loaded again; None: KD's options are chosen
+    here. The session's teacher trains (if it must) as the session says, printing or not; every
+    other run trains without per-epoch lines, and the session is left as it was.
     """
     preflight(exp)
     exp, session = experiment_session(exp, session, verbose)

@@ -1,9 +1,8 @@
 """From a config to trained, cached models: a :class:`Session` holds one config's data, its
 teacher and its students, each trained (or read from the run cache) once.
 
-Everything expensive is stored in the run cache (:func:`xdx_lib.core.cache.runs_dir`) under a
-key that hashes what determines it (:mod:`xdx_lib.training.trained_model` lists the fields), so a
-second
+Everything expensive is stored in the run cache (:func:`xdx_lib.core.cache.runs_dir`) under a key
+that hashes what determines it (:mod:`xdx_lib.core.layout` lists the fields), so a second
 call with the same config trains nothing and a killed run resumes:
 
 * ``teachers/<dataset>-<model>-<key>/model.pt`` and its ``logits_<split>.pt``;

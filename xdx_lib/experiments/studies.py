@@ -75,14 +75,13 @@ def variant_table(session: Session, variants: dict[str, dict], seeds,
                   split: str = "val") -> pd.DataFrame:  # fmt: skip
     """Train (or load) one student per variant and seed, and score each against the teacher.
 
-    ``variants`` maps a row name to config changes of the session's config; every variant
-    runs on every seed, so differences can be paired. Each row: ``variant``, ``seed``,
-    ``accuracy``, ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson``
-    (XDistillation's own map) and ``epoch_seconds``; ``history`` holds the run's per-epoch
-    records for curves. The scores are on ``split``
-    (:func:`~xdx_lib.evaluation.scoring.evaluate_model`):
-    by default the validation split, on which the XDistillation chapter chooses its
-    defaults (:func:`xdx_lib.analysis.selection.cheapest_passing`); ``split="test"`` reports.
+    ``variants`` maps a row name to config changes of the session's config; every variant runs on
+    every seed, so differences can be paired. Each row: ``variant``, ``seed``, ``accuracy``,
+    ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson`` (XDistillation's own
+    map) and ``epoch_seconds``; ``history`` holds the run's per-epoch records for curves. The scores
+    are on ``split`` (:func:`~xdx_lib.evaluation.scoring.evaluate_model`): by default the validation
+    split, on which the XDistillation chapter chooses its defaults
+    (:func:`xdx_lib.analysis.selection.cheapest_passing`); ``split="test"`` reports.
 
     Raises:
         ValueError: ``split`` has no images (no validation split: ``val_size`` 0), said

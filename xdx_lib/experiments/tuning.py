@@ -3,14 +3,12 @@ session that then serves the whole experiment.
 
 An experiment's ``kd_grid`` names values of KD's weight and temperature
 (:data:`~xdx_lib.experiments.experiment_config.TUNABLE`); :func:`tune_kd` trains a KD student for
-every point
-and seed of the grid, keeps the point of highest mean validation accuracy
-(:func:`validation_accuracy`) and returns the experiment with those values and no grid
-left. :func:`tuned_session` does so with one :class:`~xdx_lib.experiments.session.Session` whose
-data
-and teacher then serve the tuned experiment too, and :func:`experiment_session` is how the
-runner and the studies take such a pair, or make one. :func:`validation_by_schedule` scores
-the students the plateau is judged on (:func:`plateau_methods` names their methods), and
+every point and seed of the grid, keeps the point of highest mean validation accuracy
+(:func:`validation_accuracy`) and returns the experiment with those values and no grid left.
+:func:`tuned_session` does so with one :class:`~xdx_lib.experiments.session.Session` whose data and
+teacher then serve the tuned experiment too, and :func:`experiment_session` is how the runner and
+the studies take such a pair, or make one. :func:`validation_by_schedule` scores the students the
+plateau is judged on (:func:`plateau_methods` names their methods), and
 :func:`plateau_table` sets their test accuracy beside, for the reader. Layer:
 above the session and the experiment's config; below the runner.
 """

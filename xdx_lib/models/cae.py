@@ -17,14 +17,13 @@ ways of doing so, each a switch of :class:`CAE` so that the book can ablate them
   hand each decoder stage the encoder's features of the same resolution, so that detail
   lost in the bottleneck can be recovered.
 
-``CAE_VARIANTS`` names the four combinations; ``"both"`` is our reading of the paper's
-modified CAE. Which one XDistillation deploys is a config option (``cae_variant``,
-default ``skips``, chosen by measurement in the book's XDistillation chapter). This module
-holds the architecture and batched inference (:func:`predict_maps`) only: the CAE's loss
-is with the other losses (:func:`xdx_lib.distill.explanation_losses.explanation_loss`), and its
-stand-alone
-training on cached teacher maps, the ``staged`` schedule's first stage, is in a module of
-its own (:func:`xdx_lib.distill.cae_pretraining.pretrain_cae`). Imports:
+``CAE_VARIANTS`` names the four combinations; ``"both"`` is our reading of the paper's modified CAE.
+Which one XDistillation deploys is a config option (``cae_variant``, default ``skips``, chosen by
+measurement in the book's XDistillation chapter). This module holds the architecture and batched
+inference (:func:`predict_maps`) only: the CAE's loss is with the other losses
+(:func:`xdx_lib.distill.explanation_losses.explanation_loss`), and its stand-alone training on
+cached teacher maps, the ``staged`` schedule's first stage, is in a module of its own
+(:func:`xdx_lib.distill.cae_pretraining.pretrain_cae`). Imports:
 :mod:`xdx_lib.models.classifiers`,
 :mod:`xdx_lib.core.registry` and ``xdx_lib.core._utils``.
 """
@@ -330,11 +329,10 @@ def create_cae(
 ) -> CAE | GridCAE:  # fmt: skip
     """Build the CAE ``variant`` of :data:`CAE_VARIANTS`.
 
-    ``output`` picks the decoder (:data:`CAE_OUTPUTS`; ``full`` builds the autoencoder as the
-    paper draws it). XDistillation builds its CAE from the config instead
+    ``output`` picks the decoder (:data:`CAE_OUTPUTS`; ``full`` builds the autoencoder as the paper
+    draws it). XDistillation builds its CAE from the config instead
     (:func:`xdx_lib.distill.cae_pretraining.build_cae`, whose defaults are the config's). Extra
-    keyword
-    arguments go to the class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for
+    keyword arguments go to the class (``skip_mode``, ``upsample`` for :class:`CAE`; ``blocks`` for
     :class:`GridCAE`).
 
     Examples::

@@ -38,13 +38,12 @@ class XDistillStudent(nn.Module):
       ``S`` (its ``fusion_layer``) as ``h' = conv1x1([h, resize(z)])``, through one
       forward hook.
 
-    ``forward(x)`` returns the logits, so explainers and evaluation treat it as any
-    classifier (Grad-CAM explains ``S``'s last stage, see ``gradcam_layer``);
-    ``forward(x, return_map=True)`` returns ``(logits, m)`` from the same pass, and
-    ``forward(x, maps=m2)`` shows ``S`` the maps ``m2`` in place of ``g(x)`` (channel and
-    gate fusion; :func:`~xdx_lib.evaluation.interventions.map_interventions` asks what the student
-    takes
-    from its map).
+    ``forward(x)`` returns the logits, so explainers and evaluation treat it as any classifier
+    (Grad-CAM explains ``S``'s last stage, see ``gradcam_layer``); ``forward(x, return_map=True)``
+    returns ``(logits, m)`` from the same pass, and ``forward(x, maps=m2)`` shows ``S`` the maps
+    ``m2`` in place of ``g(x)`` (channel and gate fusion;
+    :func:`~xdx_lib.evaluation.interventions.map_interventions` asks what the student takes from its
+    map).
 
     **Gradient routing.** With ``detach=True`` (``cae_grad: exp``, the default) the student
     receives ``m`` (or, for ``feature``, ``z``) detached: the cross-entropy and KD terms

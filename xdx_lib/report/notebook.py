@@ -10,8 +10,8 @@ checks the ``-p`` values against the same declarations as papermill reads them
 
 What a chapter sizes by profile comes from :func:`sizes` (the profile's
 :attr:`~xdx_lib.core.config.Profile.chapter`), never an inline ``x if smoke else y``; the numbers
-its text quotes are glued in one call per group
-(:func:`glue_many`, :func:`glue_column`), so the chapter's code reads as its story.
+its text quotes are glued in one call per group (:func:`glue_many`, :func:`glue_column`), so the
+chapter's code reads as its story.
 """
 
 from __future__ import annotations
@@ -175,10 +175,9 @@ def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) ->
 
     The grid and its seeds are those of the profile's experiment config
     (:func:`experiment_config_path`); the choice is :func:`xdx_lib.experiments.tuning.tune_kd`'s,
-    made
-    with ``cfg``'s data, models and schedule, so with the profile's defaults it is the KD
-    chapter's (read from the run cache). Options given in ``keep`` stay; without a grid,
-    or without a validation split, ``cfg`` comes back unchanged.
+    made with ``cfg``'s data, models and schedule, so with the profile's defaults it is the KD
+    chapter's (read from the run cache). Options given in ``keep`` stay; without a grid, or without
+    a validation split, ``cfg`` comes back unchanged.
     """
     import dataclasses
 

@@ -331,8 +331,8 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
     on the CAE's scale (:mod:`xdx_lib.evaluation.interventions`).
 
     Each pair ``a - b`` is read by the claims' part rule
-    (:func:`xdx_lib.analysis.claims.part_verdict`,
-    "higher", against ``margin``), and the cases are tried in this order:
+    (:func:`xdx_lib.analysis.claims.part_verdict`, "higher", against ``margin``), and the cases are
+    tried in this order:
 
     * the map as the teacher's explanation, only when the teacher's map of the image beats
       the image-blind mean map (``teacher true - teacher mean`` supported);

@@ -92,8 +92,8 @@ class Hardware:
         device: a ``torch.device`` or its name (already resolved:
             :func:`~xdx_lib.core.devices.resolve_device`).
         precision: mixed precision (a config's ``amp``:
-            :data:`~xdx_lib.training.precision.PRECISIONS`,
-            read by :func:`~xdx_lib.training.precision.resolve_precision`).
+            :data:`~xdx_lib.training.precision.PRECISIONS`, read by
+            :func:`~xdx_lib.training.precision.resolve_precision`).
         compile: on CUDA only, train through ``torch.compile``; ignored elsewhere. A method
             that cannot train compiled says so (``MethodOptions.cannot_compile``) and the config
             refuses the pair.

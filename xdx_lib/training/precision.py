@@ -1,11 +1,10 @@
 """Mixed precision and the optimiser step, shared by every loop of the library.
 
-:func:`resolve_precision` reads a config's ``amp`` (:data:`PRECISIONS`) as an autocast
-dtype for a device; :func:`autocast` and :func:`grad_scaler` apply it; :func:`optimizer_step`
-is one step on a loss, refusing a NaN or inf one. The student loop
-(:func:`xdx_lib.training.loop.fit`), the CAE's pre-training
-(:func:`xdx_lib.distill.cae_pretraining.fit_cae`) and
-the online teacher signals (:mod:`xdx_lib.distill.signals`) all go through them.
+:func:`resolve_precision` reads a config's ``amp`` (:data:`PRECISIONS`) as an autocast dtype for a
+device; :func:`autocast` and :func:`grad_scaler` apply it; :func:`optimizer_step` is one step on a
+loss, refusing a NaN or inf one. The student loop (:func:`xdx_lib.training.loop.fit`), the CAE's
+pre-training (:func:`xdx_lib.distill.cae_pretraining.fit_cae`) and the online teacher signals
+(:mod:`xdx_lib.distill.signals`) all go through them.
 
 Layer: imports the registry (to declare the precisions) and torch.
 """
