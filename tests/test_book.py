@@ -256,7 +256,7 @@ def test_a_wrong_papermill_parameter_fails_with_the_one_line(tmp_path):
                                  "language": "python"}  # fmt: skip
     nb.cells = [
         nbformat.v4.new_code_cell("epochs: int = 2  # passes", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from xdx_lib import notebook\n\n"
+        nbformat.v4.new_code_cell("from xdx_lib.report import notebook\n\n"
                                   "params = notebook.check_parameters(globals())"),
     ]  # fmt: skip
     nbformat.write(nb, tmp_path / "in.ipynb")
@@ -302,7 +302,8 @@ def test_bookkeeping_rule_by_hand():
         {"cell_type": "code", "metadata": {"tags": ["remove-cell"]},
          "source": 'import sys as _sys\nif "google.colab" in _sys.modules:\n    _x = 1'},
         {"cell_type": "code", "metadata": {"tags": ["remove-cell"]},
-         "source": "from xdx_lib import notebook\n\nparams = notebook.check_parameters(globals())"},
+         "source": ("from xdx_lib.report import notebook\n\n"
+                    "params = notebook.check_parameters(globals())")},
         {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": "glue('a', 1)"},
         {"cell_type": "code", "metadata": {"tags": ["remove-cell"]}, "source": "assert x\n"},
         {"cell_type": "code", "metadata": {}, "source": source},

@@ -136,7 +136,11 @@ DDP_SCRIPT = textwrap.dedent(
     import os, sys
     from pathlib import Path
     import torch
-    from xdx_lib import cae_training, checkpoints, session, train, trained
+    from xdx_lib.distill import cae_pretraining as cae_training
+    from xdx_lib.experiments import session
+    from xdx_lib.training import checkpoints
+    from xdx_lib.training import loop as train
+    from xdx_lib.training import trained_model as trained
     from xdx_lib.core.cache import runs_dir
     from xdx_lib.core.config import RunConfig
     from xdx_lib.data.datasets import Dataset, Split, make_shapes
