@@ -34,9 +34,9 @@ from typing import Any
 
 from xdx_lib.core.cache import hash_dict, runs_dir
 
-#: What a trained run records (history fields, checkpoint layout): 3, e2KD matches the raw
-#: teacher Grad-CAM; 4, every model trains in ``channels_last``, on a CPU too; 5, the epochs
-#: before the last are scored on the first test images only.
+#: The format of what a trained run records, its history fields and checkpoint layout. 3
+#: e2KD matches the raw teacher Grad-CAM; 4 every model trains in ``channels_last``, on a
+#: CPU too; 5 the epochs before the last are scored on the first test images only.
 RUN_FORMAT = 5
 #: The stored maps for one key (normalisation, file layout).
 MAPS_FORMAT = 1
@@ -44,8 +44,8 @@ MAPS_FORMAT = 1
 SCORES_FORMAT = 1
 #: The image-blind reference maps' scores.
 REFERENCES_FORMAT = 1
-#: How the intervention maps are made (2: every replacement matched to the CAE's per-image
-#: moments).
+#: How the intervention maps are made. 2 matches every replacement to the CAE's per-image
+#: moments.
 INTERVENTIONS_FORMAT = 2
 
 #: Config fields that determine the data a run sees.
