@@ -41,7 +41,7 @@ def test_the_cell_only_fetches_the_clone_then_hands_over():
     """The set-up past the fetch is tools/colab_setup.py's, tested code, not the cell's."""
     code = [line for line in _tool().cell_source().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
-    assert len(code) <= 15, code
+    assert len(code) <= 11, code
     assert code[-1].strip() == (
         '_runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)')
     ready = load_script("tools/colab_setup.py").READY  # the cell fetches while it is missing

@@ -29,21 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CELL = """\
 # On Colab only: fetch the book's repository, then its tools/colab_setup.py installs it and
 # sets the chapter up (tools/colab_cell.py writes this cell). A failing step stops here.
-import os as _os
-import runpy as _runpy
-import subprocess as _subprocess
-import sys as _sys
+import os as _os, runpy as _runpy, subprocess as _sp, sys as _sys  # noqa: E401, I001
 
 if "google.colab" in _sys.modules:
     _home = _os.environ.get("XDX_CONTENT", "/content") + "/xdx"  # on Colab's disk
-    if not _os.path.isfile(f"{_home}/.git/xdx-ready"):  # new, or half-made: fetch it (again)
-        _url = _os.environ.get("XDX_REPO_URL", "{url}")
-        for _git in (["init", "-q", _home], ["-C", _home, "fetch", "-q", "--depth", "1", _url,
-                     "HEAD"], ["-C", _home, "checkout", "-q", "-f", "FETCH_HEAD"]):  # fmt: skip
-            _done = _subprocess.run(["git", *_git], capture_output=True, text=True)
-            if _done.returncode:  # stop, with git's own explanation
-                raise SystemExit(f"Colab set-up failed: `git {' '.join(_git)}` exited with "
-                                 f"status {_done.returncode}:\\n{_done.stdout}{_done.stderr}")
+    _url = _os.environ.get("XDX_REPO_URL", "{url}")
+    _fetch = [["init", "-q", _home], ["-C", _home, "fetch", "-q", "--depth", "1", _url, "HEAD"],
+              ["-C", _home, "checkout", "-q", "-f", "FETCH_HEAD"]]
+    for _git in [] if _os.path.isfile(f"{_home}/.git/xdx-ready") else _fetch:  # new or half-made
+        if (_done := _sp.run(["git", *_git], capture_output=True, text=True)).returncode:
+            raise SystemExit(f"Colab set-up failed: `git {' '.join(_git)}` exited with status "
+                             f"{_done.returncode}:\\n{_done.stdout}{_done.stderr}")
     _runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)
 """
 
