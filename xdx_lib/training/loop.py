@@ -60,6 +60,7 @@ from xdx_lib.metrics.predictions import accuracy
 from xdx_lib.training.checkpoints import resume, save_checkpoint
 from xdx_lib.training.learning_curve import curve_epoch, curve_split
 from xdx_lib.training.precision import autocast, grad_scaler, optimizer_step, resolve_precision
+from xdx_lib.training.reporting import QUIET, Reporting  # noqa: F401  (part of fit's API)
 
 
 @dataclass(frozen=True)
@@ -123,23 +124,6 @@ class Checkpointing:
     meta: dict | None = None
 
 
-@dataclass(frozen=True)
-class Reporting:
-    """What the loop tells while it runs, none of which changes what it trains.
-
-    Attributes:
-        verbose: print one line per epoch (rank 0 only).
-        progress: show a tqdm bar per epoch (rank 0 only).
-        callback: ``callback(epoch, step)`` after every step (tests use it to interrupt).
-    """
-
-    verbose: bool = True
-    progress: bool = False
-    callback: Callable[[int, int], None] | None = None
-
-
-#: A loop that prints nothing.
-QUIET = Reporting(verbose=False)
 
 
 def fit(
