@@ -91,7 +91,8 @@ def test_a_checkpoint_holds_the_keys_of_every_cached_run(tmp_path):
     history = [{"epoch": 1}, {"epoch": 2}]
     save_checkpoint(tmp_path / "m.pt", model, opt, sched, history, {"key": "k"})
     ckpt = load_tensors(tmp_path / "m.pt")
-    assert set(ckpt) == {"model", "optimizer", "scheduler", "rng", "epoch", "history", "meta"}
+    assert set(ckpt) == {"model", "optimizer", "scheduler", "rng", "cuda_rng", "epoch",
+                         "history", "meta"}  # fmt: skip
     assert ckpt["epoch"] == 2 and ckpt["meta"] == {"key": "k"}
     torch.rand(5)  # the global generator moves on; resuming restores it
     fresh = torch.nn.Linear(2, 1)
@@ -99,3 +100,50 @@ def test_a_checkpoint_holds_the_keys_of_every_cached_run(tmp_path):
     assert resume(tmp_path / "m.pt", fresh, opt2, sched2, {"key": "k"}) == history
     assert torch.equal(torch.get_rng_state(), ckpt["rng"])
     assert resume(None, fresh, opt2, sched2, None) == []
+
+
+class _FakeCuda:
+    """torch.cuda as a machine with ``count`` GPUs would show it, recording what is set."""
+
+    def __init__(self, count: int, states: list[torch.Tensor]):
+        self.count, self.states, self.set = count, states, {}
+
+    def install(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.count)
+        monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(self.states))
+        monkeypatch.setattr(torch.cuda, "set_rng_state",
+                            lambda state, device: self.set.__setitem__(device, state))
+
+
+def _save_and_resume(tmp_path, saved_on: _FakeCuda, resumed_on: _FakeCuda, monkeypatch):
+    model = torch.nn.Linear(2, 1)
+    opt, sched = cosine_optimizer(model, 1e-3, 0.0, 4)
+    saved_on.install(monkeypatch)
+    save_checkpoint(tmp_path / "m.pt", model, opt, sched, [{"epoch": 1}], {"key": "k"})
+    resumed_on.install(monkeypatch)
+    resume(tmp_path / "m.pt", model, opt, sched, {"key": "k"})
+
+
+def test_a_gpu_runs_random_state_is_saved_and_restored(tmp_path, monkeypatch):
+    states = [torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([3, 4], dtype=torch.uint8)]
+    later = _FakeCuda(2, [])
+    _save_and_resume(tmp_path, _FakeCuda(2, states), later, monkeypatch)
+    assert sorted(later.set) == [0, 1]
+    assert all(torch.equal(later.set[d], states[d]) for d in (0, 1))
+
+
+def test_resuming_on_fewer_gpus_restores_what_it_can_and_says_so(tmp_path, monkeypatch):
+    states = [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]
+    later = _FakeCuda(1, [])
+    with pytest.warns(UserWarning, match="not bit-identical"):
+        _save_and_resume(tmp_path, _FakeCuda(2, states), later, monkeypatch)
+    assert list(later.set) == [0] and torch.equal(later.set[0], states[0])
+
+
+def test_a_cpu_run_saves_no_gpu_state(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    opt, sched = cosine_optimizer(model, 1e-3, 0.0, 4)
+    save_checkpoint(tmp_path / "m.pt", model, opt, sched, [], {"key": "k"})
+    assert load_tensors(tmp_path / "m.pt")["cuda_rng"] is None

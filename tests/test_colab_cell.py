@@ -43,7 +43,7 @@ def test_the_cell_only_fetches_the_clone_then_hands_over():
             if line.strip() and not line.lstrip().startswith("#")]  # fmt: skip
     assert len(code) <= 11, code
     assert code[-1].strip() == (
-        '_runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)')
+        '_runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive, profile)')
     ready = load_script("tools/colab_setup.py").READY  # the cell fetches while it is missing
     assert f'f"{{_home}}/{ready}"' in _tool().cell_source()
 
@@ -60,9 +60,10 @@ def environ():
 @pytest.fixture
 def colab(tmp_path, monkeypatch, environ):
     """Colab in this process: ``google.colab`` imported, ``/content`` in ``tmp_path``, a
-    pip that records its arguments (``pip.log``) and fails when ``pip.fail`` exists;
-    ``run(drive=False)`` executes the cell. The working directory and ``sys.path`` are
-    restored afterwards."""
+    Python that records its arguments (``pip.log``) and fails an install when ``pip.fail``
+    exists, a fetch of published runs when ``fetch.fail`` exists;
+    ``run(drive=False, profile="book")`` executes the cell. The working directory and
+    ``sys.path`` are restored afterwards."""
     content = tmp_path / "content"
     content.mkdir()
     mounted = []
@@ -78,6 +79,9 @@ def colab(tmp_path, monkeypatch, environ):
     monkeypatch.setitem(sys.modules, "google.colab.drive", drive)
     pip = tmp_path / "python"
     pip.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/pip.log\n'
+                   f'case "$*" in *"runs fetch"*) if [ -e {tmp_path}/fetch.fail ]; then '
+                   'echo "error: HTTP Error 404: Not Found; no such archive" >&2; exit 2; fi; '
+                   'echo "fetched profile book"; exit 0;; esac\n'
                    f'if [ -e {tmp_path}/pip.fail ]; then echo "ERROR: no such package" >&2; '
                    "exit 1; fi\n")  # fmt: skip
     pip.chmod(0o755)
@@ -88,8 +92,8 @@ def colab(tmp_path, monkeypatch, environ):
     environ.pop("XDX_RUNS", None)
     source = _tool().cell_source()
 
-    def run(drive: bool = False):
-        exec(compile(source, "colab-cell", "exec"), {"drive": drive})  # noqa: S102
+    def run(drive: bool = False, profile: str = "book"):
+        exec(compile(source, "colab-cell", "exec"), {"drive": drive, "profile": profile})  # noqa: S102
 
     return types.SimpleNamespace(run=run, home=content / "xdx", content=content,
                                  mounted=mounted, tmp=tmp_path)  # fmt: skip
@@ -126,10 +130,11 @@ def test_the_cell_clones_installs_and_sets_up(colab):
     assert sys.path[0] == str(colab.home)
     assert os.environ["XDX_DOWNLOAD"] == "1"
     assert "XDX_RUNS" not in os.environ and not colab.mounted
-    assert (colab.tmp / "pip.log").read_text().split() == ["-m", "pip", "install", "-q", "-e",
-                                                           str(colab.home)]  # fmt: skip
+    install, fetch = (colab.tmp / "pip.log").read_text().splitlines()
+    assert install.split() == ["-m", "pip", "install", "-q", "-e", str(colab.home)]
+    assert fetch.split() == ["-m", "xdx_lib", "runs", "fetch", "--published", "book"]
     colab.run()  # a second run, e.g. after a restart: nothing is fetched or installed again
-    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 1
+    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 2
 
 
 def test_the_cell_completes_a_folder_without_git(colab):
@@ -165,7 +170,7 @@ def test_a_failed_install_is_retried_on_the_next_run(colab, capsys):
     assert "ERROR: no such package" in capsys.readouterr().out
     (colab.tmp / "pip.fail").unlink()
     colab.run()
-    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 2
+    assert len((colab.tmp / "pip.log").read_text().splitlines()) == 3  # install twice, fetch
     assert (colab.home / ".git" / "xdx-ready").is_file()
 
 
@@ -173,3 +178,25 @@ def test_drive_keeps_the_run_cache_on_google_drive(colab):
     colab.run(drive=True)
     assert colab.mounted == [f"{colab.content}/drive"]
     assert os.environ["XDX_RUNS"] == f"{colab.content}/drive/MyDrive/xdx/runs"
+
+
+def test_without_published_models_the_chapter_goes_on_and_tries_again_later(colab, capsys):
+    (colab.tmp / "fetch.fail").touch()
+    colab.run()  # no SystemExit: the chapter trains what it needs
+    out = capsys.readouterr().out
+    assert "No published models for profile book (error: HTTP Error 404" in out
+    assert "the chapter trains them" in out
+    assert Path.cwd() == colab.home / "book"
+    (colab.tmp / "fetch.fail").unlink()
+    colab.run()  # the next chapter tries again, and once it worked, no more
+    colab.run()
+    fetches = [line for line in (colab.tmp / "pip.log").read_text().splitlines()
+               if "runs fetch" in line]  # fmt: skip
+    assert len(fetches) == 2
+    assert (colab.home / "runs" / ".xdx-fetched-book").is_file()
+
+
+def test_auto_fetches_the_profile_it_resolves_to(colab):
+    os.environ["XDX_PROFILE"] = "colab"
+    colab.run(profile="auto")
+    assert "--published colab" in (colab.tmp / "pip.log").read_text()

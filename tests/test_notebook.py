@@ -80,3 +80,17 @@ def test_a_negative_kd_option_is_chosen_on_the_validation_split():
     tuned, table = tuning.tune_kd(experiment.load_experiment(
         notebook.experiment_config_path("auto", "smoke")))
     assert len(table) == len(grid["alpha"])
+
+
+@pytest.mark.parametrize("text", ["True", "False", "None", "3", "-2", "1.5", "1e-3", "nan",
+                                  "book", "", "true", "0x10", " 7 ", "1_000"])  # fmt: skip
+def test_parameter_values_read_as_papermills_command_line_reads_them(text):
+    """The library restates papermill's private rule; this follows papermill's changes."""
+    from xdx_lib.report.notebook import value_from_text
+
+    cli = pytest.importorskip("papermill.cli")
+    if not hasattr(cli, "_resolve_type"):
+        pytest.skip("papermill no longer has _resolve_type: compare with its command line")
+    expected, got = cli._resolve_type(text), value_from_text(text)
+    assert type(got) is type(expected)
+    assert got == expected or (got != got and expected != expected)  # nan equals nan here

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from fresh_env import clean_environ, make_venv, preinstalled, snapshot_repository
 
+from xdx_lib.core import run_archive
 from xdx_lib.data.sources import SYSTEM_FASHION_MNIST
 
 pytestmark = pytest.mark.reader
@@ -52,6 +53,24 @@ def source(tmp_path_factory) -> Path:
 # ------------------------------------------------------------------------------ the wheel
 
 
+def check_wheel_metadata(wheel: Path) -> None:
+    """The wheel says what PyPI and pip show a user: the version the library reports, the
+    licence as an SPDX expression with its file, and where the book and the code are."""
+    import zipfile
+
+    import xdx_lib
+
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    fields = [line.split(": ", 1) for line in meta.split("\n\n")[0].splitlines() if ": " in line]
+    assert ["Version", xdx_lib.__version__] in fields
+    assert ["License-Expression", "MIT"] in fields and ["License-File", "LICENSE"] in fields
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    urls = dict(v.split(", ", 1) for k, v in fields if k == "Project-URL")
+    assert {"Homepage", "Repository", "Issues"} <= set(urls), urls
+
+
 def test_wheel_installs_and_runs_outside_the_repository(source, tmp_path):
     """Build the wheel, install it with the base dependencies only (no book or test
     extras) next to a preinstalled torch, import every package and run the command line
@@ -59,6 +78,7 @@ def test_wheel_installs_and_runs_outside_the_repository(source, tmp_path):
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
           source, "-w", tmp_path / "wheels"])  # fmt: skip
     (wheel,) = (tmp_path / "wheels").glob("xdx-*.whl")
+    check_wheel_metadata(wheel)
     python = make_venv(tmp_path / "venv", preinstalled(tmp_path / "torch", TORCH))
     env = clean_environ()
     _run([python, "-m", "pip", "install", "-q", wheel], env=env)
@@ -137,14 +157,25 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def drive_with_the_project_cache(drive_runs: Path) -> None:
-    """Google Drive as a returning reader finds it: holding the run cache of earlier
-    sessions, here the project's ``runs/`` (``make test`` fills it under nbval just
-    before). The chapters then load the models they would train, which takes most of
-    their time; training in a fresh environment is the wheel test's part. With no
-    ``runs/`` the chapters train everything."""
-    if (ROOT / "runs").is_dir():
-        shutil.copytree(ROOT / "runs", drive_runs, copy_function=_link_or_copy)
+def publish_the_project_cache(releases: Path, source: Path) -> set[str] | None:
+    """The project's ``runs/`` (``make test`` fills it under nbval just before) published as
+    the book's workflow publishes a run cache: ``xdx runs pack`` as the asset of the release
+    ``runs-<id>`` under ``releases`` (which plays the repository). Returns the run cache
+    files it holds; None, and nothing published, when there is no ``runs/``: the chapters
+    then train everything. With it, the chapters load the models they would train, which
+    takes most of their time; training in a fresh environment is the wheel test's part."""
+    from xdx_lib.core.cache import using_runs_dir
+
+    if not (ROOT / "runs").is_dir() or not any((ROOT / "runs").iterdir()):
+        return None
+    with using_runs_dir(ROOT / "runs"):
+        name = run_archive.archive_name("smoke")
+        folder = releases / "releases" / "download" / f"runs-{run_archive.archive_id('smoke')}"
+        archive = run_archive.pack("smoke", folder)
+    assert archive.name == name
+    assert name == _run([sys.executable, "-m", "xdx_lib", "runs", "id", "--profile", "smoke"],
+                        cwd=source).stdout.strip(), "the clone would ask for another archive"
+    return set(run_archive.run_files(ROOT / "runs"))
 
 
 def test_every_chapter_runs_on_a_simulated_colab(source, tmp_path, monkeypatch):
@@ -152,7 +183,9 @@ def test_every_chapter_runs_on_a_simulated_colab(source, tmp_path, monkeypatch):
     (here a local copy; over a half-made folder) and installs it into an environment that
     has torch but not the library, torchvision downloads Fashion-MNIST (from a local
     server; Debian's copy is hidden), the run cache is on (a stand-in for) Google Drive,
-    and every chapter runs to the end on the smoke profile."""
+    the first chapter's set-up fetches the run cache published for this code (from a local
+    server), and every chapter runs to the end on the smoke profile, training nothing the
+    published cache holds."""
     import papermill
 
     originals = [SYSTEM_FASHION_MNIST / name for name in FASHION_FILES]
@@ -169,9 +202,9 @@ def test_every_chapter_runs_on_a_simulated_colab(source, tmp_path, monkeypatch):
     content = tmp_path / "content"
     (content / "xdx").mkdir(parents=True)
     drive_runs = content / "drive" / "MyDrive" / "xdx" / "runs"
-    drive_with_the_project_cache(drive_runs)
+    published = publish_the_project_cache(tmp_path / "releases", source)
     (content / "xdx" / "README.md").write_text("left by an interrupted clone\n")
-    with serve(mirror) as (url, requested):
+    with serve(mirror) as (url, requested), serve(tmp_path / "releases") as (repo, fetched):
         for key in ("PYTHONPATH", "XDX_RUNS", "XDX_DATA", "XDX_PROFILE", "XDX_DOWNLOAD"):
             monkeypatch.delenv(key, raising=False)
         monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
@@ -179,6 +212,7 @@ def test_every_chapter_runs_on_a_simulated_colab(source, tmp_path, monkeypatch):
         monkeypatch.setenv("XDX_CONTENT", str(content))
         monkeypatch.setenv("XDX_SYSTEM_DATA", "none")
         monkeypatch.setenv("XDX_FASHION_MNIST_MIRROR", url)
+        monkeypatch.setenv("XDX_RUNS_REPOSITORY", repo)
         for chapter in sorted((ROOT / "book").glob("*.ipynb")):
             papermill.execute_notebook(
                 str(chapter), str(tmp_path / chapter.name), kernel_name=kernel,
@@ -189,5 +223,9 @@ def test_every_chapter_runs_on_a_simulated_colab(source, tmp_path, monkeypatch):
     assert (content / "xdx" / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert list(drive_runs.glob("teachers/*/model.pt"))
     assert not (content / "xdx" / "runs").exists(), "the run cache should be on Drive"
+    if published is not None:
+        assert len([p for p in fetched if p.endswith(".tar.gz")]) == 1, fetched  # once
+        trained = {p for p in run_archive.run_files(drive_runs) if p.endswith("model.pt")}
+        assert trained <= published, f"trained though published: {trained - published}"
     installed = _run([python, "-m", "pip", "show", "-f", "xdx"], env=clean_environ())
     assert "Editable project location: " + str(content / "xdx") in installed.stdout

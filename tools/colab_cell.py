@@ -40,7 +40,7 @@ if "google.colab" in _sys.modules:
         if (_done := _sp.run(["git", *_git], capture_output=True, text=True)).returncode:
             raise SystemExit(f"Colab set-up failed: `git {' '.join(_git)}` exited with status "
                              f"{_done.returncode}:\\n{_done.stdout}{_done.stderr}")
-    _runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive)
+    _runpy.run_path(f"{_home}/tools/colab_setup.py")["set_up"](_home, drive, profile)
 """
 
 

@@ -20,7 +20,7 @@ Importing the package registers every dataset, model, explainer and method, so t
 of them can be named in a config.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from xdx_lib import distill  # noqa: E402, F401  (registers every method)
 from xdx_lib.core.config import RunConfig, load_config  # noqa: E402

@@ -1,5 +1,5 @@
 """The ``xdx`` command (also ``python -m xdx_lib``): ``xdx train-teacher ...``,
-``xdx distill ...``, ``xdx experiment ...``, ``xdx data ...``.
+``xdx distill ...``, ``xdx experiment ...``, ``xdx data ...``, ``xdx runs ...``.
 
 Every field of :class:`~xdx_lib.core.config.RunConfig` is a flag (``alpha`` is ``--alpha``,
 ``cae_width`` is ``--cae-width``), generated from the dataclass with its help line, its
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("config", help="experiment YAML, e.g. configs/fashion_mnist_book.yaml")
     e.add_argument("--check", action="store_true", help="only validate the config")
     e.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
+    _runs_parser(sub.add_parser("runs", help="pack the run cache as an archive for others, "
+                                "or fetch one instead of training"))  # fmt: skip
     n = sub.add_parser("check-params", help="check papermill -p/-r parameters against a "
                        "notebook's declared names and types, before papermill runs it")  # fmt: skip
     n.add_argument("notebook", help="the notebook, e.g. book/results.ipynb")
@@ -94,6 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("-r", "--parameters_raw", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="as papermill's -r (a string)")  # fmt: skip
     return parser
+
+
+def _runs_parser(r: argparse.ArgumentParser) -> None:
+    """``runs id|pack|fetch``: the sub-commands of a published run cache
+    (:mod:`~xdx_lib.core.run_archive`)."""
+    runs_help = "run cache folder (default: ./runs, or $XDX_RUNS)"
+    sub = r.add_subparsers(dest="runs_command", required=True)
+    i = sub.add_parser("id", help="print the file name of a profile's archive (with its id)")
+    i.add_argument("--profile", required=True, help="the profile, e.g. smoke or book")
+    p = sub.add_parser("pack", help="pack the run cache as xdx-runs-<profile>-<id>.tar.gz")
+    p.add_argument("--profile", required=True, help="the profile its runs were trained on")
+    p.add_argument("--out", default=".", help="folder to write the archive to (default: .)")
+    p.add_argument("--runs", help=runs_help)
+    p.add_argument("--device", help="the machine that trained them, as the manifest records "
+                   "it (default: this machine's GPU or CPU)")  # fmt: skip
+    f = sub.add_parser("fetch", help="add a published archive's runs to the run cache")
+    f.add_argument("source", nargs="?", help="the archive: an http(s) URL or a file")
+    f.add_argument("--published", metavar="PROFILE", help="instead of SOURCE: the archive "
+                   "the book's workflow published for this code and PROFILE")  # fmt: skip
+    f.add_argument("--runs", help=runs_help)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -193,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_params(args)
     if args.command == "data":
         return _data(args)
+    if args.command == "runs":
+        return _runs(args)
     from xdx_lib.core.cache import using_runs_dir
 
     with using_runs_dir(getattr(args, "runs", None) or None):  # --runs, for all it calls
@@ -226,6 +250,29 @@ def _data(args: argparse.Namespace) -> int:
     h, w = ds.image_size
     print(f"{ds.name}: {len(ds.train)} train, {len(ds.test)} test images "
           f"of {ds.in_channels}x{h}x{w}, {ds.num_classes} classes")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """``runs id|pack|fetch``: an archive's name, the run cache packed, or an archive fetched
+    into it; a refused archive is one line (:class:`~xdx_lib.core.run_archive.ArchiveError`)."""
+    from xdx_lib.core.cache import CacheWriteError
+    from xdx_lib.core.run_archive import ArchiveError, archive_name, fetch, pack, published_url
+
+    try:
+        if args.runs_command == "id":
+            print(archive_name(args.profile))
+        elif args.runs_command == "pack":
+            print(pack(args.profile, args.out, args.runs, device=args.device))
+        else:
+            if (args.source is None) == (args.published is None):
+                raise ArchiveError("give the archive (a URL or a file) or --published PROFILE")
+            got = fetch(args.source or published_url(args.published), args.runs)
+            print(f"fetched profile {got['profile']} (commit {got.get('commit') or 'unknown'}): "
+                  f"{got['added']} files added, {got['present']} already there, in "
+                  f"{got['runs']}")  # fmt: skip
+    except (ArchiveError, CacheWriteError) as e:
+        return _fail(e)
     return 0
 
 

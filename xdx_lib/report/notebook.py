@@ -91,6 +91,22 @@ def check_parameters(namespace: dict) -> dict[str, Any]:
     return params
 
 
+def value_from_text(text: str) -> Any:
+    """A ``-p`` value as papermill's command line reads it: ``True``, ``False`` and ``None``
+    by name, then an int, then a float, else the text itself (``-p lr 1e-3`` is a float,
+    ``-p profile book`` a string). Papermill keeps this rule private, so it is restated here
+    and ``tests/test_notebook.py`` checks it against papermill's."""
+    named = {"True": True, "False": False, "None": None}
+    if text in named:
+        return named[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def check_papermill_parameters(notebook, parameters: list[tuple[str, str]] = (),
                                raw: list[tuple[str, str]] = ()) -> dict[str, Any]:  # fmt: skip
     """Check papermill's ``-p NAME VALUE`` (and ``-r NAME VALUE``) against a notebook.
@@ -107,7 +123,6 @@ def check_papermill_parameters(notebook, parameters: list[tuple[str, str]] = (),
     from pathlib import Path
 
     import papermill
-    from papermill.cli import _resolve_type
 
     path = Path(notebook)
     if not path.is_file():
@@ -119,7 +134,7 @@ def check_papermill_parameters(notebook, parameters: list[tuple[str, str]] = (),
                              ) from None  # fmt: skip
     if not declared:
         raise ParameterError(f"{path} has no parameters cell; it takes no -p parameters")
-    values = {name: _resolve_type(v) for name, v in parameters}
+    values = {name: value_from_text(v) for name, v in parameters}
     values.update(dict(raw))
     out = {}
     for name, value in values.items():

@@ -15,6 +15,7 @@ Layer: imports the cache (atomic writes, safe reads) and torch.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -86,13 +87,15 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
 
 def save_checkpoint(path, model: nn.Module, opt, sched, history: list[dict], meta) -> None:
     """Write the run's state after an epoch, atomically: weights, optimiser, schedule, the
-    global RNG state (so that a resumed CPU run ends bit-identical), history and ``meta``."""
+    CPU's and every GPU's RNG states (so that a resumed run ends bit-identical), history and
+    ``meta``."""
     atomic_torch_save(
         {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "rng": torch.get_rng_state(),
+            "cuda_rng": _cuda_rng_states(),
             "epoch": len(history),
             "history": history,
             "meta": meta,
@@ -110,4 +113,26 @@ def resume(path, model: nn.Module, opt, sched, meta) -> list[dict]:
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["rng"])
+    _restore_cuda_rng_states(ckpt.get("cuda_rng"), path)
     return list(ckpt["history"])
+
+
+def _cuda_rng_states() -> list[torch.Tensor] | None:
+    """Every GPU's RNG state, or None where CUDA has not been used (reading it would start
+    CUDA in a CPU run)."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return torch.cuda.get_rng_state_all()
+
+
+def _restore_cuda_rng_states(states: list[torch.Tensor] | None, path) -> None:
+    """Put back the GPUs' RNG states a checkpoint saved. A checkpoint from a CPU run (None)
+    or a run on another number of GPUs restores what it can and says what it could not."""
+    if not states or not torch.cuda.is_available():
+        return
+    count = torch.cuda.device_count()
+    if len(states) != count:
+        warnings.warn(f"{path} saved the random state of {len(states)} GPUs, this machine has "
+                      f"{count}: the resumed run is not bit-identical", stacklevel=2)  # fmt: skip
+    for device, state in enumerate(states[:count]):
+        torch.cuda.set_rng_state(state, device)
