@@ -62,8 +62,14 @@ reader: $(STAMP) data
 notebooks: $(STAMP) data
 	XDX_PROFILE=smoke $(PY) -m pytest -q --nbval-lax book/
 
+# The chapters as plain Jupyter (Colab) shows them: each MyST role replaced by what the book
+# shows (tools/colab_copies.py), then checked for anything left raw.
+COLAB_COPIES = $(PY) tools/colab_copies.py _build/jupyter_execute/book _build/colab \
+	  --note "Built on the $(1) profile." >/dev/null && $(PY) tools/colab_copies.py --check _build/colab
+
 book-smoke: $(STAMP) data
 	XDX_PROFILE=smoke $(BIN)/jupyter-book build $(BOOK_FLAGS) .
+	$(call COLAB_COPIES,smoke)
 
 test: lint unit notebooks reader book-smoke
 
@@ -71,7 +77,8 @@ book: $(STAMP) data
 	$(if $(BOOK_CONFIG),$(PY) tools/book_config.py $(BOOK_CONFIG))
 	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) \
 	  $(if $(BOOK_CONFIG),--config $(BOOK_CONFIG)) .
-	@echo "book: _build/html/index.html"
+	$(call COLAB_COPIES,$(PROFILE))
+	@echo "book: _build/html/index.html; Colab copies of the chapters: _build/colab/"
 
 # Run the experiment notebook through papermill with one config; the executed notebook and
 # the results land in runs/<name>/. A failed run leaves runs/<name>/results.failed.ipynb.

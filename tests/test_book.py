@@ -162,6 +162,32 @@ def test_profile_auto_reads_environment(monkeypatch):
         resolve_profile("gpu")
 
 
+@pytest.mark.parametrize(("colab", "gpu", "expected"),
+                         [(False, True, "book"), (True, True, "colab"), (True, False, "book")])
+def test_profile_auto_on_colab_follows_the_runtime(monkeypatch, capsys, colab, gpu, expected):
+    """On a Colab GPU ``auto`` is the published profile; on Colab's CPU it is ``book``, and
+    the chapter says what the published one would cost."""
+    import importlib.util
+
+    import torch
+
+    from xdx_lib.report import notebook
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        (object() if colab else None) if name == "google.colab" else real(name, *a)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.delenv("XDX_PROFILE", raising=False)
+    notebook.default_profile.cache_clear()
+    try:
+        assert resolve_profile("auto") == expected
+        said = capsys.readouterr().out
+        assert ("No GPU in this Colab runtime" in said) == (colab and not gpu)
+        assert resolve_profile("auto") == expected and capsys.readouterr().out == ""  # once
+    finally:
+        notebook.default_profile.cache_clear()
+
+
 def test_run_config_zero_means_profile():
     cfg = run_config({"profile": "smoke", "teacher_epochs": 0, "seed": 3})
     assert cfg.teacher_epochs == 1 and cfg.seed == 3 and cfg.profile == "smoke"

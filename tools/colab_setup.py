@@ -34,8 +34,8 @@ def fetch_published_runs(home: str, profile: str) -> None:
     reads them instead of training. Without such an archive (a profile never published, code
     changed since, no network) the chapter trains what it needs, as it would have; one line
     says which. A fetch that worked is not repeated for the same run cache."""
-    if profile == "auto":
-        profile = os.environ.get("XDX_PROFILE", "book")
+    if profile == "auto":  # else the library decides, as the chapter will (GPU or not)
+        profile = os.environ.get("XDX_PROFILE") or "auto"
     runs = os.environ.get("XDX_RUNS") or os.path.join(home, "runs")  # where xdx_lib reads it
     done = os.path.join(runs, f".xdx-fetched-{profile}")
     if os.path.isfile(done):

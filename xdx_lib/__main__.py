@@ -114,7 +114,8 @@ def _runs_parser(r: argparse.ArgumentParser) -> None:
     f = sub.add_parser("fetch", help="add a published archive's runs to the run cache")
     f.add_argument("source", nargs="?", help="the archive: an http(s) URL or a file")
     f.add_argument("--published", metavar="PROFILE", help="instead of SOURCE: the archive "
-                   "the book's workflow published for this code and PROFILE")  # fmt: skip
+                   "the book's workflow published for this code and PROFILE (auto: as a "
+                   "chapter's profile = 'auto' reads it)")  # fmt: skip
     f.add_argument("--runs", help=runs_help)
 
 
@@ -267,7 +268,12 @@ def _runs(args: argparse.Namespace) -> int:
         else:
             if (args.source is None) == (args.published is None):
                 raise ArchiveError("give the archive (a URL or a file) or --published PROFILE")
-            got = fetch(args.source or published_url(args.published), args.runs)
+            profile = args.published
+            if profile == "auto":  # as a chapter reads it: colab on a Colab GPU, else book
+                from xdx_lib.report.notebook import resolve_profile
+
+                profile = resolve_profile(profile)
+            got = fetch(args.source or published_url(profile), args.runs)
             print(f"fetched profile {got['profile']} (commit {got.get('commit') or 'unknown'}): "
                   f"{got['added']} files added, {got['present']} already there, in "
                   f"{got['runs']}")  # fmt: skip

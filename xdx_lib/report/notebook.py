@@ -16,6 +16,8 @@ chapter's code reads as its story.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import typing
 from collections.abc import Mapping
@@ -40,10 +42,39 @@ class ParameterError(ValueError):
         return [f"{type(self).__name__}: {self}"]
 
 
+#: What a chapter says on a Colab runtime without a GPU, where ``auto`` runs ``book``.
+COLAB_CPU_NOTE = (
+    "No GPU in this Colab runtime: the chapter runs the `book` profile (the whole book took "
+    "40 min on a 2-core CPU), not the published `colab` one (its results chapter alone took "
+    "2 h 21 min on a 2-core CPU). For the published profile choose Runtime > Change runtime "
+    "type > GPU, then run the chapter again."
+)
+
+
+@functools.cache
+def default_profile() -> str:
+    """The profile ``auto`` means without ``$XDX_PROFILE``: the published book's, ``colab``,
+    on a Colab runtime with a GPU; else ``book``, the CPU default. On a Colab runtime without
+    a GPU it says so once (:data:`COLAB_CPU_NOTE`)."""
+    try:
+        on_colab = importlib.util.find_spec("google.colab") is not None
+    except ModuleNotFoundError:  # no ``google`` package at all
+        on_colab = False
+    if not on_colab:
+        return "book"
+    import torch
+
+    if torch.cuda.is_available():
+        return "colab"
+    print(COLAB_CPU_NOTE)
+    return "book"
+
+
 def resolve_profile(profile: str) -> str:
-    """``auto`` becomes ``$XDX_PROFILE`` (set by ``make test`` to smoke), else ``book``."""
+    """``auto`` becomes ``$XDX_PROFILE`` (set by ``make book`` and ``make test``), else
+    :func:`default_profile` (``colab`` on a Colab GPU, else ``book``)."""
     if profile == "auto":
-        profile = os.environ.get("XDX_PROFILE", "book")
+        profile = os.environ.get("XDX_PROFILE") or default_profile()
     if profile not in PROFILES:
         raise ParameterError(
             f"profile {profile!r} is unknown; choose one of: auto, {', '.join(PROFILES)}"

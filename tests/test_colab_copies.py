@@ -1,0 +1,107 @@
+"""The chapters' Colab copies: every MyST role the chapters use becomes plain markdown (the
+glued value, a link to the published page), an unknown role or a value not glued stops the
+copy, and the check finds what plain Jupyter would show raw."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from scripts import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = "https://example.github.io/xdx"
+
+
+@pytest.fixture(scope="module")
+def tool():
+    return load_script("tools/colab_copies.py")
+
+
+def _chapter(folder: Path, markdown: list[str], glued: dict[str, str]) -> Path:
+    """An executed chapter as myst-nb leaves it: the notebook and its ``.glue.json``."""
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": m} for m in markdown]
+    cells.append({"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [],
+                  "execution_count": 1})  # fmt: skip
+    path = folder / "kd.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))  # fmt: skip
+    glue = {k: {"output_type": "display_data", "data": {"text/plain": v},
+                "metadata": {"scrapbook": {"name": k}}} for k, v in glued.items()}  # fmt: skip
+    path.with_suffix(".glue.json").write_text(json.dumps(glue))
+    return path
+
+
+def test_each_role_becomes_what_the_book_shows(tool):
+    text = ("KD scores {glue:}`acc` ({glue:text}`gap:.2f` over scratch); see {doc}`method` and "
+            "{doc}`the KD chapter <kd>`, {py:func}`~xdx_lib.distill.kd.kd_loss` and "
+            "{py:class}`xdx_lib.models.cae.CAE`.")  # fmt: skip
+    out = tool.plain_markdown(text, {"acc": "0.881", "gap": "0.0381"}, SITE)
+    assert out == (
+        "KD scores 0.881 (0.04 over scratch); see [method](https://example.github.io/xdx/book/"
+        "method.html) and [the KD chapter](https://example.github.io/xdx/book/kd.html), "
+        "[`kd_loss`](https://example.github.io/xdx/book/api.html#xdx_lib.distill.kd.kd_loss) "
+        "and [`xdx_lib.models.cae.CAE`](https://example.github.io/xdx/book/api.html#"
+        "xdx_lib.models.cae.CAE).")
+
+
+def test_a_value_not_glued_or_an_unknown_role_stops_the_copy(tool):
+    with pytest.raises(tool.CopyError, match="`missing` is not glued"):
+        tool.plain_markdown("{glue:}`missing`", {}, SITE)
+    with pytest.raises(tool.CopyError, match="cannot show"):
+        tool.plain_markdown("as {cite}`hinton2015` shows", {}, SITE)
+    with pytest.raises(tool.CopyError, match="cannot show"):
+        tool.plain_markdown("```{note}\nA note.\n```\n", {}, SITE)
+
+
+def test_the_check_finds_raw_myst_as_plain_jupyter_renders_it(tool):
+    assert tool.unrendered("{glue:}`acc` and {doc}`method`") == ["{glue:}<code>", "{doc}<code>"]
+    assert tool.unrendered("(sec-kd)=\n# KD\n") == ["(sec-kd)="]
+    assert tool.unrendered(":::{note}\nx\n:::\n") == [":::{note}"]
+    assert tool.unrendered("```{math}\nx\n```\n") == ['<code class="language-{']
+    assert tool.unrendered("Plain *text*, `code`, $x^2$ and [a link](https://a.b).") == []
+
+
+def test_copies_are_written_whole_and_checked(tool, tmp_path):
+    executed, out = tmp_path / "executed", tmp_path / "colab"
+    executed.mkdir()
+    _chapter(executed, ["# KD\n", "KD scores {glue:}`acc`."], {"acc": "0.881"})
+    (copy,) = tool.write_copies(executed, out, note="Built at commit abc on `colab`.")
+    cells = json.loads(copy.read_text())["cells"]
+    assert "Colab copy of the chapter [kd]" in cells[0]["source"]
+    assert "Built at commit abc" in cells[0]["source"]
+    assert [c["source"] for c in cells[1:3]] == ["# KD\n", "KD scores 0.881."]
+    assert cells[3]["cell_type"] == "code"
+    assert tool.main(["--check", str(out)]) == 0
+    cells[2]["source"] = "KD scores {glue:}`acc`."
+    copy.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))  # fmt: skip
+    assert tool.main(["--check", str(out)]) == 1
+
+
+class _Anything(dict):
+    """Glued values for any key: the chapters' roles checked without a build."""
+
+    def __contains__(self, key):
+        return True
+
+    def __getitem__(self, key):
+        return "0.5"
+
+
+def test_every_role_of_the_chapters_has_a_plain_form(tool):
+    """A role or directive a chapter starts using must be taught to the copies first."""
+    anything = _Anything()
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                text = "".join(cell["source"])
+                out = tool.plain_markdown(text, anything, SITE)
+                assert not re.search(r"\{[a-z][\w:-]*\}`", out), (path.name, out)
+
+
+def test_no_executed_chapters_is_one_line(tool, tmp_path, capsys):
+    assert tool.main([str(tmp_path), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: no executed chapters in ")

@@ -1,0 +1,191 @@
+"""Write the chapters as plain Jupyter shows them, for Colab, or check copies already written.
+
+    python tools/colab_copies.py _build/jupyter_execute/book _build/colab   # write the copies
+    python tools/colab_copies.py --check _build/colab                       # exit 1 on raw MyST
+
+The book's text is MyST: its sentences carry numbers computed in the build (``{glue:}``
+roles), links to other chapters (``{doc}``) and to the API (``{py:func}`` ...). Jupyter
+Book renders them; Colab shows them as literal text, and ``glue(...)`` prints nothing there.
+So, as Dive into Deep Learning publishes Colab copies of its notebooks, the book's workflow
+writes a copy of every executed chapter in which each role is what the book shows: the
+glued value (as that build computed it, on its profile), a link to the published page. Code
+cells and their outputs are the build's. A first cell says where the copy comes from and
+that running it recomputes every number.
+
+An unknown role or directive is an error, not a copy with raw syntax in it, and ``--check``
+renders each copy's markdown as plain Jupyter does (markdown-it, CommonMark) and fails on
+anything left of MyST (``tests/test_colab_copies.py``; ``make test`` runs it on the smoke
+build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ``{glue:}`key``` and ``{glue:text}`key:format```: a value computed in the build.
+GLUE = re.compile(r"\{glue(?::(?:text|any|md)?)?\}`([^`:]+)(?::([^`]+))?`")
+#: ``{doc}`target``` and ``{doc}`text <target>```: another page of the book.
+DOC = re.compile(r"\{doc\}`(?:([^`<]*?)\s*<([^>`]+)>|([^`]+))`")
+#: ``{py:func}`~xdx_lib.x.y```: an entry of the API chapter.
+PY = re.compile(r"\{py:(?:func|class|mod|data|meth|attr|obj)\}`(~?)([\w.]+)`")
+#: What is left of MyST in rendered HTML: a role before code, a backtick directive's fence.
+RAW = re.compile(r"\{[a-z][\w:-]*\}(?:<code>|`)|<code class=\"language-\{")
+#: What is left of MyST in a markdown line: a target label, a colon directive's fence.
+RAW_LINES = re.compile(r"^[ \t]*(?:\([\w-]+\)=|:::+\{[\w-]+\}).*$", re.M)
+
+
+class CopyError(ValueError):
+    """A chapter cannot be copied faithfully (an unknown role, a value not glued)."""
+
+
+def published_site(root: Path = ROOT) -> str:
+    """The published book's address, from the repository named in ``_config.yml``
+    (GitHub Pages: ``https://<owner>.github.io/<name>``)."""
+    url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
+    owner, name = url.rstrip("/").split("/")[-2:]
+    return f"https://{owner}.github.io/{name}"
+
+
+def glued_values(executed: Path) -> dict[str, str]:
+    """``{key: text}`` of what a chapter glued, from the ``<chapter>.glue.json`` myst-nb
+    writes beside the executed notebook (plain text; a glued figure is named, not drawn)."""
+    path = executed.with_suffix(".glue.json")
+    if not path.is_file():
+        return {}
+    values = {}
+    for key, output in json.loads(path.read_text()).items():
+        data = output.get("data", {})
+        text = data.get("text/plain", "")
+        values[key] = "(a figure: see the book)" if "image/png" in data else str(text)
+    return values
+
+
+def _glue(match: re.Match, values: dict[str, str]) -> str:
+    key, fmt = match.group(1), match.group(2)
+    if key not in values:
+        raise CopyError(f"{{glue:}}`{key}` is not glued by the chapter; glue it or drop it")
+    value = values[key]
+    if fmt:
+        try:
+            value = format(float(value), fmt)
+        except ValueError:
+            pass
+    return value
+
+
+def _doc(match: re.Match, site: str) -> str:
+    text, target = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
+    page = target.strip().removeprefix("/").removeprefix("book/")
+    return f"[{text or page}]({site}/book/{page}.html)"
+
+
+def _py(match: re.Match, site: str) -> str:
+    short, name = match.group(1), match.group(2)
+    shown = name.rsplit(".", 1)[-1] if short else name
+    return f"[`{shown}`]({site}/book/api.html#{name})"
+
+
+def plain_markdown(text: str, values: dict[str, str], site: str) -> str:
+    """``text`` with every MyST role the chapters use written as plain markdown."""
+    text = GLUE.sub(lambda m: _glue(m, values), text)
+    text = DOC.sub(lambda m: _doc(m, site), text)
+    text = PY.sub(lambda m: _py(m, site), text)
+    left = unrendered(text)
+    if left:
+        raise CopyError(f"MyST that a copy cannot show: {left[0]!r}; teach tools/colab_copies.py")
+    return text
+
+
+def unrendered(markdown: str) -> list[str]:
+    """What plain Jupyter would show of MyST after rendering ``markdown`` (CommonMark, as
+    markdown-it renders it): roles, directive fences and labels, each as found."""
+    from markdown_it import MarkdownIt
+
+    html = MarkdownIt("commonmark").render(markdown)
+    return [m.group(0) for m in RAW.finditer(html)] + RAW_LINES.findall(markdown)
+
+
+def header_cell(chapter: str, site: str, note: str) -> dict:
+    """The copy's first cell: where it comes from, and what running it does."""
+    text = (f"*This is the Colab copy of the chapter [{chapter}]({site}/book/{chapter}.html) "
+            f"of the published book. {note} The numbers in the text and the outputs below are "
+            "that build's; running the cells computes them again on the profile you choose in "
+            "the parameters cell.*")  # fmt: skip
+    return {"cell_type": "markdown", "metadata": {}, "source": text}
+
+
+def _text(source: str | list[str]) -> str:
+    """A cell's source as one string (a notebook file may store it as a list of lines)."""
+    return "".join(source) if isinstance(source, list) else source
+
+
+def plain_notebook(executed: Path, site: str, note: str) -> dict:
+    """The executed chapter ``executed`` as a notebook plain Jupyter shows whole."""
+    nb = json.loads(executed.read_text())
+    values = glued_values(executed)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            source = _text(cell["source"])
+            try:
+                cell["source"] = plain_markdown(source, values, site)
+            except CopyError as e:
+                raise CopyError(f"{executed.name}: {e}") from None
+    nb["cells"].insert(0, header_cell(executed.stem, site, note))
+    return nb
+
+
+def write_copies(executed_dir: Path, out: Path, note: str = "") -> list[Path]:
+    """A plain copy of every executed chapter of ``executed_dir`` in ``out``."""
+    site = published_site()
+    chapters = sorted(executed_dir.glob("*.ipynb"))
+    if not chapters:
+        raise CopyError(f"no executed chapters in {executed_dir}; build the book first")
+    copies = [(out / c.name, plain_notebook(c, site, note)) for c in chapters]
+    out.mkdir(parents=True, exist_ok=True)
+    for path, nb in copies:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return [path for path, _ in copies]
+
+
+def check_copies(folder: Path) -> list[str]:
+    """``"<chapter>: <what>"`` for everything of MyST left in the copies' markdown."""
+    problems = []
+    for path in sorted(folder.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "markdown":
+                source = _text(cell["source"])
+                problems += [f"{path.name}: {raw}" for raw in unrendered(source)]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", help="EXECUTED OUT to write; FOLDER with --check")
+    parser.add_argument("--check", action="store_true", help="check copies, write nothing")
+    parser.add_argument("--note", default="", help="a sentence on the build (commit, profile)")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            problems = check_copies(Path(args.folders[0]))
+            for p in problems:
+                print(f"unrendered MyST in {p}", file=sys.stderr)
+            return 1 if problems else 0
+        if len(args.folders) != 2:
+            parser.error("give the executed chapters' folder and the folder to write to")
+        for path in write_copies(Path(args.folders[0]), Path(args.folders[1]), args.note):
+            print(path)
+    except CopyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
