@@ -47,11 +47,32 @@ def test_each_role_becomes_what_the_book_shows(tool):
         "xdx_lib.models.cae.CAE).")
 
 
+def test_citations_and_terms_read_as_the_book_shows_them(tool):
+    papers = {"hinton2015distilling": ("Hinton et al.", "2015"),
+              "lundberg2017unified": ("Lundberg & Lee", "2017")}  # fmt: skip
+    text = ("KD {cite:p}`hinton2015distilling`, as {cite:t}`lundberg2017unified` say, with "
+            "{term}`soft targets` and {term}`a baseline <baseline>`.")  # fmt: skip
+    assert tool.plain_markdown(text, {}, SITE, papers) == (
+        f"KD ([Hinton et al., 2015]({SITE}/book/references.html)), as "
+        f"[Lundberg & Lee (2017)]({SITE}/book/references.html) say, with "
+        f"[soft targets]({SITE}/book/glossary.html#term-soft-targets) and "
+        f"[a baseline]({SITE}/book/glossary.html#term-baseline).")
+
+
+def test_the_bibliography_names_authors_and_years(tool):
+    papers = tool.citations()
+    assert papers["hinton2015distilling"] == ("Hinton et al.", "2015")
+    assert papers["zeiler2014visualizing"] == ("Zeiler & Fergus", "2014")
+    assert papers["xiao2017fashion"] == ("Xiao et al.", "2017")
+
+
 def test_a_value_not_glued_or_an_unknown_role_stops_the_copy(tool):
     with pytest.raises(tool.CopyError, match="`missing` is not glued"):
         tool.plain_markdown("{glue:}`missing`", {}, SITE)
     with pytest.raises(tool.CopyError, match="cannot show"):
-        tool.plain_markdown("as {cite}`hinton2015` shows", {}, SITE)
+        tool.plain_markdown("as {abbr}`KD (knowledge distillation)` shows", {}, SITE)
+    with pytest.raises(tool.CopyError, match="`nobody2020` is not in the bibliography"):
+        tool.plain_markdown("as {cite}`nobody2020` shows", {}, SITE)
     with pytest.raises(tool.CopyError, match="cannot show"):
         tool.plain_markdown("```{note}\nA note.\n```\n", {}, SITE)
 

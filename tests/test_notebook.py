@@ -94,3 +94,24 @@ def test_parameter_values_read_as_papermills_command_line_reads_them(text):
     expected, got = cli._resolve_type(text), value_from_text(text)
     assert type(got) is type(expected)
     assert got == expected or (got != got and expected != expected)  # nan equals nan here
+
+
+def test_show_source_shows_the_librarys_own_lines(capsys, monkeypatch):
+    """The chapters show the idea's code from the library: the text is the source itself."""
+    import builtins
+
+    from xdx_lib.distill.kd import KD, kd_loss
+
+    real_import = builtins.__import__
+
+    def no_ipython(name, *args, **kwargs):
+        if name.startswith("IPython"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ipython)
+    notebook.show_source(kd_loss, KD.loss_terms)
+    out = capsys.readouterr().out
+    assert out.startswith("def kd_loss(student_logits")
+    assert "kl * temperature**2" in out
+    assert "\n\ndef loss_terms(self, out: dict, batch: dict)" in out  # a method, dedented

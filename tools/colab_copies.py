@@ -35,6 +35,10 @@ GLUE = re.compile(r"\{glue(?::(?:text|any|md)?)?\}`([^`:]+)(?::([^`]+))?`")
 DOC = re.compile(r"\{doc\}`(?:([^`<]*?)\s*<([^>`]+)>|([^`]+))`")
 #: ``{py:func}`~xdx_lib.x.y```: an entry of the API chapter.
 PY = re.compile(r"\{py:(?:func|class|mod|data|meth|attr|obj)\}`(~?)([\w.]+)`")
+#: ``{cite:p}`a,b``` (also ``{cite}``) and ``{cite:t}`a```: papers of ``references.bib``.
+CITE = re.compile(r"\{cite(?::(p|t|ps|ts))?\}`([^`]+)`")
+#: ``{term}`name``` and ``{term}`text <name>```: an entry of the glossary.
+TERM = re.compile(r"\{term\}`(?:([^`<]*?)\s*<([^>`]+)>|([^`]+))`")
 #: What is left of MyST in rendered HTML: a role before code, a backtick directive's fence.
 RAW = re.compile(r"\{[a-z][\w:-]*\}(?:<code>|`)|<code class=\"language-\{")
 #: What is left of MyST in a markdown line: a target label, a colon directive's fence.
@@ -51,6 +55,23 @@ def published_site(root: Path = ROOT) -> str:
     url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
     owner, name = url.rstrip("/").split("/")[-2:]
     return f"https://{owner}.github.io/{name}"
+
+
+def citations(root: Path = ROOT) -> dict[str, tuple[str, str]]:
+    """``{key: (authors, year)}`` of the bibliography ``_config.yml`` names, as the book
+    cites them in author-year style: "Hinton et al.", "Lundberg & Lee"."""
+    from pybtex.database import parse_file
+
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    out = {}
+    for bib in config.get("bibtex_bibfiles", []):
+        for key, entry in parse_file(str(root / bib)).entries.items():
+            names = [re.sub(r"\\[a-zA-Z]+|[{}\\\"']", "", " ".join(p.last_names))
+                     for p in entry.persons.get("author", [])]  # fmt: skip
+            authors = (names[0] if len(names) == 1 else " & ".join(names) if len(names) == 2
+                       else f"{names[0]} et al.")  # fmt: skip
+            out[key] = (authors, entry.fields.get("year", "n.d."))
+    return out
 
 
 def glued_values(executed: Path) -> dict[str, str]:
@@ -92,8 +113,32 @@ def _py(match: re.Match, site: str) -> str:
     return f"[`{shown}`]({site}/book/api.html#{name})"
 
 
-def plain_markdown(text: str, values: dict[str, str], site: str) -> str:
-    """``text`` with every MyST role the chapters use written as plain markdown."""
+def _cite(match: re.Match, papers: dict[str, tuple[str, str]], site: str) -> str:
+    keys = [k.strip() for k in match.group(2).split(",")]
+    unknown = [k for k in keys if k not in papers]
+    if unknown:
+        raise CopyError(f"{{cite}}`{unknown[0]}` is not in the bibliography; add it to it")
+    if match.group(1) in ("t", "ts"):
+        shown = "; ".join(f"{papers[k][0]} ({papers[k][1]})" for k in keys)
+        return f"[{shown}]({site}/book/references.html)"
+    shown = "; ".join(f"{papers[k][0]}, {papers[k][1]}" for k in keys)
+    return f"([{shown}]({site}/book/references.html))"
+
+
+def _term(match: re.Match, site: str) -> str:
+    text, name = (match.group(1), match.group(2)) if match.group(2) else (None, match.group(3))
+    anchor = re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
+    return f"[{text or name}]({site}/book/glossary.html#term-{anchor})"
+
+
+def plain_markdown(text: str, values: dict[str, str], site: str,
+                   papers: dict[str, tuple[str, str]] | None = None) -> str:  # fmt: skip
+    """``text`` with every MyST role the chapters use written as plain markdown
+    (``papers``: :func:`citations`, read when None)."""
+    if CITE.search(text):
+        papers = citations() if papers is None else papers
+        text = CITE.sub(lambda m: _cite(m, papers, site), text)
+    text = TERM.sub(lambda m: _term(m, site), text)
     text = GLUE.sub(lambda m: _glue(m, values), text)
     text = DOC.sub(lambda m: _doc(m, site), text)
     text = PY.sub(lambda m: _py(m, site), text)
@@ -129,12 +174,12 @@ def _text(source: str | list[str]) -> str:
 def plain_notebook(executed: Path, site: str, note: str) -> dict:
     """The executed chapter ``executed`` as a notebook plain Jupyter shows whole."""
     nb = json.loads(executed.read_text())
-    values = glued_values(executed)
+    values, papers = glued_values(executed), citations()
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             source = _text(cell["source"])
             try:
-                cell["source"] = plain_markdown(source, values, site)
+                cell["source"] = plain_markdown(source, values, site, papers)
             except CopyError as e:
                 raise CopyError(f"{executed.name}: {e}") from None
     nb["cells"].insert(0, header_cell(executed.stem, site, note))

@@ -305,6 +305,25 @@ class GluedText:
         return self.text
 
 
+def show_source(*objects: Any) -> None:
+    """Show the library's own code of each function, class or method in the notebook.
+
+    A chapter shows the lines that are its idea (the KD loss, the CAE's forward pass) from
+    the library itself, so that there is one copy of them: what the reader reads is what
+    trains the book's models. Highlighted as Python where IPython runs, else printed.
+    """
+    import inspect
+    import textwrap
+
+    text = "\n\n".join(textwrap.dedent(inspect.getsource(o)).rstrip() for o in objects)
+    try:
+        from IPython.display import Code, display
+    except ImportError:  # not in a kernel
+        print(text)
+        return
+    display(Code(text, language="python"))
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Glue ``value`` for ``{glue:}`name``` in the book's text; a string shows unquoted.
 
