@@ -126,3 +126,20 @@ def test_every_role_of_the_chapters_has_a_plain_form(tool):
 def test_no_executed_chapters_is_one_line(tool, tmp_path, capsys):
     assert tool.main([str(tmp_path), str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("error: no executed chapters in ")
+
+
+def test_a_generated_sentence_over_the_limit_is_found(tool, tmp_path):
+    long = " ".join(["word"] * 40)
+    _chapter(tmp_path, ["So {glue:}`reading`. A short one: {glue:}`short`.",
+                        "Written by hand, " + " ".join(["long"] * 40) + "."],
+             {"reading": long, "short": "five words are here now"})  # fmt: skip
+    found = tool.long_generated_sentences(tmp_path, 35)
+    assert len(found) == 1 and found[0].startswith("kd: 41 words: So word word")
+    assert tool.long_generated_sentences(tmp_path, 45) == []
+    assert tool.main([str(tmp_path), str(tmp_path / "out"), "--max-words", "35"]) == 1
+
+
+def test_sentences_split_paragraphs_items_and_full_stops(tool):
+    text = "One sentence. Two (with 0.5 in it).\n\n- an item\n- another. Its second.\n"
+    assert tool.sentences(text) == ["One sentence.", "Two (with 0.5 in it).", "an item",
+                                    "another.", "Its second."]  # fmt: skip

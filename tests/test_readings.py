@@ -64,10 +64,10 @@ def test_plateau_consequence():
     kd_behind = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
     text = readings.plateau_consequence(kd_behind, 8, COLAB.student)
     assert text.startswith("The KD student needs a longer schedule than the scratch student: ")
-    assert ("exhausted. The KD student is short of its plateau at the profile's 8 epochs, so "
-            "every comparison of this profile that reads it is of students trained ") in text
-    assert text.endswith(f"likely understated (the colab profile trains the same students for "
-                         f"{COLAB.student_epochs} epochs, on a GPU)")  # fmt: skip
+    assert ("exhausted. The KD student is short of its plateau at the profile's 8 epochs. So "
+            "every comparison that reads it is of equal training budgets") in text
+    assert text.endswith(f"likely understated. The colab profile trains the same students for "
+                         f"{COLAB.student_epochs} epochs, on a GPU")  # fmt: skip
     scratch_behind = {"scratch": {8: 0.84, 16: 0.86}, "kd": {8: 0.87, 16: 0.87}}
     text = readings.plateau_consequence(scratch_behind, 8, "another student")
     assert text.startswith("The scratch student is short") and text.endswith("likely overstated")
@@ -79,10 +79,9 @@ def test_plateau_consequence_names_every_method_short_of_its_plateau():
     text = readings.plateau_consequence(learners_short, 12, "another student")
     assert text == (
         "The e2KD and XDistillation students are short of their plateau at the profile's 12 "
-        "epochs, so every comparison of this profile that reads them is of students trained "
-        "for the same number of epochs, not of students at their plateau; a method that "
-        "learns faster is read as better, and the gains of learning from the teacher are "
-        "likely understated")
+        "epochs. So every comparison that reads them is of equal training budgets, not of "
+        "plateaus: a method that learns faster is read as better. The gains of learning from "
+        "the teacher are then likely understated")
     both_short = {"scratch": short, "kd": there, "xdistill": short}
     text = readings.plateau_consequence(both_short, 12, "another student")
     assert text.startswith("The scratch and XDistillation students are short of their plateau")
@@ -96,12 +95,12 @@ def test_plateau_paragraph_names_its_phrases():
     final = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
     paragraph = readings.plateau_paragraph(final, 8, "another student")
     assert paragraph == {
-        "plateaus": (f"{readings.plateau('scratch', final['scratch'], 8)}; "
-                     f"{readings.plateau('kd', final['kd'], 8)}"),
+        "plateaus": readings.sentences(readings.plateau('scratch', final['scratch'], 8),
+                                       readings.plateau('kd', final['kd'], 8)),
         "kd_lead_by_budget": "+0.010 after 8 epochs, +0.030 after 16 epochs",
         "plateau_consequence": readings.plateau_consequence(final, 8, "another student")}
-    assert paragraph["plateaus"].startswith("the scratch student has reached its plateau")
-    assert "; the KD student is short of its plateau" in paragraph["plateaus"]
+    assert paragraph["plateaus"].startswith("The scratch student has reached its plateau")
+    assert ". The KD student is short of its plateau" in paragraph["plateaus"]
 
 
 def test_premise_reads_the_interval():
@@ -135,7 +134,7 @@ def test_cae_choice_says_when_validation_chose_another_than_the_default():
         "grid: skips is the CAE XDistillation uses by default (cae_output, cae_variant)")
     assert readings.cae_choice("full: both", pearson) == (
         "full: both is not the CAE XDistillation uses by default, grid: skips (cae_output, "
-        "cae_variant), which is 0.009 below it in Pearson r on validation; XDistillation "
+        "cae_variant), which is 0.009 below it in Pearson r on validation. XDistillation "
         "keeps its default unless a run sets those two options")
 
 
@@ -166,10 +165,10 @@ def test_ratio_range():
 
 
 def test_seed_spread_reads_the_smallest_ratio():
-    assert readings.seed_spread([]) == "there is no spread to measure with fewer than two seeds"
-    assert readings.seed_spread([1.6, 2.0]).startswith("most of the spread is whole students")
+    assert readings.seed_spread([]) == "There is no spread to measure with fewer than two seeds"
+    assert readings.seed_spread([1.6, 2.0]).startswith("Most of the spread is whole students")
     assert readings.seed_spread([1.5, 2.0]) == (
-        "much of the spread is the test set's finite size, which more test images shrink")
+        "Much of the spread is the test set's finite size, which more test images shrink")
 
 
 def _d(a: str, b: str, mean: float, lower: float, upper: float, n: int = 3):
@@ -193,15 +192,15 @@ OPEN = (0.01, -0.02, 0.04)  # holds 0: inconclusive
 
 def test_map_use_as_the_teachers_explanation_only_when_its_map_beats_the_mean_map():
     text = _map_use(BEATS, BEATS, (0.02, 0.01, 0.03))
-    assert text == ("the student uses its map as the teacher's explanation: the teacher's map "
-                    "of the image serves it better than the teacher's image-blind mean map "
-                    "(teacher true beats teacher mean: +0.020 [+0.010, +0.030])")  # fmt: skip
+    assert text == ("The student uses its map as the teacher's explanation. The teacher's map "
+                    "of the image serves it better than the teacher's image-blind mean map: "
+                    "teacher true beats teacher mean: +0.020 [+0.010, +0.030]")  # fmt: skip
     # shown above 0 but estimated below the margin: the part rule does not read it supported
     below = _map_use(BEATS, BEATS, (0.005, 0.001, 0.009))
-    assert below.startswith("the student depends on its map (own beats flat: +0.050")
-    assert below.endswith("these seeds do not show it using the map as the teacher's "
-                          "explanation (teacher true beats teacher mean by less than the "
-                          "margin: +0.005 [+0.001, +0.009])")  # fmt: skip
+    assert below.startswith("The student depends on its map. Own beats flat: +0.050")
+    assert below.endswith("These seeds do not show it using the map as the teacher's "
+                          "explanation: teacher true beats teacher mean by less than the "
+                          "margin: +0.005 [+0.001, +0.009]")  # fmt: skip
     # a wider margin makes the same difference negligible
     assert _map_use(BEATS, BEATS, (0.02, 0.01, 0.03), margin=0.05).endswith(
         "a second view of it, more than where the teacher looked")
@@ -209,9 +208,9 @@ def test_map_use_as_the_teachers_explanation_only_when_its_map_beats_the_mean_ma
 
 def test_map_use_hardly_used_when_both_replacements_are_shown_within_the_margin():
     assert _map_use(INSIDE, INSIDE, OPEN) == (
-        "the student hardly uses its map: XDistillation's accuracy does not come from it "
-        "(own and flat lie within the margin of each other: +0.001 [-0.002, +0.004]; own "
-        "and other image lie within the margin of each other: +0.001 [-0.002, +0.004])")
+        "The student hardly uses its map: XDistillation's accuracy does not come from it. "
+        "Own and flat lie within the margin of each other: +0.001 [-0.002, +0.004]. Own "
+        "and other image lie within the margin of each other: +0.001 [-0.002, +0.004]")
 
 
 @pytest.mark.parametrize("true_mean, shown", [
@@ -220,31 +219,31 @@ def test_map_use_hardly_used_when_both_replacements_are_shown_within_the_margin(
 ])  # fmt: skip
 def test_map_use_a_second_view_when_the_teachers_map_is_shown_no_better(true_mean, shown):
     text = _map_use(BEATS, OPEN, true_mean)
-    assert text.startswith("the student depends on its map (own beats flat: +0.050 [+0.030, "
-                           f"+0.070]), but not as the teacher's explanation ({shown}")  # fmt: skip
-    assert text.endswith("): it reads what the CAE's output shows of the image, a second view "
+    assert text.startswith("The student depends on its map. Own beats flat: +0.050 [+0.030, "
+                           f"+0.070]. But not as the teacher's explanation: {shown}")  # fmt: skip
+    assert text.endswith(". It reads what the CAE's output shows of the image, a second view "
                          "of it, more than where the teacher looked")  # fmt: skip
     assert "other image" not in text  # only the replacements it beats are named
 
 
 def test_map_use_depended_on_but_undecided_about_the_teachers_map():
     assert _map_use(INSIDE, BEATS, OPEN) == (
-        "the student depends on its map (own beats other image: +0.050 [+0.030, +0.070]), "
-        "but these seeds do not show it using the map as the teacher's explanation (teacher "
-        "true is not shown better or worse than teacher mean: +0.010 [-0.020, +0.040])")
+        "The student depends on its map. Own beats other image: +0.050 [+0.030, +0.070]. "
+        "These seeds do not show it using the map as the teacher's explanation: teacher "
+        "true is not shown better or worse than teacher mean: +0.010 [-0.020, +0.040]")
 
 
 def test_map_use_otherwise_says_the_seeds_do_not_show_how():
     assert _map_use(OPEN, INSIDE, OPEN) == (
-        "these seeds do not show how the student uses its map (own is not shown better or "
-        "worse than flat: +0.010 [-0.020, +0.040]; own and other image lie within the margin "
-        "of each other: +0.001 [-0.002, +0.004]; teacher true is not shown better or worse "
-        "than teacher mean: +0.010 [-0.020, +0.040])")
+        "These seeds do not show how the student uses its map. Own is not shown better or "
+        "worse than flat: +0.010 [-0.020, +0.040]. Own and other image lie within the margin "
+        "of each other: +0.001 [-0.002, +0.004]. Teacher true is not shown better or worse "
+        "than teacher mean: +0.010 [-0.020, +0.040]")
     one_seed = (0.05, math.nan, math.nan)
     diffs = {pair: _d(*pair, *one_seed, n=1) for pair in readings.MAP_USE_PAIRS}
     text = readings.map_use(diffs)
-    assert text.startswith("these seeds do not show how")
-    assert "own is not shown better or worse than flat: +0.050 (n=1, no bounds)" in text
+    assert text.startswith("These seeds do not show how")
+    assert "Own is not shown better or worse than flat: +0.050 (n=1, no bounds)" in text
 
 
 # ---------------------------------------------------------------- the results' verdicts
@@ -254,17 +253,18 @@ def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
     from xdx_lib.analysis import claims
 
     text = readings.multiplicity(claims.multiplicity())
-    assert text.startswith("the verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
-                           "C3 3 parts), each by a one-sided test at 5 %, and the paired table "
-                           "up to 35 differences")  # fmt: skip
+    assert text.startswith("The verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
+                           "C3 3 parts), each by a one-sided test at 5 %. The paired table "
+                           "reads up to 35 differences")  # fmt: skip
     # 35 cells at 5 %: 1.75 by chance; C3's three parts: 1 - 0.95^3 = 14 %, at most 15 %;
     # all six parts: 1 - 0.95^6 = 26 %, at most 30 %
-    assert "about 1.8 of its cells would still read one method ahead" in text
+    assert "about 1.8 of them would still read one method ahead" in text
     assert "keeps a false \"supported\" at most 5 %" in text
     assert "a claim of 3 parts (C3) reads it by chance up to 15 % of the time (14 % were" in text
-    assert text.endswith("some one of the 6 parts reads supported by chance up to 30 % (26 %)")
+    assert text.endswith("Some one of the 6 parts reads supported by chance up to 30 % (26 %)")
+    assert max(len(sentence.split()) for sentence in text.split(". ")) <= readings.MAX_WORDS
     two = readings.multiplicity(claims.Multiplicity((("C9", 2),), cells=4))
-    assert "the verdicts read 2 parts of 1 claim (C9 2 parts)" in two
+    assert "The verdicts read 2 parts of 1 claim (C9 2 parts)" in two
     assert "up to 10 % of the time (10 % were its parts independent)" in two
 
 
@@ -278,16 +278,16 @@ def test_fragile_verdicts_names_the_claims_and_the_seeds():
     same = [out("C1", CV.SUPPORTED, CV.SUPPORTED, CV.SUPPORTED),
             out("C2", CV.INCONCLUSIVE, CV.INCONCLUSIVE, CV.INCONCLUSIVE)]  # fmt: skip
     assert readings.fragile_verdicts(same) == (
-        "every verdict reads the same when any one seed is left out")
+        "On this run, every verdict reads the same when any one seed is left out")
     c2 = out("C2", CV.BELOW_MARGIN, CV.BELOW_MARGIN, CV.INCONCLUSIVE, CV.SUPPORTED,
              CV.INCONCLUSIVE)  # fmt: skip
     mixed = [same[0], c2, out("C3", CV.NOT_SUPPORTED, CV.NOT_SUPPORTED),
              out("C4", CV.SUPPORTED, CV.SUPPORTED)]  # fmt: skip
     assert readings.fragile_verdicts(mixed) == (
         "C2 (positive but below the margin) is fragile: without seeds 1, 3 it reads "
-        "inconclusive, without seed 2 it reads supported; C1, C3 and C4 read the same without "
+        "inconclusive, without seed 2 it reads supported. C1, C3 and C4 read the same without "
         "any one seed")
-    assert readings.fragile_verdicts([same[0], c2]).endswith("; C1 reads the same without any "
+    assert readings.fragile_verdicts([same[0], c2]).endswith(". C1 reads the same without any "
                                                              "one seed")  # fmt: skip
     assert readings.fragile_verdicts([c2]).startswith("C2 (positive but below the margin) is")
 
@@ -309,9 +309,8 @@ def test_accuracy_against_kd_cannot_judge_noise_on_one_seed():
         return PairedDifference("xdistill", "KD", "accuracy", n, mean, math.nan, low, high)
 
     one = readings.accuracy_against_kd(d(1, -0.004, math.nan, math.nan))
-    assert one == ("-0.004 (n=1, no interval): with n = 1 seed there is no spread between "
-                   "seeds, so whether it is below KD's beyond noise cannot be judged and that "
-                   "check holds by default")  # fmt: skip
+    assert one == ("-0.004 (n=1, no interval) (one seed: no spread to judge noise by, so the "
+                   "check holds by default)")  # fmt: skip
     assert readings.accuracy_against_kd(d(3, -0.01, -0.02, -0.001)).endswith(
         ": below KD's beyond the noise between seeds")
     assert readings.accuracy_against_kd(d(3, -0.01, -0.02, 0.001)).endswith(
@@ -322,10 +321,14 @@ def test_grid_stability_counts_the_seeds_the_chosen_point_wins():
     spread = {"val s100": {"a": 0.80, "b": 0.81}, "val s101": {"a": 0.86, "b": 0.82},
               "val mean": {"a": 0.83, "b": 0.815}, "val sd": {"a": 0.04, "b": 0.007}}
     text = readings.grid_stability(spread)
-    assert text.startswith("the chosen point is the best on 1 of 2 tune seeds")
+    assert text.startswith("The chosen point is the best on 1 of 2 tune seeds")
     assert "by 0.0150" in text and "0.0400" in text and "within the seeds' noise" in text
     steady = {**spread, "val s100": {"a": 0.82, "b": 0.81}, "val sd": {"a": 0.004, "b": 0.01}}
-    assert readings.grid_stability(steady).endswith("(the largest sd of a point over the "
-                                                    "seeds: 0.0100)")  # fmt: skip
+    assert readings.grid_stability(steady).endswith("where a point's sd over the seeds "
+                                                    "reaches 0.0100")  # fmt: skip
     one = {"val s100": {"a": 0.8}, "val mean": {"a": 0.8}, "val sd": {"a": float("nan")}}
     assert "cannot be read" in readings.grid_stability(one)
+
+
+def test_sentences_capitalise_each_part_and_leave_the_last_open():
+    assert readings.sentences("one", "", "two: three") == "One. Two: three"

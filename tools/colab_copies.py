@@ -199,6 +199,34 @@ def write_copies(executed_dir: Path, out: Path, note: str = "") -> list[Path]:
     return [path for path, _ in copies]
 
 
+def sentences(markdown: str) -> list[str]:
+    """The sentences of a markdown text: paragraphs and list items, split after ``.``,
+    ``!`` or ``?`` where the next sentence begins."""
+    blocks = re.split(r"\n\s*\n|^\s*(?:[-*]|\d+\.)\s+", markdown, flags=re.M)
+    return [s.strip() for b in blocks for s in re.split(r"(?<=[.!?])\s+(?=[A-Z*(\[`])", b)
+            if s.strip()]  # fmt: skip
+
+
+def long_generated_sentences(executed_dir: Path, limit: int) -> list[str]:
+    """``"<chapter>: <n> words: <sentence>"`` for every sentence of the book's text over
+    ``limit`` words that a reading wrote (a glued value of five words or more is in it):
+    the generated sentences must read as well as the written ones."""
+    site, long = published_site(), []
+    for executed in sorted(executed_dir.glob("*.ipynb")):
+        values = glued_values(executed)
+        for cell in json.loads(executed.read_text())["cells"]:
+            source = _text(cell["source"])
+            if cell["cell_type"] != "markdown" or not GLUE.search(source):
+                continue
+            glued = [values[m.group(1)] for m in GLUE.finditer(source)
+                     if len(values.get(m.group(1), "").split()) >= 5]  # fmt: skip
+            for sentence in sentences(plain_markdown(source, values, site, {})):
+                words = len(re.sub(r"\]\([^)]*\)", "]", sentence).split())
+                if words > limit and any(g in sentence for g in glued):
+                    long.append(f"{executed.stem}: {words} words: {sentence}")
+    return long
+
+
 def check_copies(folder: Path) -> list[str]:
     """``"<chapter>: <what>"`` for everything of MyST left in the copies' markdown."""
     problems = []
@@ -215,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", help="EXECUTED OUT to write; FOLDER with --check")
     parser.add_argument("--check", action="store_true", help="check copies, write nothing")
     parser.add_argument("--note", default="", help="a sentence on the build (commit, profile)")
+    parser.add_argument("--max-words", type=int, default=0,
+                        help="also fail on a generated sentence longer than this (0: no check)")
     args = parser.parse_args(argv)
     try:
         if args.check:
@@ -226,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give the executed chapters' folder and the folder to write to")
         for path in write_copies(Path(args.folders[0]), Path(args.folders[1]), args.note):
             print(path)
+        if args.max_words:
+            long = long_generated_sentences(Path(args.folders[0]), args.max_words)
+            for sentence in long:
+                print(f"a generated sentence over {args.max_words} words in {sentence}",
+                      file=sys.stderr)  # fmt: skip
+            return 1 if long else 0
     except CopyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,9 @@ returns the words, so that the rule that picks the words is stated once, in code
 reads, and the chapter's hidden cells only glue what these return.
 
 The words are the book's; a reading that changes its rule changes the book's text, and its
-test says how.
+test says how. A reading of several sentences returns them whole, each capitalised, the
+last without its full stop (the chapter's text ends it); no sentence runs past
+:data:`MAX_WORDS` words (``tools/colab_copies.py --max-words`` checks a build).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from xdx_lib.analysis.stats import PairedDifference
 from xdx_lib.core.config import PROFILES, RunConfig
 from xdx_lib.report.tables import format_difference, format_interval
 
+#: The longest sentence a reading may write, in words.
+MAX_WORDS = 35
 #: How a method key reads in a sentence, where it differs from the key.
 METHOD_NAMES = {"kd": "KD", "e2kd": "e2KD", "xdistill": "XDistillation"}
 #: A seed spread at least this many times what independent flips make it is read as whole
@@ -40,6 +44,12 @@ SANITY_KEPT_FROM = 0.5
 
 
 # ---------------------------------------------------------------------- the KD chapter
+
+
+def sentences(*parts: str) -> str:
+    """``parts`` as sentences: each capitalised, joined by full stops (the last left open
+    for the chapter's text to close)."""
+    return ". ".join(p[:1].upper() + p[1:] for p in parts if p)
 
 
 def counted(n: int, noun: str) -> str:
@@ -113,40 +123,42 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
     """
     reached_by = {m: plateau_on_validation({"val": by}) for m, by in accuracy_by_epochs.items()}
     needs = {m: reached or math.inf for m, reached in reached_by.items()}
-    patient = ("The KD student needs a longer schedule than the scratch student: the "
+    patient = ("the KD student needs a longer schedule than the scratch student: the "
                "teacher's soft targets keep giving it something to fit after the labels "
-               "alone are exhausted. "
+               "alone are exhausted"
                if needs.get("kd", 0) > needs.get("scratch", math.inf) else "")  # fmt: skip
     short = [m for m, reached in reached_by.items() if reached != epochs]
     if not short:
-        return patient + "Comparisons of this profile are of students at their plateau"
+        return sentences(patient, "comparisons of this profile are of students at their plateau")
     colab_epochs = colab_epochs_beyond(student, epochs)
-    longer = (f" (the colab profile trains the same students for {colab_epochs} epochs, on "
-              "a GPU)" if colab_epochs is not None else "")  # fmt: skip
+    longer = (f"the colab profile trains the same students for {colab_epochs} epochs, on a GPU"
+              if colab_epochs is not None else "")  # fmt: skip
     if "scratch" not in short:
-        bent = ", and the gains of learning from the teacher are likely understated"
+        bent = "the gains of learning from the teacher are then likely understated"
     elif short == ["scratch"]:
-        bent = ", and the gains of learning from the teacher are likely overstated"
+        bent = "the gains of learning from the teacher are then likely overstated"
     else:
         bent = ""
     names = " and ".join(METHOD_NAMES.get(m, m) for m in short)
     one = len(short) == 1
-    return (patient + f"The {names} {'student is' if one else 'students are'} short of "
-            f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs, so every "
-            f"comparison of this profile that reads {'it' if one else 'them'} is of students "
-            "trained for the same number of epochs, not of students at their plateau; a "
-            f"method that learns faster is read as better{bent}{longer}")  # fmt: skip
+    return sentences(
+        patient,
+        f"the {names} {'student is' if one else 'students are'} short of "
+        f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs",
+        f"so every comparison that reads {'it' if one else 'them'} is of equal training "
+        "budgets, not of plateaus: a method that learns faster is read as better",
+        bent, longer)  # fmt: skip
 
 
 def plateau_paragraph(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
                       student: str) -> dict[str, str]:  # fmt: skip
     """The KD chapter's paragraph on the plateaus, phrase by phrase under the names its text
-    glues: ``plateaus``, every method's :func:`plateau` in the order given, joined by
-    semicolons; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
+    glues: ``plateaus``, every method's :func:`plateau` in the order given, one sentence
+    each; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
     (:func:`plateau_consequence`), from the final validation accuracies by schedule of
     ``"scratch"``, ``"kd"`` and any other method compared."""
     by = accuracy_by_epochs
-    return {"plateaus": "; ".join(plateau(m, by[m], epochs) for m in by),
+    return {"plateaus": sentences(*(plateau(m, by[m], epochs) for m in by)),
             "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
             "plateau_consequence": plateau_consequence(by, epochs, student)}  # fmt: skip
 
@@ -163,19 +175,19 @@ def grid_stability(spread: Mapping[str, Mapping]) -> str:
     means = spread["val mean"]
     chosen = max(means, key=lambda p: means[p])
     if len(seeds) < 2:
-        return ("with one tune seed the grid's stability over seeds cannot be read; "
-                "more tune_seeds would show it")  # fmt: skip
+        return sentences("with one tune seed the grid's stability over seeds cannot be read",
+                         "more tune_seeds would show it")  # fmt: skip
     wins = sum(max(spread[s], key=lambda p: spread[s][p]) == chosen for s in seeds)
     others = [means[p] for p in means if p != chosen]
     lead = means[chosen] - max(others) if others else math.nan
     sd = max(v for v in spread["val sd"].values() if math.isfinite(v))
-    text = (f"the chosen point is the best on {wins} of {len(seeds)} tune seeds, and leads "
-            f"the next point by {lead:.4f} in mean validation accuracy (the largest sd of a "
-            f"point over the seeds: {sd:.4f})")  # fmt: skip
+    said = [f"the chosen point is the best on {wins} of {len(seeds)} tune seeds",
+            f"it leads the next point by {lead:.4f} in mean validation accuracy, where a "
+            f"point's sd over the seeds reaches {sd:.4f}"]  # fmt: skip
     if wins < len(seeds) or lead < sd:
-        text += (": the points lie within the seeds' noise of each other, so which one is "
-                 "kept matters less than the seed a student trains on")  # fmt: skip
-    return text
+        said.append("the points lie within the seeds' noise of each other: which one is kept "
+                    "matters less than the seed a student trains on")  # fmt: skip
+    return sentences(*said)
 
 
 def premise(n: int, low: float, high: float) -> str:
@@ -229,10 +241,11 @@ def cae_choice(chosen: str, pearson: Mapping[str, float]) -> str:
     default = default_cae()
     if chosen == default:
         return f"{chosen} is the CAE XDistillation uses by default (cae_output, cae_variant)"
+    # the first sentence opens with the CAE's name, which keeps its lower case
     return (f"{chosen} is not the CAE XDistillation uses by default, {default} (cae_output, "
             f"cae_variant), which is {pearson[chosen] - pearson[default]:.3f} below it in "
-            "Pearson r on validation; XDistillation keeps its default unless a run sets "
-            "those two options")  # fmt: skip
+            "Pearson r on validation. XDistillation keeps its default unless a run sets those "
+            "two options")  # fmt: skip
 
 
 def explains_closer(kd: float, scratch: float) -> str:
@@ -275,9 +288,8 @@ def accuracy_against_kd(d: PairedDifference) -> str:
     With one seed there is no spread to measure the noise by, so it cannot be judged and the
     check holds by default."""
     if d.n < 2:
-        return (f"{format_difference(d)}: with n = {d.n} seed there is no spread between seeds, "
-                "so whether it is below KD's beyond noise cannot be judged and that check "
-                "holds by default")  # fmt: skip
+        return (f"{format_difference(d)} (one seed: no spread to judge noise by, so the check "
+                "holds by default)")  # fmt: skip
     side = "below" if d.upper < 0 else "not below"
     return f"{format_difference(d)}: {side} KD's beyond the noise between seeds"
 
@@ -294,12 +306,13 @@ def seed_spread(ratios: Sequence[float], students: float = SPREAD_RATIO_STUDENTS
     ratio
     exceeds ``students``, else largely the test set's size."""
     if not len(ratios):
-        return "there is no spread to measure with fewer than two seeds"
+        return "There is no spread to measure with fewer than two seeds"
     if min(ratios) > students:
-        return ("most of the spread is whole students differing, which only more seeds or "
-                "longer training average out; the test set's share is what scoring on the "
-                "whole split keeps small")  # fmt: skip
-    return "much of the spread is the test set's finite size, which more test images shrink"
+        return sentences("most of the spread is whole students differing, which only more "
+                         "seeds or longer training average out",
+                         "scoring on the whole test split keeps the test set's share small"
+                         )  # fmt: skip
+    return "Much of the spread is the test set's finite size, which more test images shrink"
 
 
 #: The paired differences in accuracy that :func:`map_use` reads, each ``(a, b)`` for ``a -
@@ -349,23 +362,24 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
     said = {pair: _pair(d[pair], v[pair]) for pair in MAP_USE_PAIRS}
     own, explains = MAP_USE_PAIRS[:2], MAP_USE_PAIRS[2]
     if v[explains] is PartVerdict.SUPPORTED:
-        return ("the student uses its map as the teacher's explanation: the teacher's map of "
-                "the image serves it better than the teacher's image-blind mean map "
-                f"({said[explains]})")  # fmt: skip
+        return sentences("the student uses its map as the teacher's explanation",
+                         "the teacher's map of the image serves it better than the teacher's "
+                         f"image-blind mean map: {said[explains]}")  # fmt: skip
     if all(v[p] is PartVerdict.NO_DIFFERENCE for p in own):
-        return ("the student hardly uses its map: XDistillation's accuracy does not come from "
-                f"it ({said[own[0]]}; {said[own[1]]})")  # fmt: skip
+        return sentences("the student hardly uses its map: XDistillation's accuracy does not "
+                         "come from it", f"{said[own[0]]}", f"{said[own[1]]}")  # fmt: skip
     if any(v[p] is PartVerdict.SUPPORTED for p in own):
-        beaten = "; ".join(said[p] for p in own if v[p] is PartVerdict.SUPPORTED)
+        beaten = [said[p] for p in own if v[p] is PartVerdict.SUPPORTED]
         if v[explains] in (PartVerdict.NO_DIFFERENCE, PartVerdict.OPPOSITE):
-            return (f"the student depends on its map ({beaten}), but not as the teacher's "
-                    f"explanation ({said[explains]}): it reads what the CAE's output shows "
-                    "of the image, a second view of it, more than where the teacher looked"
-                    )  # fmt: skip
-        return (f"the student depends on its map ({beaten}), but these seeds do not show "
-                f"it using the map as the teacher's explanation ({said[explains]})")  # fmt: skip
-    pairs = "; ".join(said.values())
-    return f"these seeds do not show how the student uses its map ({pairs})"
+            return sentences("the student depends on its map", *beaten,
+                             f"but not as the teacher's explanation: {said[explains]}",
+                             "it reads what the CAE's output shows of the image, a second "
+                             "view of it, more than where the teacher looked")  # fmt: skip
+        return sentences("the student depends on its map", *beaten,
+                         "these seeds do not show it using the map as the teacher's "
+                         f"explanation: {said[explains]}")  # fmt: skip
+    return sentences("these seeds do not show how the student uses its map",
+                     *said.values())  # fmt: skip
 
 
 # ---------------------------------------------------------------- the results' verdicts
@@ -385,18 +399,19 @@ def multiplicity(m: Multiplicity) -> str:
     indep, bound = m.chance_any(worst[1])
     every_indep, every_bound = m.chance_any(m.total_parts)
     pct = round(100 * m.alpha)
-    return (f"the verdicts read {counted(m.total_parts, 'part')} of "
-            f"{counted(len(m.parts), 'claim')} ({parts}), each by a one-sided test at "
-            f"{pct} %, and the paired table up to {m.cells} differences, each by a two-sided "
-            f"95 % interval: were no difference real, about {m.cells * m.alpha:.1f} of its "
-            "cells would still read one method ahead. A claim is supported only when every "
-            f"part is, which keeps a false \"supported\" at most {pct} % however many parts "
-            "it has; \"partly supported\" needs one part only, so where none of its parts' "
-            f"differences is real a claim of {counted(worst[1], 'part')} ({worst[0]}) reads "
-            f"it by chance up to {100 * bound:.0f} % of the time ({100 * indep:.0f} % were "
-            f"its parts independent), and some one of the {m.total_parts} parts reads "
-            f"supported by chance up to {100 * every_bound:.0f} % "
-            f"({100 * every_indep:.0f} %)")  # fmt: skip
+    return sentences(
+        f"the verdicts read {counted(m.total_parts, 'part')} of "
+        f"{counted(len(m.parts), 'claim')} ({parts}), each by a one-sided test at {pct} %",
+        f"the paired table reads up to {m.cells} differences, each by a two-sided 95 % "
+        f"interval: were no difference real, about {m.cells * m.alpha:.1f} of them would "
+        "still read one method ahead",
+        f"a claim is supported only when every part is, which keeps a false \"supported\" "
+        f"at most {pct} % however many parts it has",
+        f"\"partly supported\" needs one part only: where no part's difference is real, a "
+        f"claim of {counted(worst[1], 'part')} ({worst[0]}) reads it by chance up to "
+        f"{100 * bound:.0f} % of the time ({100 * indep:.0f} % were its parts independent)",
+        f"some one of the {m.total_parts} parts reads supported by chance up to "
+        f"{100 * every_bound:.0f} % ({100 * every_indep:.0f} %)")  # fmt: skip
 
 
 def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:
@@ -415,9 +430,9 @@ def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:
                          for v, s in others.items())  # fmt: skip
         said.append(f"{r.claim} ({r.verdict.value}) is fragile: {ways}")
     if not fragile:
-        return "every verdict reads the same when any one seed is left out"
+        return "On this run, every verdict reads the same when any one seed is left out"
     if stable:
         names = " and ".join([", ".join(stable[:-1]), stable[-1]] if len(stable) > 1 else stable)
         verb = "reads" if len(stable) == 1 else "read"
         said.append(f"{names} {verb} the same without any one seed")
-    return "; ".join(said)
+    return sentences(*said)
