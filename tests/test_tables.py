@@ -283,15 +283,15 @@ def test_claim_sentences():
     assert list(text.verdict) == ["supported", "not supported",
                                   "partly supported (a part undecided)"]  # fmt: skip
     assert text.loc["C1", "evidence"] == (
-        "agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=3; "
-        "margin 0.006): supported; Grad-CAM r kd - scratch +0.000 [-0.017, +0.017] "
+        "Agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=3; "
+        "margin 0.006): supported. Grad-CAM r kd - scratch +0.000 [-0.017, +0.017] "
         "(one-sided 95 % bounds, n=3; margin 0.03): supported")
     assert text.loc["C2", "power"] == (
-        "accuracy xdistill - kd: significant from 0.017, supported with 80 % power at a true "
+        "Accuracy xdistill - kd: significant from 0.017, supported with 80 % power at a true "
         "difference ≥ 0.023")
     # "not higher": the margin 0.03 less the t test's 0.023
     assert text.loc["C1", "power"].endswith("at a true difference ≤ 0.007")
-    assert text.loc["C3", "power"].endswith("deployed explanation r xdistill - kd: skipped")
+    assert text.loc["C3", "power"].endswith(". Deployed explanation r xdistill - kd: skipped")
     assert text.loc["C3", "notes"] == ("deployed explanation r xdistill - kd skipped: "
                                        "deployed/pearson is not in these results")  # fmt: skip
     assert text.loc["C1", "notes"] == ""
@@ -333,7 +333,7 @@ def test_a_difference_below_the_margin_reads_so_in_the_sentences_and_the_table()
     readings = claims.verdicts(df)
     text = tables.claim_sentences(readings)
     assert text.loc["C2", "verdict"] == "positive but below the margin"
-    assert text.loc["C2", "evidence"].startswith("accuracy xdistill - kd +0.005 [+0.003,")
+    assert text.loc["C2", "evidence"].startswith("Accuracy xdistill - kd +0.005 [+0.003,")
     assert text.loc["C2", "evidence"].endswith("margin 0.006): positive but below the margin")
     table = tables.verdict_table(readings)
     row = table.loc[("C2", "positive but below the margin", "accuracy xdistill - kd")]

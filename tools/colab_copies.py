@@ -211,7 +211,7 @@ def long_generated_sentences(executed_dir: Path, limit: int) -> list[str]:
     """``"<chapter>: <n> words: <sentence>"`` for every sentence of the book's text over
     ``limit`` words that a reading wrote (a glued value of five words or more is in it):
     the generated sentences must read as well as the written ones."""
-    site, long = published_site(), []
+    site, papers, long = published_site(), citations(), []
     for executed in sorted(executed_dir.glob("*.ipynb")):
         values = glued_values(executed)
         for cell in json.loads(executed.read_text())["cells"]:
@@ -220,7 +220,7 @@ def long_generated_sentences(executed_dir: Path, limit: int) -> list[str]:
                 continue
             glued = [values[m.group(1)] for m in GLUE.finditer(source)
                      if len(values.get(m.group(1), "").split()) >= 5]  # fmt: skip
-            for sentence in sentences(plain_markdown(source, values, site, {})):
+            for sentence in sentences(plain_markdown(source, values, site, papers)):
                 words = len(re.sub(r"\]\([^)]*\)", "]", sentence).split())
                 if words > limit and any(g in sentence for g in glued):
                     long.append(f"{executed.stem}: {words} words: {sentence}")

@@ -359,14 +359,20 @@ def format_power(part: PartReading, digits: int = 3) -> str:
             f"supported with 80 % power at a true difference {power_at(part, digits)}")  # fmt: skip
 
 
+def _sentences(parts: Iterable[str]) -> str:
+    """``parts`` as sentences, each capitalised, joined by full stops (the last left for the
+    chapter's text to close): one part of a claim a sentence, however many parts it has."""
+    return ". ".join(p[:1].upper() + p[1:] for p in parts)
+
+
 def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataFrame:
     """The claims' verdicts as the results chapter's text quotes them, one row per claim
     (index ``claim``), every entry a string.
 
     Columns: ``verdict``, ``evidence`` (each part with its one-sided bounds, margin and
-    reading, :func:`format_part`), ``power`` (what the seeds resolve per part,
-    :func:`format_power`) and ``notes`` (the parts skipped and why); the text glues them
-    (:func:`xdx_lib.report.notebook.glue_verdicts`).
+    reading, :func:`format_part`, a sentence each), ``power`` (what the seeds resolve per
+    part, :func:`format_power`, a sentence each) and ``notes`` (the parts skipped and
+    why); the text glues them (:func:`xdx_lib.report.notebook.glue_verdicts`).
     """
     rows = []
     for claim in readings:
@@ -374,8 +380,8 @@ def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.Dat
         rows.append({
             "claim": claim.name,
             "verdict": claim.verdict.value,
-            "evidence": "; ".join(format_part(p, digits) for p in claim.parts) or "no evidence",
-            "power": "; ".join(format_power(p, digits) for p in claim.parts) or "none",
+            "evidence": _sentences(format_part(p, digits) for p in claim.parts) or "no evidence",
+            "power": _sentences(format_power(p, digits) for p in claim.parts) or "none",
             "notes": "; ".join(f"{part_label(p)} skipped: {p.reason}" for p in skipped),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "power",
