@@ -35,3 +35,29 @@ def test_timings_and_styler_ids_pass_a_number_fails(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NUMBER  kd: cell 0 ('kd', '|accuracy'): 0.873 -> 0.874" in out
     assert "NUMBER  kd: glue acc_kd: '0.873' -> '0.874'" in out
+
+
+def test_moved_cells_match_by_content_and_a_changed_number_still_fails(tmp_path, capsys):
+    tool = load_script("tools/compare_builds.py")
+    before = _build(tmp_path / "before")
+    # after: the same outputs moved to another chapter behind a new cell, a timing changed,
+    # the glued value reworded around the same number and glued by the other chapter
+    after = _build(tmp_path / "after", sec="3.4", table_id="ff00e",
+                   glued="KD reaches 0.873")  # fmt: skip
+    nb = json.loads((after / "kd.ipynb").read_text())
+    new = {"cell_type": "code", "outputs": [{"output_type": "stream", "text": ["new\n"]}]}
+    (after / "kd.ipynb").write_text(json.dumps({"cells": [new]}))
+    (after / "appendix.ipynb").write_text(json.dumps({"cells": [new, *nb["cells"]]}))
+    (after / "kd.glue.json").rename(after / "appendix.glue.json")
+    assert tool.main([str(before), str(after)]) == 1  # by position it fails
+    capsys.readouterr()
+    assert tool.main(["--moved", str(before), str(after)]) == 0
+    assert "2 timing differences; 0 other differences" in capsys.readouterr().out
+    changed = _build(tmp_path / "changed", acc="0.874", glued="KD reaches 0.874")
+    assert tool.main(["--moved", str(before), str(changed)]) == 1
+    out = capsys.readouterr().out
+    assert "NUMBER  kd: cell 0 ('kd', '|accuracy'): 0.873 -> 0.874" in out
+    assert "NUMBER  kd: glue acc_kd: '0.873' -> 'KD reaches 0.874'" in out
+    (changed / "kd.glue.json").write_text("{}")
+    assert tool.main(["--moved", str(before), str(changed)]) == 1
+    assert "glue acc_kd not glued after" in capsys.readouterr().out

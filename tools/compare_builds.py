@@ -1,6 +1,7 @@
 """Compare the numbers of two executed builds of the book, chapter by chapter.
 
     python tools/compare_builds.py BEFORE AFTER   # each a build's _build/jupyter_execute/book
+    python tools/compare_builds.py --moved BEFORE AFTER   # the chapters were reorganised
 
 Every output of every code cell (printed lines, tables, sentences) and every glued value is
 compared. What is not a number of the book is normalised first (pandas Styler ids, object
@@ -8,6 +9,12 @@ addresses). Tables are compared cell by cell, and each differing cell is printed
 row, its column and whether the column is a timing column (seconds, images/s, ...), which
 differs between any two runs. Exits 1 when anything but a timing column or a glued speed
 differs: a restructuring that should leave the book's numbers alone passes with 0.
+
+With ``--moved`` (chapters that gained cells, or cells moved between chapters), outputs are
+matched by content instead of position: every output of the before build must appear in
+some chapter after (a table may differ in its timing columns only), and every glued value
+must keep its numbers (the words around them may change), wherever the key is glued now.
+What the after build adds is not compared.
 """
 
 from __future__ import annotations
@@ -101,12 +108,69 @@ def compare(before: Path, after: Path) -> list[tuple[bool, str]]:
     return diffs
 
 
+NUMBER = re.compile(r"[-+\u2212]?\d[\d,]*(?:\.\d+)?")
+
+
+def _numbers(text: str | None) -> list[str]:
+    return NUMBER.findall(text or "")
+
+
+def _all_outputs(folder: Path) -> list[tuple[str, tuple]]:
+    return [(p.stem, o) for p in sorted(folder.glob("*.ipynb"))
+            for o in outputs(json.loads(p.read_text()))]  # fmt: skip
+
+
+def _all_glue(folder: Path) -> dict[tuple[str, str], str | None]:
+    glued = {}
+    for g in sorted(folder.glob("*.glue.json")):
+        for k, v in json.loads(g.read_text()).items():
+            glued[(g.name.removesuffix(".glue.json"), k)] = v.get("data", {}).get("text/plain")
+    return glued
+
+
+def _find_table(o: tuple, candidates: list[tuple]) -> list[tuple[bool, str]] | None:
+    """The differences from the after table with the same rows and columns, or None."""
+    cells = set(table_cells(o[2]))
+    for c in candidates:
+        if c[1] == "text/html" and "<td id=" in c[2] and set(table_cells(c[2])) == cells:
+            return compare_output(o, c)
+    return None
+
+
+def compare_moved(before: Path, after: Path) -> list[tuple[bool, str]]:
+    """Every output and glued number of ``before`` not found in ``after``, by content."""
+    later = _all_outputs(after)
+    shown = {(o[1], o[2]) for _, o in later}
+    diffs: list[tuple[bool, str]] = []
+    for chapter, o in _all_outputs(before):
+        if (o[1], o[2]) in shown:
+            continue
+        table = _find_table(o, [x for _, x in later]) if "<td id=" in o[2] else None
+        if table is None:
+            diffs.append((False, f"{chapter}: cell {o[0]} {o[1]} not found after: {o[2][:160]!r}"))
+        else:
+            diffs += [(t, f"{chapter}: {d}") for t, d in table]
+    glue_after = _all_glue(after)
+    by_key: dict[str, list[str | None]] = {}
+    for (_, k), v in glue_after.items():
+        by_key.setdefault(k, []).append(v)
+    for (chapter, k), v in _all_glue(before).items():
+        now = [glue_after[(chapter, k)]] if (chapter, k) in glue_after else by_key.get(k, [])
+        if not now:
+            diffs.append((False, f"{chapter}: glue {k} not glued after"))
+        elif all(_numbers(n) != _numbers(v) for n in now):
+            diffs.append((bool(TIMING.search(k)), f"{chapter}: glue {k}: {v!r} -> {now[0]!r}"))
+    return diffs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
+    parser.add_argument("--moved", action="store_true",
+                        help="match outputs by content: chapters gained or moved cells")
     args = parser.parse_args(argv)
-    diffs = compare(args.before, args.after)
+    diffs = (compare_moved if args.moved else compare)(args.before, args.after)
     for timing, what in diffs:
         print(f"{'timing' if timing else 'NUMBER'}  {what}")
     numbers = sum(not t for t, _ in diffs)
