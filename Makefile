@@ -66,7 +66,8 @@ notebooks: $(STAMP) data
 # shows (tools/colab_copies.py), then checked for anything left raw. make test also fails on
 # a sentence the readings wrote that runs past 35 words.
 COLAB_COPIES = $(PY) tools/colab_copies.py _build/jupyter_execute/book _build/colab \
-	  --note "Built on the $(1) profile." $(2) >/dev/null && $(PY) tools/colab_copies.py --check _build/colab
+	  --note "Built on the $(1) profile." $(2) >/dev/null && $(PY) tools/colab_copies.py --check _build/colab \
+	  && $(PY) tools/colab_copies.py --check-html _build/html/book
 
 book-smoke: $(STAMP) data
 	XDX_PROFILE=smoke $(BIN)/jupyter-book build $(BOOK_FLAGS) .

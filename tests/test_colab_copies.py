@@ -143,3 +143,14 @@ def test_sentences_split_paragraphs_items_and_full_stops(tool):
     text = "One sentence. Two (with 0.5 in it).\n\n- an item\n- another. Its second.\n"
     assert tool.sentences(text) == ["One sentence.", "Two (with 0.5 in it).", "an item",
                                     "another.", "Its second."]  # fmt: skip
+
+
+def test_a_role_left_as_text_in_a_built_page_is_found(tool, tmp_path):
+    (tmp_path / "intro.html").write_text(
+        '<p>on the <code><span class="pre">{glue:}</span></code>results.ipynb::x`` profile</p>')
+    (tmp_path / "kd.html").write_text("<p>KD <a href='#'>Hinton et al.</a> 0.881</p>")
+    (tmp_path / "api.html").write_text("<p>glue for <code>{glue:}`name`</code></p>")
+    assert tool.check_html(tmp_path) == ["intro.html: {glue:}"]
+    assert tool.main(["--check-html", str(tmp_path)]) == 1
+    (tmp_path / "intro.html").unlink()
+    assert tool.main(["--check-html", str(tmp_path)]) == 0

@@ -2,6 +2,7 @@
 
     python tools/colab_copies.py _build/jupyter_execute/book _build/colab   # write the copies
     python tools/colab_copies.py --check _build/colab                       # exit 1 on raw MyST
+    python tools/colab_copies.py --check-html _build/html/book              # the built pages too
 
 The book's text is MyST: its sentences carry numbers computed in the build (``{glue:}``
 roles), links to other chapters (``{doc}``) and to the API (``{py:func}`` ...). Jupyter
@@ -227,6 +228,24 @@ def long_generated_sentences(executed_dir: Path, limit: int) -> list[str]:
     return long
 
 
+#: A role of the book's text left unrendered in a built page, tags stripped.
+RAW_ROLE = re.compile(r"\{(?:glue|doc|cite|term|py|ref|numref)(?::[\w-]*)?\}")
+
+
+def check_html(folder: Path) -> list[str]:
+    """``"<page>: <role>"`` for every role the HTML build left as text, in the book's pages
+    (the API page is left out: its docstrings name roles on purpose)."""
+    import html as html_lib
+
+    problems = []
+    for page in sorted(folder.glob("*.html")):
+        if page.stem == "api":
+            continue
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", page.read_text()))
+        problems += [f"{page.name}: {m.group(0)}" for m in RAW_ROLE.finditer(text)]
+    return problems
+
+
 def check_copies(folder: Path) -> list[str]:
     """``"<chapter>: <what>"`` for everything of MyST left in the copies' markdown."""
     problems = []
@@ -242,11 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="EXECUTED OUT to write; FOLDER with --check")
     parser.add_argument("--check", action="store_true", help="check copies, write nothing")
+    parser.add_argument("--check-html", action="store_true",
+                        help="check a folder of built pages for roles left as text")
     parser.add_argument("--note", default="", help="a sentence on the build (commit, profile)")
     parser.add_argument("--max-words", type=int, default=0,
                         help="also fail on a generated sentence longer than this (0: no check)")
     args = parser.parse_args(argv)
     try:
+        if args.check_html:
+            problems = check_html(Path(args.folders[0]))
+            for p in problems:
+                print(f"unrendered role in {p}", file=sys.stderr)
+            return 1 if problems else 0
         if args.check:
             problems = check_copies(Path(args.folders[0]))
             for p in problems:
