@@ -112,7 +112,9 @@ def check_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def _atomic_write(path: str | os.PathLike, write) -> Path:
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Write ``path`` by calling ``write`` on a binary file at a temporary name beside it,
+    then renaming it into place: a killed process never leaves a half-written file."""
     path = Path(path)
     tmp = None
     try:
@@ -137,18 +139,18 @@ def _atomic_write(path: str | os.PathLike, write) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename it into place."""
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write JSON (indented, keys sorted) atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
-    return _atomic_write(path, lambda f: f.write(text))
+    return atomic_write(path, lambda f: f.write(text))
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write bytes atomically."""
-    return _atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def load_tensors(path: str | os.PathLike) -> Any:

@@ -45,7 +45,7 @@ import torch
 import yaml
 
 from xdx_lib.core import fingerprint, layout
-from xdx_lib.core.cache import _atomic_write, hash_dict, project_root, runs_dir
+from xdx_lib.core.cache import atomic_write, hash_dict, project_root, runs_dir
 from xdx_lib.core.config import PROFILES, Profile
 
 #: The manifest's own format; bumped when its fields change meaning.
@@ -226,7 +226,7 @@ def pack(profile: str, out_dir: str | os.PathLike, runs: str | os.PathLike | Non
             for relative, path in files.items():
                 tar.add(path, f"{PREFIX}/{relative}", recursive=False, filter=_anonymous)
 
-    return _atomic_write(Path(out_dir) / name, write)
+    return atomic_write(Path(out_dir) / name, write)
 
 
 def _anonymous(member: tarfile.TarInfo) -> tarfile.TarInfo:

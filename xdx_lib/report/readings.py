@@ -29,7 +29,7 @@ from xdx_lib.analysis.claims import (
 from xdx_lib.analysis.selection import plateau as plateau_on_validation
 from xdx_lib.analysis.stats import PairedDifference
 from xdx_lib.core.config import PROFILES, RunConfig
-from xdx_lib.report.tables import format_difference, format_interval
+from xdx_lib.report.tables import format_difference, format_interval, sentences
 
 #: The longest sentence a reading may write, in words.
 MAX_WORDS = 35
@@ -44,12 +44,6 @@ SANITY_KEPT_FROM = 0.5
 
 
 # ---------------------------------------------------------------------- the KD chapter
-
-
-def sentences(*parts: str) -> str:
-    """``parts`` as sentences: each capitalised, joined by full stops (the last left open
-    for the chapter's text to close)."""
-    return ". ".join(p[:1].upper() + p[1:] for p in parts if p)
 
 
 def counted(n: int, noun: str) -> str:

@@ -359,10 +359,11 @@ def format_power(part: PartReading, digits: int = 3) -> str:
             f"supported with 80 % power at a true difference {power_at(part, digits)}")  # fmt: skip
 
 
-def _sentences(parts: Iterable[str]) -> str:
-    """``parts`` as sentences, each capitalised, joined by full stops (the last left for the
-    chapter's text to close): one part of a claim a sentence, however many parts it has."""
-    return ". ".join(p[:1].upper() + p[1:] for p in parts)
+def sentences(*parts: str) -> str:
+    """``parts`` as sentences: each capitalised, joined by full stops (the last left open
+    for the chapter's text to close); empty parts are left out. The readings and a claim's
+    evidence (one part of a claim a sentence) are written with it."""
+    return ". ".join(p[:1].upper() + p[1:] for p in parts if p)
 
 
 def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataFrame:
@@ -380,8 +381,8 @@ def claim_sentences(readings: Sequence[ClaimReading], digits: int = 3) -> pd.Dat
         rows.append({
             "claim": claim.name,
             "verdict": claim.verdict.value,
-            "evidence": _sentences(format_part(p, digits) for p in claim.parts) or "no evidence",
-            "power": _sentences(format_power(p, digits) for p in claim.parts) or "none",
+            "evidence": sentences(*(format_part(p, digits) for p in claim.parts)) or "no evidence",
+            "power": sentences(*(format_power(p, digits) for p in claim.parts)) or "none",
             "notes": "; ".join(f"{part_label(p)} skipped: {p.reason}" for p in skipped),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "power",
