@@ -154,3 +154,35 @@ def test_a_role_left_as_text_in_a_built_page_is_found(tool, tmp_path):
     assert tool.main(["--check-html", str(tmp_path)]) == 1
     (tmp_path / "intro.html").unlink()
     assert tool.main(["--check-html", str(tmp_path)]) == 0
+
+
+def test_every_source_chapter_sends_a_plain_jupyter_reader_to_its_copy(tool):
+    """A chapter's source opened as plain Jupyter shows MyST; its note, hidden in the book,
+    links the published page and the Colab copy, and is up to date."""
+    stale = tool.source_notes(ROOT / "book")
+    assert stale == [], f"{stale}: run python tools/colab_copies.py --source-notes book"
+    nb = json.loads((ROOT / "book" / "kd.ipynb").read_text())
+    (note,) = [c for c in nb["cells"] if tool.SOURCE_NOTE in c["metadata"].get("tags", [])]
+    assert "remove-cell" in note["metadata"]["tags"]
+    text = tool._text(note["source"])
+    assert "/book/kd.html)" in text and "/blob/colab/book/kd.ipynb)" in text
+    assert tool.unrendered(text) == []
+
+
+def test_a_stale_note_is_found_and_rewritten_and_copies_drop_it(tool, tmp_path):
+    book, out = tmp_path / "book", tmp_path / "colab"
+    book.mkdir()
+    path = _chapter(book, ["# KD\n", "KD scores {glue:}`acc`."], {"acc": "0.881"})
+    assert tool.source_notes(book) == ["kd.ipynb"]
+    assert tool.source_notes(book, write=True) == ["kd.ipynb"]
+    assert tool.source_notes(book) == []
+    cells = json.loads(path.read_text())["cells"]
+    assert cells[0]["source"] == "# KD\n" and tool.SOURCE_NOTE in cells[1]["metadata"]["tags"]
+    (copy,) = tool.write_copies(book, out)
+    copied = json.loads(copy.read_text())["cells"]
+    assert not any(tool.SOURCE_NOTE in c["metadata"].get("tags", []) for c in copied)
+    assert [c["source"] for c in copied[1:3]] == ["# KD\n", "KD scores 0.881."]
+    cells[1]["source"] = "an old note"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                "nbformat_minor": 5}))  # fmt: skip
+    assert tool.source_notes(book) == ["kd.ipynb"]

@@ -66,20 +66,40 @@ def test_cli_check_exits_2_with_one_line(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"kd_grid": {"alpha": [0.5]}}, "kd_grid needs a validation split"),
-        ({"kd_grid": {"beta": [1.0]}, "run": {**TINY["run"], "val_size": 32}},
-         "kd_grid.beta cannot be tuned"),
-        ({"kd_grid": {"alpha": [0.5, 1.5]}, "run": {**TINY["run"], "val_size": 32}},
-         r"kd_grid.alpha: .*alpha=1.5 must lie in \[0, 1\]"),
-        ({"kd_grid": {"alpha": [0.5]}, "tune_seeds": [], "run": {**TINY["run"], "val_size": 32}},
-         "tune_seeds is empty"),
+        ({"kd_grid": {"beta": [1.0]}}, "kd_grid.beta cannot be tuned"),
+        ({"kd_grid": {"alpha": [0.5, 1.5]}}, r"kd_grid.alpha: .*alpha=1.5 must lie in \[0, 1\]"),
     ],
 )
 def test_a_bad_kd_grid_is_one_line(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
-        load_experiment(write_config(tmp_path, {**TINY, "run": {**TINY["run"], "val_size": 0},
-                                          **change}))  # fmt: skip
+        load_experiment(write_config(tmp_path, {**TINY, **change}))
 
+
+@pytest.mark.parametrize("grid", [{}, {"kd_grid": {"alpha": [0.5]}}], ids=["no grid", "grid"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"run": {**TINY["run"], "val_size": 0}}, "run.val_size is 0.*set run.val_size above 0"),
+        ({"tune_seeds": []}, "tune_seeds is empty"),
+        ({"tune_seeds": [100, 100]}, r"tune_seeds=\[100, 100\] repeats 100"),
+        ({"tune_seeds": [1]}, r"tune_seeds \[1\] are also claim seeds"),
+        ({"tune_seeds": [2]}, r"tune_seeds \[2\] are also claim seeds"),
+    ],
+)
+def test_every_experiment_has_a_validation_split_and_seeds_of_its_own_to_choose_on(
+        tmp_path, grid, change, message):
+    """With or without a KD grid: the plateau is judged on validation, on a tune seed, in
+    every experiment, so a config without them fails at ``--check``, before any training."""
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(write_config(tmp_path, {**TINY, **grid, **change}))
+
+
+def test_check_refuses_an_experiment_without_a_validation_split(tmp_path):
+    path = write_config(tmp_path, {**TINY, "run": {**TINY["run"], "val_size": 0}})
+    proc = subprocess.run([sys.executable, "-m", "xdx_lib", "experiment", str(path), "--check"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "val_size" in proc.stderr and not (tmp_path / "runs").exists()
 
 
 def test_the_localisation_runs_move_to_shapes_with_the_students_images(tmp_path):

@@ -115,3 +115,16 @@ def test_show_source_shows_the_librarys_own_lines(capsys, monkeypatch):
     assert out.startswith("def kd_loss(student_logits")
     assert "kl * temperature**2" in out
     assert "\n\ndef loss_terms(self, out: dict, batch: dict)" in out  # a method, dedented
+
+
+def test_claim_seeds_are_the_profile_experiments_and_apart_from_every_tune_seed():
+    """The XDistillation chapter checks its variant seeds against these before it trains."""
+    from xdx_lib.analysis import selection
+
+    seeds = notebook.claim_seeds("smoke")
+    exp = experiment.load_experiment(notebook.experiment_config_path("auto", "smoke"))
+    assert seeds == [*exp.seeds, *exp.claim_seeds] and seeds
+    for profile in ("smoke", "book", "colab"):
+        selection.check_disjoint(selection.tune_seeds(3), notebook.claim_seeds(profile))
+    with pytest.raises(ValueError, match="also claim seeds"):
+        selection.check_disjoint([seeds[0]], notebook.claim_seeds("smoke"))

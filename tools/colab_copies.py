@@ -3,6 +3,7 @@
     python tools/colab_copies.py _build/jupyter_execute/book _build/colab   # write the copies
     python tools/colab_copies.py --check _build/colab                       # exit 1 on raw MyST
     python tools/colab_copies.py --check-html _build/html/book              # the built pages too
+    python tools/colab_copies.py --source-notes book                        # refresh the notes
 
 The book's text is MyST: its sentences carry numbers computed in the build (``{glue:}``
 roles), links to other chapters (``{doc}``) and to the API (``{py:func}`` ...). Jupyter
@@ -11,7 +12,9 @@ So, as Dive into Deep Learning publishes Colab copies of its notebooks, the book
 writes a copy of every executed chapter in which each role is what the book shows: the
 glued value (as that build computed it, on its profile), a link to the published page. Code
 cells and their outputs are the build's. A first cell says where the copy comes from and
-that running it recomputes every number.
+that running it recomputes every number. The chapters' own sources keep one markdown cell,
+tagged ``source-note`` and hidden in the book, that sends a reader who opened a source in
+plain Jupyter to the published page and to its Colab copy; copies leave it out.
 
 An unknown role or directive is an error, not a copy with raw syntax in it, and ``--check``
 renders each copy's markdown as plain Jupyter does (markdown-it, CommonMark) and fails on
@@ -46,6 +49,10 @@ RAW = re.compile(r"\{[a-z][\w:-]*\}(?:<code>|`)|<code class=\"language-\{")
 RAW_LINES = re.compile(r"^[ \t]*(?:\([\w-]+\)=|:::+\{[\w-]+\}).*$", re.M)
 
 
+#: The tag of a source chapter's note on where to read it whole; copies drop that cell.
+SOURCE_NOTE = "source-note"
+
+
 class CopyError(ValueError):
     """A chapter cannot be copied faithfully (an unknown role, a value not glued)."""
 
@@ -56,6 +63,48 @@ def published_site(root: Path = ROOT) -> str:
     url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
     owner, name = url.rstrip("/").split("/")[-2:]
     return f"https://{owner}.github.io/{name}"
+
+
+def colab_copy_url(chapter: str, root: Path = ROOT) -> str:
+    """Where Colab opens ``chapter``'s copy: the branch ``_config.yml`` names for it."""
+    repo = yaml.safe_load((root / "_config.yml").read_text())["repository"]
+    owner, name = repo["url"].rstrip("/").split("/")[-2:]
+    return (f"https://colab.research.google.com/github/{owner}/{name}/blob/"
+            f"{repo['branch']}/book/{chapter}.ipynb")  # fmt: skip
+
+
+def source_note(chapter: str, root: Path = ROOT) -> str:
+    """The note a source chapter carries for a reader who opened it in plain Jupyter."""
+    return (f"*You are reading this chapter's source. Its sentences take their numbers from "
+            f"the book's build, and plain Jupyter shows the markup instead: read it in the "
+            f"[published book]({published_site(root)}/book/{chapter}.html), or open its "
+            f"[Colab copy]({colab_copy_url(chapter, root)}), where every sentence is whole. "
+            f"The code cells run the same either way.*")  # fmt: skip
+
+
+def _is_note(cell: dict) -> bool:
+    return SOURCE_NOTE in cell.get("metadata", {}).get("tags", [])
+
+
+def source_notes(book: Path, write: bool = False, root: Path = ROOT) -> list[str]:
+    """The source chapters of ``book`` whose note is missing or stale; with ``write``, the
+    note is put right (as the second cell, after the title) and the file rewritten."""
+    stale = []
+    for path in sorted(book.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        notes = [c for c in nb["cells"] if _is_note(c)]
+        expected = source_note(path.stem, root)
+        if len(notes) == 1 and _text(notes[0]["source"]) == expected:
+            continue
+        stale.append(path.name)
+        if write:
+            cells = [c for c in nb["cells"] if not _is_note(c)]
+            cells.insert(1, {"cell_type": "markdown", "id": f"{SOURCE_NOTE}-{path.stem}"[:64],
+                             "metadata": {"tags": ["remove-cell", SOURCE_NOTE]},
+                             "source": expected})  # fmt: skip
+            nb["cells"] = cells
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return stale
 
 
 def citations(root: Path = ROOT) -> dict[str, tuple[str, str]]:
@@ -176,6 +225,7 @@ def plain_notebook(executed: Path, site: str, note: str) -> dict:
     """The executed chapter ``executed`` as a notebook plain Jupyter shows whole."""
     nb = json.loads(executed.read_text())
     values, papers = glued_values(executed), citations()
+    nb["cells"] = [c for c in nb["cells"] if not _is_note(c)]
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             source = _text(cell["source"])
@@ -263,11 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="check copies, write nothing")
     parser.add_argument("--check-html", action="store_true",
                         help="check a folder of built pages for roles left as text")
+    parser.add_argument("--source-notes", action="store_true",
+                        help="write each source chapter's note on where to read it whole")
     parser.add_argument("--note", default="", help="a sentence on the build (commit, profile)")
     parser.add_argument("--max-words", type=int, default=0,
                         help="also fail on a generated sentence longer than this (0: no check)")
     args = parser.parse_args(argv)
     try:
+        if args.source_notes:
+            for name in source_notes(Path(args.folders[0]), write=True):
+                print(f"source note written in {name}")
+            return 0
         if args.check_html:
             problems = check_html(Path(args.folders[0]))
             for p in problems:

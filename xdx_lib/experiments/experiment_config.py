@@ -190,8 +190,8 @@ def _check_runs(exp: ExperimentConfig, base: RunConfig) -> None:
                                     "swept (sweeps vary XDistillation's options)"):  # fmt: skip
         for seed in exp.sweep_seeds:
             build(f"sweeps.{option}", method="xdistill", seed=seed, **{option: v})
+    _check_choosing(exp, base)
     if exp.kd_grid:
-        _check_grid(exp, base)
         for option, v in _option_values("kd_grid", exp.kd_grid, TUNABLE, "tuned"):
             build(f"kd_grid.{option}", method="kd", **{option: v})
     if exp.localisation_methods:
@@ -219,14 +219,17 @@ def _option_values(field: str, options: dict, allowed, reason: str):
     return [(option, v) for option, values in options.items() for v in values]
 
 
-def _check_grid(exp: ExperimentConfig, base: RunConfig) -> None:
-    """``kd_grid`` has a validation split to choose on and seeds to train with that the
-    claims do not read."""
+def _check_choosing(exp: ExperimentConfig, base: RunConfig) -> None:
+    """What every choice of the experiment needs, checked before anything trains: a
+    validation split to choose on (the students' plateau is judged on it in every
+    experiment, KD's grid chosen on it when there is one), and tune seeds of its own that no
+    claim reads (:func:`xdx_lib.analysis.selection.check_disjoint`)."""
     if not base.val_size:
-        raise ConfigError("kd_grid needs a validation split to choose on; set run.val_size "
-                          "above 0 (or remove kd_grid)")  # fmt: skip
+        raise ConfigError("run.val_size is 0, but the experiment's choices (the students' "
+                          "plateau, kd_grid) are made on a validation split; set run.val_size "
+                          "above 0, e.g. 5000 training images held out")  # fmt: skip
     if not exp.tune_seeds:
-        raise ConfigError("tune_seeds is empty; name at least one seed for kd_grid")
+        raise ConfigError("tune_seeds is empty; name at least one seed to choose with")
     _unique("tune_seeds", exp.tune_seeds)
     for s in exp.tune_seeds:
         if not isinstance(s, int) or isinstance(s, bool):

@@ -244,6 +244,19 @@ def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) ->
                                temperature=tuned.run.get("temperature", cfg.temperature))
 
 
+def claim_seeds(profile: str) -> list[int]:
+    """The seeds the claims of ``profile``'s experiment read (its ``seeds`` and
+    ``claim_seeds``; none without its config), so that a chapter choosing on seeds of its
+    own can check them apart (:func:`xdx_lib.analysis.selection.check_disjoint`)."""
+    from xdx_lib.experiments.experiment_config import load_experiment
+
+    path = experiment_config_path("auto", profile)
+    if not path.is_file():
+        return []
+    exp = load_experiment(path)
+    return [*exp.seeds, *exp.claim_seeds]
+
+
 def sizes(profile: str, **given: int) -> SimpleNamespace:
     """The profile's chapter sizes (:attr:`~xdx_lib.core.config.Profile.chapter`), each
     replaced by a non-zero value in ``given`` (the notebook's parameter of the same name)."""
