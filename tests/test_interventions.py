@@ -119,6 +119,17 @@ def test_each_intervention_shows_the_map_it_names(fakes, tiny):
     torch.testing.assert_close(maps["other image"], match_moments(own[perm], own))
     true = model_maps(teacher, tiny.test.x, "gradcam")
     torch.testing.assert_close(maps["teacher true"], match_moments(true, own))
+    # the control: the teacher's map of the class it ranks second
+    second = teacher_logits(teacher, tiny, ("test",))["test"].topk(2, dim=1).indices[:, 1]
+    other = model_maps(teacher, tiny.test.x, "gradcam", target=second)
+    torch.testing.assert_close(maps["teacher other class"], match_moments(other, own))
+
+
+def test_other_class_is_the_best_class_but_the_explained_one():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0], [1.0, 1.0, 0.0]])
+    assert interventions.other_class(logits, torch.tensor([0, 1, 0])).tolist() == [2, 2, 1]
+    # explaining the label, which need not be the top class: the top class is the other one
+    assert interventions.other_class(logits, torch.tensor([2, 2, 2])).tolist() == [0, 1, 0]
 
 
 def test_every_replacement_has_the_cae_maps_moments_per_image(fakes, tiny):
@@ -142,6 +153,10 @@ def test_with_map_target_label_the_teacher_maps_explain_the_labels(fakes, tiny):
     train = model_maps(teacher, tiny.train.x, "gradcam", split="train", target=tiny.train.y)
     own = maps["own"]
     torch.testing.assert_close(maps["teacher true"], match_moments(true, own))
+    logits = teacher_logits(teacher, tiny, ("test",))["test"]
+    other = model_maps(teacher, tiny.test.x, "gradcam",
+                       target=interventions.other_class(logits, tiny.test.y))
+    torch.testing.assert_close(maps["teacher other class"], match_moments(other, own))
     mean_map = train.mean(0, keepdim=True).expand_as(own)
     torch.testing.assert_close(maps["teacher mean"], match_moments(mean_map, own))
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 
+from xdx_lib.analysis.selection import ChoiceFromTestError, scored_on
 from xdx_lib.analysis.stats import PairedDifference
 from xdx_lib.core.config import PROFILES
 from xdx_lib.report import readings
 
 COLAB = PROFILES["colab"]
+
+
+def _val(by_epochs):
+    """Validation accuracy by epochs as a row of tuning.validation_by_schedule carries it."""
+    return scored_on(pd.Series(by_epochs, dtype=float), "val")
+
+
+def _table(by_method):
+    """Methods (rows) by epochs (columns) of validation accuracy, recorded as validation's."""
+    return scored_on(pd.DataFrame(by_method).T, "val")
 
 
 def test_counted_is_plural_from_two():
@@ -21,26 +33,26 @@ def test_counted_is_plural_from_two():
 
 def test_plateau_reached_at_the_profile_short_of_it_or_still_climbing():
     at_budget = {8: 0.850, 16: 0.853, 32: 0.852}
-    assert readings.plateau("kd", at_budget, 8) == (
+    assert readings.plateau("kd", _val(at_budget), 8) == (
         "the KD student has reached its plateau at the profile's 8 epochs (32 epochs add "
         "+0.002)")
     later = {8: 0.840, 16: 0.851, 32: 0.853}
-    assert readings.plateau("scratch", later, 8) == (
+    assert readings.plateau("scratch", _val(later), 8) == (
         "the scratch student reaches its plateau by 16 epochs; at the profile's 8 it is "
         "0.013 short of it")
     climbing = {8: 0.830, 16: 0.840, 32: 0.850}
-    assert readings.plateau("kd", climbing, 8) == (
+    assert readings.plateau("kd", _val(climbing), 8) == (
         "the KD student is still climbing: 32 epochs add +0.010 to 16 epochs, and +0.020 "
         "to the profile's 8")
     with pytest.raises(ValueError, match="at least two"):
-        readings.plateau("kd", {8: 0.85}, 8)
+        readings.plateau("kd", _val({8: 0.85}), 8)
 
 
 def test_plateau_against_a_schedule_twice_as_long():
-    assert readings.plateau("xdistill", {12: 0.861, 24: 0.858}, 12) == (
+    assert readings.plateau("xdistill", _val({12: 0.861, 24: 0.858}), 12) == (
         "the XDistillation student has reached its plateau at the profile's 12 epochs (24 "
         "epochs add -0.003)")
-    assert readings.plateau("e2kd", {12: 0.850, 24: 0.862}, 12) == (
+    assert readings.plateau("e2kd", _val({12: 0.850, 24: 0.862}), 12) == (
         "the e2KD student is short of its plateau at the profile's 12 epochs: 24 epochs add "
         "+0.012")
 
@@ -59,48 +71,58 @@ def test_colab_epochs_beyond_only_for_the_same_student_trained_shorter():
 
 def test_plateau_consequence():
     both_there = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.87, 16: 0.87}}
-    assert readings.plateau_consequence(both_there, 8, COLAB.student) == (
+    assert readings.plateau_consequence(_table(both_there), 8, COLAB.student) == (
         "Comparisons of this profile are of students at their plateau")
     kd_behind = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
-    text = readings.plateau_consequence(kd_behind, 8, COLAB.student)
+    text = readings.plateau_consequence(_table(kd_behind), 8, COLAB.student)
     assert text.startswith("The KD student needs a longer schedule than the scratch student: ")
     assert ("exhausted. The KD student is short of its plateau at the profile's 8 epochs. So "
             "every comparison that reads it is of equal training budgets") in text
     assert text.endswith(f"likely understated. The colab profile trains the same students for "
                          f"{COLAB.student_epochs} epochs, on a GPU")  # fmt: skip
     scratch_behind = {"scratch": {8: 0.84, 16: 0.86}, "kd": {8: 0.87, 16: 0.87}}
-    text = readings.plateau_consequence(scratch_behind, 8, "another student")
+    text = readings.plateau_consequence(_table(scratch_behind), 8, "another student")
     assert text.startswith("The scratch student is short") and text.endswith("likely overstated")
 
 
 def test_plateau_consequence_names_every_method_short_of_its_plateau():
     there, short = {12: 0.85, 24: 0.85}, {12: 0.85, 24: 0.87}
     learners_short = {"scratch": there, "kd": there, "e2kd": short, "xdistill": short}
-    text = readings.plateau_consequence(learners_short, 12, "another student")
+    text = readings.plateau_consequence(_table(learners_short), 12, "another student")
     assert text == (
         "The e2KD and XDistillation students are short of their plateau at the profile's 12 "
         "epochs. So every comparison that reads them is of equal training budgets, not of "
         "plateaus: a method that learns faster is read as better. The gains of learning from "
         "the teacher are then likely understated")
     both_short = {"scratch": short, "kd": there, "xdistill": short}
-    text = readings.plateau_consequence(both_short, 12, "another student")
+    text = readings.plateau_consequence(_table(both_short), 12, "another student")
     assert text.startswith("The scratch and XDistillation students are short of their plateau")
     assert text.endswith("a method that learns faster is read as better")
     all_there = {"scratch": there, "kd": there, "e2kd": there, "xdistill": there}
-    assert readings.plateau_consequence(all_there, 12, "another student") == (
+    assert readings.plateau_consequence(_table(all_there), 12, "another student") == (
         "Comparisons of this profile are of students at their plateau")
 
 
 def test_plateau_paragraph_names_its_phrases():
     final = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
-    paragraph = readings.plateau_paragraph(final, 8, "another student")
+    paragraph = readings.plateau_paragraph(_table(final), 8, "another student")
     assert paragraph == {
-        "plateaus": readings.sentences(readings.plateau('scratch', final['scratch'], 8),
-                                       readings.plateau('kd', final['kd'], 8)),
+        "plateaus": readings.sentences(readings.plateau('scratch', _val(final['scratch']), 8),
+                                       readings.plateau('kd', _val(final['kd']), 8)),
         "kd_lead_by_budget": "+0.010 after 8 epochs, +0.030 after 16 epochs",
-        "plateau_consequence": readings.plateau_consequence(final, 8, "another student")}
+        "plateau_consequence": readings.plateau_consequence(_table(final), 8,
+                                                             "another student")}
     assert paragraph["plateaus"].startswith("The scratch student has reached its plateau")
     assert ". The KD student is short of its plateau" in paragraph["plateaus"]
+
+
+def test_the_plateau_reads_validation_scores_only():
+    """Test accuracies by schedule, however named, are refused where validation is read."""
+    final = {"scratch": {8: 0.85, 16: 0.85}, "kd": {8: 0.86, 16: 0.88}}
+    with pytest.raises(ChoiceFromTestError, match="computed on the 'test' split"):
+        readings.plateau_paragraph(scored_on(pd.DataFrame(final).T, "test"), 8, "a student")
+    with pytest.raises(ChoiceFromTestError, match="do not say which split"):
+        readings.plateau("kd", pd.Series(final["kd"]), 8)
 
 
 def test_premise_reads_the_interval():
@@ -177,10 +199,10 @@ def _d(a: str, b: str, mean: float, lower: float, upper: float, n: int = 3):
     return PairedDifference(a, b, "accuracy", n, mean, math.nan, lower, upper)
 
 
-def _map_use(own_flat, own_other, true_mean, **kw) -> str:
-    """:func:`readings.map_use` of three ``(mean, lower, upper)`` triples, in
-    :data:`readings.MAP_USE_PAIRS`' order."""
-    triples = (own_flat, own_other, true_mean)
+def _map_use(own_flat, own_other, true_mean, true_other=(0.01, -0.02, 0.04), **kw) -> str:
+    """:func:`readings.map_use` of four ``(mean, lower, upper)`` triples, in
+    :data:`readings.MAP_USE_PAIRS`' order (the control's open by default)."""
+    triples = (own_flat, own_other, true_mean, true_other)
     diffs = {pair: _d(*pair, *t) for pair, t in zip(readings.MAP_USE_PAIRS, triples)}
     return readings.map_use(diffs, **kw)
 
@@ -194,7 +216,10 @@ def test_map_use_as_the_teachers_explanation_only_when_its_map_beats_the_mean_ma
     text = _map_use(BEATS, BEATS, (0.02, 0.01, 0.03))
     assert text == ("The student uses its map as the teacher's explanation. The teacher's map "
                     "of the image serves it better than the teacher's image-blind mean map: "
-                    "teacher true beats teacher mean: +0.020 [+0.010, +0.030]")  # fmt: skip
+                    "teacher true beats teacher mean: +0.020 [+0.010, +0.030]. These seeds do "
+                    "not tell whether it reads the teacher's class off the map or where it "
+                    "looked: teacher true is not shown better or worse than teacher other "
+                    "class: +0.010 [-0.020, +0.040]")  # fmt: skip
     # shown above 0 but estimated below the margin: the part rule does not read it supported
     below = _map_use(BEATS, BEATS, (0.005, 0.001, 0.009))
     assert below.startswith("The student depends on its map. Own beats flat: +0.050")
@@ -204,6 +229,19 @@ def test_map_use_as_the_teachers_explanation_only_when_its_map_beats_the_mean_ma
     # a wider margin makes the same difference negligible
     assert _map_use(BEATS, BEATS, (0.02, 0.01, 0.03), margin=0.05).endswith(
         "a second view of it, more than where the teacher looked")
+
+
+@pytest.mark.parametrize("control, story", [
+    (BEATS, "It reads the teacher's class off the map. The teacher's map of the same image for "
+            "another class serves it less: teacher true beats teacher other class: +0.050"),
+    (INSIDE, "What it uses is where the teacher looked, not its class. The teacher's map for "
+             "another class serves as well: teacher true and teacher other class lie within"),
+])  # fmt: skip
+def test_map_use_tells_the_class_from_where_the_teacher_looked_by_the_control(control, story):
+    text = _map_use(BEATS, BEATS, (0.02, 0.01, 0.03), control)
+    assert text.startswith("The student uses its map as the teacher's explanation")
+    assert story in text
+    assert max(len(s.split()) for s in text.split(". ")) <= readings.MAX_WORDS
 
 
 def test_map_use_hardly_used_when_both_replacements_are_shown_within_the_margin():
@@ -238,7 +276,8 @@ def test_map_use_otherwise_says_the_seeds_do_not_show_how():
         "These seeds do not show how the student uses its map. Own is not shown better or "
         "worse than flat: +0.010 [-0.020, +0.040]. Own and other image lie within the margin "
         "of each other: +0.001 [-0.002, +0.004]. Teacher true is not shown better or worse "
-        "than teacher mean: +0.010 [-0.020, +0.040]")
+        "than teacher mean: +0.010 [-0.020, +0.040]. Teacher true is not shown better or worse "
+        "than teacher other class: +0.010 [-0.020, +0.040]")
     one_seed = (0.05, math.nan, math.nan)
     diffs = {pair: _d(*pair, *one_seed, n=1) for pair in readings.MAP_USE_PAIRS}
     text = readings.map_use(diffs)
@@ -249,23 +288,21 @@ def test_map_use_otherwise_says_the_seeds_do_not_show_how():
 # ---------------------------------------------------------------- the results' verdicts
 
 
-def test_multiplicity_states_the_tests_and_what_they_do_to_partly_supported():
+def test_multiplicity_states_the_family_its_control_and_the_exploratory_table():
     from xdx_lib.analysis import claims
 
     text = readings.multiplicity(claims.multiplicity())
     assert text.startswith("The verdicts read 6 parts of 3 claims (C1 2 parts, C2 1 part, "
-                           "C3 3 parts), each by a one-sided test at 5 %. The paired table "
-                           "reads up to 35 differences")  # fmt: skip
-    # 35 cells at 5 %: 1.75 by chance; C3's three parts: 1 - 0.95^3 = 14 %, at most 15 %;
-    # all six parts: 1 - 0.95^6 = 26 %, at most 30 %
-    assert "about 1.8 of them would still read one method ahead" in text
-    assert "keeps a false \"supported\" at most 5 %" in text
-    assert "a claim of 3 parts (C3) reads it by chance up to 15 % of the time (14 % were" in text
-    assert text.endswith("Some one of the 6 parts reads supported by chance up to 30 % (26 %)")
+                           "C3 3 parts) as one family. Holm's procedure keeps the chance that "
+                           "any of them reads supported by chance alone at most 5 %")  # fmt: skip
+    # 35 cells at 5 %: 1.75 by chance
+    assert ("up to 35 differences, each by a two-sided 95 % interval and uncorrected, so it "
+            "is exploratory") in text
+    assert text.endswith("about 1.8 of its cells would still read one method ahead")
     assert max(len(sentence.split()) for sentence in text.split(". ")) <= readings.MAX_WORDS
     two = readings.multiplicity(claims.Multiplicity((("C9", 2),), cells=4))
-    assert "The verdicts read 2 parts of 1 claim (C9 2 parts)" in two
-    assert "up to 10 % of the time (10 % were its parts independent)" in two
+    assert "The verdicts read 2 parts of 1 claim (C9 2 parts) as one family" in two
+    assert "about 0.2 of its cells" in two
 
 
 def test_fragile_verdicts_names_the_claims_and_the_seeds():
@@ -304,17 +341,30 @@ def test_default_choice_names_the_pick_when_it_is_not_the_default():
         "library keeps its default (6)")
 
 
-def test_accuracy_against_kd_cannot_judge_noise_on_one_seed():
+def test_accuracy_against_kd_reads_the_check_that_can_fail():
     def d(n, mean, low, high):
         return PairedDifference("xdistill", "KD", "accuracy", n, mean, math.nan, low, high)
 
     one = readings.accuracy_against_kd(d(1, -0.004, math.nan, math.nan))
-    assert one == ("-0.004 (n=1, no interval) (one seed: no spread to judge noise by, so the "
-                   "check holds by default)")  # fmt: skip
+    assert one == ("-0.004 (n=1, no interval) (one seed: no spread to judge noise by, so "
+                   "undecided)")  # fmt: skip
+    # shown worse; shown no worse than the margin; too wide to tell (two seeds, say)
     assert readings.accuracy_against_kd(d(3, -0.01, -0.02, -0.001)).endswith(
-        ": below KD's beyond the noise between seeds")
-    assert readings.accuracy_against_kd(d(3, -0.01, -0.02, 0.001)).endswith(
-        ": not below KD's beyond the noise between seeds")
+        ": below KD's, beyond the margin 0.006")
+    assert readings.accuracy_against_kd(d(3, -0.001, -0.004, 0.002)).endswith(
+        ": not below KD's by more than the margin 0.006")
+    assert readings.accuracy_against_kd(d(2, -0.01, -0.2, 0.18)).endswith(
+        ": undecided, these seeds cannot tell it from a shortfall beyond the margin 0.006")
+
+
+def test_checks_passed_counts_the_undecided_apart():
+    assert readings.checks_passed({"a": True, "b": None, "c": True}) == "2 of 3 (1 undecided)"
+
+
+def test_default_choice_says_when_the_seeds_cannot_decide():
+    text = readings.default_choice(None, "staged", undecided=True)
+    assert text == ("the seeds cannot decide every check, so the chooser picks no variant; the "
+                    "library keeps its default (staged)")  # fmt: skip
 
 
 def test_grid_stability_counts_the_seeds_the_chosen_point_wins():

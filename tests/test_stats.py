@@ -332,3 +332,31 @@ def test_plateau_epochs_refuses_one_schedule_and_nan():
         stats.plateau_epochs({12: 0.85})
     with pytest.raises(ValueError, match="not finite for schedules"):
         stats.plateau_epochs({12: float("nan"), 24: 0.85})
+
+
+def test_holm_by_hand_and_against_the_bonferroni_bound():
+    # sorted 0.01 (x4) = 0.04, 0.02 (x3) = 0.06, 0.03 (x2) = 0.06, 0.04 (x1) = 0.06 (kept
+    # non-decreasing); NaN is left out of the count and stays NaN
+    got = stats.holm([0.03, 0.01, float("nan"), 0.04, 0.02])
+    assert got[:2] == pytest.approx([0.06, 0.04]) and math.isnan(got[2])
+    assert got[3:] == pytest.approx([0.06, 0.06])
+    assert stats.holm([0.6, 0.5]) == [1.0, 1.0] and stats.holm([]) == []
+    ps = [0.001, 0.2, 0.03, 0.012, 0.5, 0.04]
+    # never below the raw p-value, never above Bonferroni's k p
+    assert all(p <= q <= min(1, len(ps) * p) for p, q in zip(ps, stats.holm(ps)))
+
+
+def test_one_sided_p_is_below_alpha_exactly_when_the_bound_clears_the_null():
+    for d, null in (([0.02, 0.03, 0.01], 0.0), ([0.001, 0.002, 0.004], 0.0),
+                    ([0.05, -0.01, 0.02, 0.03], 0.006)):  # fmt: skip
+        mean, sd, n = np.mean(d), np.std(d, ddof=1), len(d)
+        p = stats.one_sided_p(n, mean, sd, null, "greater")
+        assert p == pytest.approx(scipy_stats.ttest_1samp(d, null, alternative="greater").pvalue)
+        lower = mean - scipy_stats.t.ppf(0.95, n - 1) * sd / math.sqrt(n)
+        assert (p < 0.05) == (lower > null)
+        less = stats.one_sided_p(n, mean, sd, null, "less")
+        assert less == pytest.approx(scipy_stats.ttest_1samp(d, null, alternative="less").pvalue)
+    assert math.isnan(stats.one_sided_p(1, 0.1, float("nan")))
+    assert stats.one_sided_p(3, 0.25, 0.0) == 0.0 and stats.one_sided_p(3, 0.0, 0.0) == 0.5
+    with pytest.raises(ValueError, match="side"):
+        stats.one_sided_p(3, 0.1, 0.01, side="two")

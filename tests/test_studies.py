@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
+from xdx_lib.analysis import selection
 from xdx_lib.core.config import RunConfig
 from xdx_lib.data.datasets import Dataset, Split, make_shapes
 from xdx_lib.evaluation.interventions import INTERVENTIONS, map_interventions
@@ -71,6 +73,23 @@ def test_variant_table_scores_the_split_it_is_given(tiny):
     assert on["test"].accuracy[0] == (predicted == tiny.test.y).float().mean().item()
     assert on["val"].accuracy[0] != on["test"].accuracy[0]
     assert on["val"].agreement[0] == on["test"].agreement[0]
+    # each table says its split, and a chooser follows it, not the columns' names: the
+    # XDistillation chapter's calls, handed the test table renamed to look like validation
+    assert selection.split_of(on["val"]) == "val" and selection.split_of(on["test"]) == "test"
+    disguised = on["test"].rename(columns={"accuracy": "val_accuracy"})
+    with pytest.raises(selection.ChoiceFromTestError, match="computed on the 'test' split"):
+        selection.highest_mean({"val": disguised}, by="variant", metric="val_accuracy")
+    checks = selection.derived(pd.DataFrame({"ok": [True], "epoch_seconds": [1.0]},
+                                            index=["KD"]), disguised)  # fmt: skip
+    runs = disguised[["variant", "seed", "val_accuracy"]].rename(
+        columns={"val_accuracy": "accuracy"})
+    with pytest.raises(selection.ChoiceFromTestError, match="computed on the 'test' split"):
+        selection.xdistill_variant({"val": checks}, {"val": runs}, ["ok"], "epoch_seconds",
+                                   "KD")  # fmt: skip
+    chosen = selection.xdistill_variant(
+        {"val": selection.derived(checks, on["val"])}, {"val": on["val"]}, ["ok"],
+        "epoch_seconds", "KD")
+    assert chosen == "KD"
 
 
 def test_seed_spread_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts, monkeypatch):

@@ -231,10 +231,18 @@ def test_part_label():
 def test_part_note():
     inside = _part(PV.NO_DIFFERENCE, lower=0.001, upper=0.004)
     assert tables.part_note(inside) == "kd > scratch, but within the margin"
-    below = _part(PV.NO_DIFFERENCE, lower=-0.004, upper=-0.001)
-    assert tables.part_note(below) == "kd < scratch, but within the margin"
+    # a part shown worse reads opposite, and the note says when that is inside the margin
+    below = _part(PV.OPPOSITE, lower=-0.004, upper=-0.001)
+    assert tables.part_note(below) == "kd < scratch, within the margin"
+    assert tables.part_note(_part(PV.OPPOSITE, lower=-0.010, upper=-0.001)) == ""
     assert tables.part_note(_part(PV.NO_DIFFERENCE, lower=-0.004, upper=0.004)) == ""
-    assert tables.part_note(_part(PV.SUPPORTED)) == ""
+    # supported: whether the bound clears the margin, or only 0 with the estimate past it
+    assert tables.part_note(_part(PV.SUPPORTED)) == "the bound clears the margin"
+    assert tables.part_note(_part(PV.SUPPORTED, lower=0.002, upper=0.020)) == (
+        "the bound clears 0, the estimate the margin")
+    # shown at 5 % alone, not after Holm's control over the family
+    lost = _part(PV.INCONCLUSIVE, lower=0.001, upper=0.03, p=0.04, p_holm=0.12)
+    assert tables.part_note(lost) == "shown at 5 % alone, not under Holm's control"
     # "not higher": supported yet shown higher than 0 (within the margin)
     assert tables.part_note(_part(PV.SUPPORTED, "not higher", 0.001, 0.004)) == (
         "kd > scratch, but within the margin")
@@ -247,7 +255,7 @@ def test_part_note():
 def test_format_part():
     assert tables.format_part(_part()) == (
         "agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=10; "
-        "margin 0.006): supported")
+        "margin 0.006): supported (the bound clears the margin)")
     inside = _part(PV.NO_DIFFERENCE, lower=0.001, upper=0.004, mean=0.002)
     assert tables.format_part(inside).endswith(
         "no difference beyond the margin (kd > scratch, but within the margin)")
@@ -280,19 +288,21 @@ def test_claim_sentences():
     text = tables.claim_sentences(claims.verdicts(claims_frame()))
     assert list(text.index) == ["C1", "C2", "C3"]
     assert list(text.columns) == ["verdict", "evidence", "power", "notes"]
-    assert list(text.verdict) == ["supported", "not supported",
-                                  "partly supported (a part undecided)"]  # fmt: skip
+    # Holm over the five parts read keeps C1's agreement alone (tests/test_claims.py)
+    assert list(text.verdict) == ["partly supported (a part undecided)", "not supported",
+                                  "inconclusive"]  # fmt: skip
     assert text.loc["C1", "evidence"] == (
         "Agreement kd - scratch +0.060 [+0.043, +0.077] (one-sided 95 % bounds, n=3; "
-        "margin 0.006): supported. Grad-CAM r kd - scratch +0.000 [-0.017, +0.017] "
-        "(one-sided 95 % bounds, n=3; margin 0.03): supported")
+        "margin 0.006): supported (the bound clears the margin). Grad-CAM r kd - scratch "
+        "+0.000 [-0.017, +0.017] (one-sided 95 % bounds, n=3; margin 0.03): inconclusive "
+        "(shown at 5 % alone, not under Holm's control)")
     assert text.loc["C2", "power"] == (
         "Accuracy xdistill - kd: significant from 0.017, supported with 80 % power at a true "
         "difference ≥ 0.023")
     # "not higher": the margin 0.03 less the t test's 0.023
     assert text.loc["C1", "power"].endswith("at a true difference ≤ 0.007")
-    assert text.loc["C3", "power"].endswith(". Deployed explanation r xdistill - kd: skipped")
-    assert text.loc["C3", "notes"] == ("deployed explanation r xdistill - kd skipped: "
+    assert text.loc["C3", "power"].endswith(". Deployed explanation r xdistill - kd_cae: skipped")
+    assert text.loc["C3", "notes"] == ("deployed explanation r xdistill - kd_cae skipped: "
                                        "deployed/pearson is not in these results")  # fmt: skip
     assert text.loc["C1", "notes"] == ""
     none = tables.claim_sentences([claims.ClaimReading("C9", CV.INCONCLUSIVE, ())])
@@ -301,23 +311,26 @@ def test_claim_sentences():
 
 def test_verdict_table():
     table = tables.verdict_table(claims.verdicts(claims_frame()))
-    assert list(table.index[:3]) == [("C1", "supported", "agreement kd - scratch"),
-                                     ("C1", "supported", "Grad-CAM r kd - scratch"),
+    c1 = "partly supported (a part undecided)"
+    assert list(table.index[:3]) == [("C1", c1, "agreement kd - scratch"),
+                                     ("C1", c1, "Grad-CAM r kd - scratch"),
                                      ("C2", "not supported", "accuracy xdistill - kd")]
     assert list(table.columns) == ["difference [one-sided 95 % bounds]", "needs", "margin",
-                                   "reading", "significant from", "80 % power at"]
-    row = table.loc[("C1", "supported", "Grad-CAM r kd - scratch")]
+                                   "reading", "significant from", "80 % power at", "p (Holm)"]
+    row = table.loc[("C1", c1, "Grad-CAM r kd - scratch")]
     assert row["needs"] == "< 0.03" and row["margin"] == "±0.03"
     assert row["difference [one-sided 95 % bounds]"] == "+0.000 [-0.017, +0.017] (n=3)"
-    assert row["significant from"] == "0.017" and row["reading"] == "supported"
+    assert row["significant from"] == "0.017"
+    assert row["reading"] == "inconclusive (shown at 5 % alone, not under Holm's control)"
+    assert row["p (Holm)"] == "0.070"  # 4 x 0.0175
     acc = table.loc[("C2", "not supported", "accuracy xdistill - kd")]
     assert acc["needs"] == "> 0" and acc["80 % power at"] == "≥ 0.023"
     assert row["80 % power at"] == "≤ 0.007"
-    skipped = table.loc[("C3", "partly supported (a part undecided)",
-                         "deployed explanation r xdistill - kd")]  # fmt: skip
+    skipped = table.loc[("C3", "inconclusive", "deployed explanation r xdistill - kd_cae")]
     assert skipped["reading"] == "skipped (deployed/pearson is not in these results)"
     assert skipped["significant from"] == tables.MISSING == skipped["80 % power at"]
     assert skipped["difference [one-sided 95 % bounds]"] == tables.MISSING
+    assert skipped["p (Holm)"] == tables.MISSING
     one = tables.verdict_table(claims.verdicts(claims_frame(seeds=1)))
     shown = one.loc[("C2", "inconclusive", "accuracy xdistill - kd")]
     assert shown["difference [one-sided 95 % bounds]"] == "-0.030 (n=1)"
@@ -351,10 +364,11 @@ def test_leave_one_out_table():
         (3, CV.INCONCLUSIVE), (4, CV.NOT_SUPPORTED)))  # fmt: skip
     every = claims.SeedOutReading("C1", CV.SUPPORTED, ((0, CV.INCONCLUSIVE),))
     table = tables.leave_one_out_table([stable, fragile, every])
-    assert list(table.columns) == ["all seeds", "one seed left out", "reading"]
+    assert list(table.columns) == ["all seeds", "one seed left out",
+                                   "estimates, one seed left out", "reading"]
     assert list(table.index) == ["C2", "C3", "C1"]
     assert table.loc["C2"].tolist() == ["supported", "the same without any one of the 3 seeds",
-                                        "stable"]  # fmt: skip
+                                        "", "stable"]  # fmt: skip
     assert table.loc["C3", "one seed left out"] == (
         "inconclusive without seeds 1, 3; not supported without seed 4; the same without any "
         "other")
@@ -373,3 +387,17 @@ def test_glue_verdicts_glues_each_claims_sentences(monkeypatch):
                                    for c in ("verdict", "evidence", "power"))  # fmt: skip
     assert glued["C2_verdict"] == "not supported"
     assert glued["C1_power"] == text.loc["C1", "power"]
+
+
+def test_leave_one_out_table_shows_how_far_each_part_moves():
+    readings = claims.leave_one_seed_out(claims_frame())
+    c2 = tables.leave_one_out_table(readings).loc["C2", "estimates, one seed left out"]
+    # accuracy xdistill - kd = [-0.03, -0.04, -0.05]: two seeds left give means -0.045,
+    # -0.04, -0.035; the widest bounds are those of [-0.03, -0.05], sd 0.01414:
+    # -0.04 -+ 6.314 x 0.01414 / sqrt(2) = -0.04 -+ 0.0631
+    half = 6.313752 * 0.02 / math.sqrt(2) / math.sqrt(2)
+    assert c2 == (f"accuracy xdistill - kd -0.045 to -0.035 [{-0.04 - half:+.3f}, "
+                  f"{-0.04 + half:+.3f}]")
+    assert c2.endswith("[-0.103, +0.023]")
+    c3 = tables.leave_one_out_table(readings).loc["C3", "estimates, one seed left out"]
+    assert c3.endswith("deployed explanation r xdistill - kd_cae —")

@@ -17,6 +17,7 @@ from xdx_lib.experiments import session as session_module
 from xdx_lib.experiments import studies, tuning
 from xdx_lib.experiments.experiment_config import load_experiment
 from xdx_lib.experiments.runner import run_experiment
+from xdx_lib.report import readings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,6 +113,11 @@ def test_the_plateau_table_sets_the_test_split_beside_validation():
     runs = {"scratch": {4: run(1, 0.81), 8: run(2, 0.83)}, "kd": {4: run(2, 0.85), 8: run(2, 0.86)}}
     on_val = tuning.validation_by_schedule(runs, data)
     assert on_val.to_dict("index") == {"scratch": {4: 0.5, 8: 1.0}, "kd": {4: 1.0, 8: 1.0}}
+    assert choices.split_of(on_val) == "val"
+    # the chapters' plateau reading takes it; the test half, however labelled, it refuses
+    assert readings.plateau_paragraph(on_val, 4, "a student")["plateaus"]
+    with pytest.raises(choices.ChoiceFromTestError, match="do not say which split"):
+        readings.plateau_paragraph(tuning.reported_by_schedule(runs), 4, "a student")
     assert tuning.reported_by_schedule(runs).to_dict("index") == {
         "scratch": {4: 0.81, 8: 0.83}, "kd": {4: 0.85, 8: 0.86}}
     table = tuning.plateau_table(on_val, runs)

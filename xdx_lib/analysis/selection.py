@@ -3,10 +3,14 @@
 Every option the book picks for its readers (KD's weight and temperature, the CAE's
 variant, XDistillation's schedule and routing, the fusion, the students' epochs) is picked
 by one of the choosers here. Each takes its scores keyed by split, ``{"val": scores}``, so
-that the split is named where the choice is made, and refuses test scores outright: a
-``"test"`` key, or any key or column that names a test metric (``test_acc``,
-``test accuracy``, ``("test", "pearson")``), raises :class:`ChoiceFromTestError`. The test numbers
-are joined to a choice afterwards, for the reader, never passed in.
+that the split is named where the choice is made, and checks where the scores come from,
+not only what they are called: a frame or series of scores carries the split it was
+computed on (:func:`scored_on`, set by the functions that score a split, and kept by
+:func:`derived` for a table made from such scores), and a chooser refuses scores of any
+other split, or of none, with :class:`ChoiceFromTestError`; so does a ``"test"`` key, or
+any key or column that names a test metric (``test_acc``, ``test accuracy``, ``("test",
+"pearson")``). The test numbers are joined to a choice afterwards, for the reader, never
+passed in.
 
 Choices are trained on seeds of their own (:data:`FIRST_TUNE_SEED` on), so that no student
 a claim reads has been picked for scoring well: :func:`tune_seeds` names them, and
@@ -17,6 +21,7 @@ a claim reads has been picked for scoring well: :func:`tune_seeds` names them, a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -26,6 +31,10 @@ from xdx_lib.analysis.stats import plateau_epochs
 
 #: The split every choice is made on.
 CHOOSING_SPLIT = "val"
+
+#: Where a frame or series of scores records the split it was computed on (pandas' ``attrs``,
+#: which pandas carries through selections, renames and group-bys).
+SPLIT_ATTR = "split"
 
 #: The first seed of the runs that choose, far above any seed a claim reads.
 FIRST_TUNE_SEED = 100
@@ -53,6 +62,45 @@ def is_test_metric(name) -> bool:
     return any(_TEST_WORD.search(str(p)) for p in parts)
 
 
+def scored_on(scores, split: str):
+    """A copy of ``scores`` (a pandas DataFrame or Series) that records the split it was
+    computed on. The functions that compute scores on a split return this; a chooser reads
+    it (:func:`validation_scores`), so that scores of the test split are refused whatever
+    their columns are called."""
+    if not isinstance(scores, (pd.DataFrame, pd.Series)):
+        raise TypeError("scored_on: give a pandas DataFrame or Series, not "
+                        f"{type(scores).__name__}")
+    out = scores.copy()
+    out.attrs[SPLIT_ATTR] = split
+    return out
+
+
+def split_of(scores) -> str | None:
+    """The split ``scores`` were computed on (:func:`scored_on`), or None when they do not
+    say."""
+    attrs = getattr(scores, "attrs", None)
+    return attrs.get(SPLIT_ATTR) if isinstance(attrs, Mapping) else None
+
+
+def derived(table, *sources):
+    """``table``, computed from ``sources``, recorded as computed on their split: a table of
+    checks made from validation scores is itself of the validation split.
+
+    Raises:
+        ChoiceFromTestError: a source that does not say its split, or sources of different
+            splits (the table would mix them).
+    """
+    splits = {split_of(s) for s in sources}
+    if not sources or None in splits:
+        raise ChoiceFromTestError(
+            "derived: given sources that do not say which split they were computed on; "
+            "derive a table from what a function scoring one split returns")  # fmt: skip
+    if len(splits) > 1:
+        raise ChoiceFromTestError(f"derived: its sources come from splits {sorted(splits)}; "
+                                  "derive a table from scores of one split")  # fmt: skip
+    return scored_on(table, splits.pop())
+
+
 def check_disjoint(tune: Iterable[int], claims: Iterable[int], what: str = "tune_seeds") -> None:
     """Raise ValueError when a seed that chooses is also one a claim reads: the claims'
     student would then be the one picked for scoring well on it."""
@@ -66,8 +114,9 @@ def validation_scores(scores: Mapping, what: str = "the choice"):
     """The validation entry of ``scores`` (keyed by split), checked to hold no test score.
 
     Raises:
-        ChoiceFromTestError: a ``test`` split, or a key or column naming a test metric, anywhere
-            in ``scores`` (a frame's columns and index names, a mapping's keys).
+        ChoiceFromTestError: scores computed on another split than validation, or that do
+            not say which (:func:`split_of`); a ``test`` split, or a key or column naming a
+            test metric, anywhere in ``scores`` (a frame's columns and index names).
         ValueError: no validation entry, or another split than validation.
     """
     if not isinstance(scores, Mapping) or not all(isinstance(k, str) for k in scores):
@@ -81,6 +130,17 @@ def validation_scores(scores: Mapping, what: str = "the choice"):
         raise ValueError(f"{what} is made on the validation split alone: give "
                          f"{{{CHOOSING_SPLIT!r}: scores}}, not {sorted(scores)}")  # fmt: skip
     val = scores[CHOOSING_SPLIT]
+    computed_on = split_of(val)
+    if computed_on is None:
+        raise ChoiceFromTestError(
+            f"{what} was handed scores that do not say which split they were computed on; "
+            "pass what a function scoring the validation split returns (e.g. "
+            "studies.variant_table(split='val'), tuning.validation_by_schedule), or a table "
+            "made from it with selection.derived")  # fmt: skip
+    if computed_on != CHOOSING_SPLIT:
+        raise ChoiceFromTestError(
+            f"{what} was handed scores computed on the {computed_on!r} split; choose on the "
+            "validation split and report the others beside the choice")  # fmt: skip
     names = _names(val)
     bad = [n for n in names if is_test_metric(n)]
     if bad:
@@ -112,6 +172,27 @@ def _names(scores) -> list:
     if isinstance(scores, Mapping):
         return [*scores, *(n for v in scores.values() if isinstance(v, Mapping) for n in v)]
     return []
+
+
+def no_worse(lower: float, upper: float, margin: float) -> bool | None:
+    """A check that can fail, on a paired difference ``A - B`` read on validation through
+    its one-sided 95 % bounds: True when ``lower > -margin`` (A shown no worse than B by
+    more than the margin), False when ``upper < 0`` (A shown worse), None when the seeds
+    cannot tell (undecided; always so with one seed, which has no bounds).
+
+    A real shortfall beyond the margin fails it once the seeds resolve it, and noise wider
+    than the margin leaves it undecided rather than passed."""
+    if math.isnan(lower) or math.isnan(upper):
+        return None
+    if lower > -margin:
+        return True
+    return False if upper < 0 else None
+
+
+def passes(checks: pd.DataFrame) -> pd.Series:
+    """Which rows pass every check: True only where each check is True; an undecided check
+    (None) does not pass."""
+    return checks.eq(True).all(axis=1)
 
 
 def highest_mean(scores: Mapping, by: str | Sequence[str], metric: str):
@@ -157,21 +238,24 @@ def best_option(scores: Mapping, metric: str):
 
 def plateau(scores: Mapping) -> int | None:
     """The shortest schedule at the student's plateau on validation accuracy
-    (:func:`xdx_lib.analysis.stats.plateau_epochs`), from ``{"val": {epochs: accuracy}}``."""
+    (:func:`xdx_lib.analysis.stats.plateau_epochs`), from ``{"val": series}``, a series of
+    validation accuracy indexed by epochs (a row of
+    :func:`~xdx_lib.experiments.tuning.validation_by_schedule`)."""
     by_epochs = validation_scores(scores, "the plateau")
-    return plateau_epochs(by_epochs)
+    return plateau_epochs(dict(by_epochs.items()))
 
 
 def cheapest_passing(scores: Mapping, checks: Sequence[str], cost: str):
     """Among the options that pass every check on validation, the cheapest (None if none).
 
-    ``scores``: ``{"val": frame}`` indexed by option, with a boolean column per check
-    (each computed from validation scores) and the option's ``cost`` (e.g. seconds an
-    epoch). This is the XDistillation chapter's rule for its defaults: the schedule and
-    routing whose CAE map stays an explanation and whose accuracy is not below KD's.
+    ``scores``: ``{"val": frame}`` indexed by option, with a column per check (each
+    computed from validation scores: True, False, or None when undecided, which does not
+    pass) and the option's ``cost`` (e.g. seconds an epoch). This is the XDistillation
+    chapter's rule for its defaults: the schedule and routing whose CAE map stays an
+    explanation and whose accuracy is shown no worse than KD's (:func:`no_worse`).
     """
     val = validation_scores(scores, "choosing the cheapest passing option")
-    passing = val[val[list(checks)].astype(bool).all(axis=1)]
+    passing = val[passes(val[list(checks)])]
     return None if passing.empty else passing[cost].idxmin()
 
 
@@ -194,11 +278,14 @@ def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost
     """
     frame = validation_scores(scores, "choosing XDistillation's variant")
     fusions = [v for v in frame.index if str(v).startswith(fusion_prefix)]
-    chosen = cheapest_passing({CHOOSING_SPLIT: frame.drop(index=fusions)}, checks, cost)
+    # both frames were checked above: what is made of them stays on validation
+    schedules = scored_on(frame.drop(index=fusions), CHOOSING_SPLIT)
+    chosen = cheapest_passing({CHOOSING_SPLIT: schedules}, checks, cost)
     if chosen != default:
         return chosen
     rows = validation_scores(runs, "choosing XDistillation's fusion")
-    passing = frame.index[frame[list(checks)].astype(bool).all(axis=1)]
+    passing = frame.index[passes(frame[list(checks)])]
     among = [v for v in passing if v == default or v in fusions]
     rows = rows[rows["variant"].isin(among)][["variant", "seed", "accuracy"]]
-    return highest_mean({CHOOSING_SPLIT: rows}, "variant", "accuracy")[0]
+    return highest_mean({CHOOSING_SPLIT: scored_on(rows, CHOOSING_SPLIT)}, "variant",
+                        "accuracy")[0]  # fmt: skip

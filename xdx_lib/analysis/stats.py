@@ -181,6 +181,46 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str,
                             upper=high)  # fmt: skip
 
 
+def one_sided_p(n: int, mean: float, sd: float, null: float = 0.0,
+                side: str = "greater") -> float:  # fmt: skip
+    """The p-value of the one-sided paired t test of a mean difference against ``null``.
+
+    ``side="greater"`` tests ``H0: delta <= null`` (small when ``mean`` lies well above
+    ``null``), ``"less"`` tests ``H0: delta >= null``. It is below ``ALPHA`` exactly when
+    the one-sided bound of the ``1 - 2 ALPHA`` interval clears ``null``. NaN below two
+    seeds; differences that do not spread give 0 or 1 (0.5 on ``null`` itself).
+    """
+    from scipy import stats as scipy_stats
+
+    if side not in ("greater", "less"):
+        raise ValueError(f"one_sided_p: side is {side!r}; choose 'greater' or 'less'")
+    if n < 2 or math.isnan(sd) or math.isnan(mean):
+        return math.nan
+    above = mean - null if side == "greater" else null - mean
+    if sd == 0:
+        return 0.0 if above > 0 else (0.5 if above == 0 else 1.0)
+    return float(scipy_stats.t.sf(above / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (Holm 1979): each adjusted p-value below
+    ``ALPHA`` is a rejection with the chance of any false one at most ``ALPHA``, however
+    the tests depend on each other.
+
+    The ``k`` finite p-values are sorted, the ``i``-th smallest (from 0) multiplied by
+    ``k - i``, made non-decreasing along that order and capped at 1; NaN stays NaN and is
+    not counted. The same as ``statsmodels``' ``multipletests(method="holm")``.
+    """
+    finite = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    k = len(finite)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (k - rank) * p))
+        out[i] = running
+    return out
+
+
 def detectable_difference(n: int, sd: float, alpha: float = ALPHA,
                           power: float = POWER) -> float:  # fmt: skip
     """The true mean difference a one-sided paired t test at level ``alpha`` detects with

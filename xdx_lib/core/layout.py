@@ -45,8 +45,8 @@ SCORES_FORMAT = 1
 #: The image-blind reference maps' scores.
 REFERENCES_FORMAT = 1
 #: How the intervention maps are made. 2 matches every replacement to the CAE's per-image
-#: moments.
-INTERVENTIONS_FORMAT = 2
+#: moments; 3 adds the teacher's map of another class, the true map's control.
+INTERVENTIONS_FORMAT = 3
 
 #: Config fields that determine the data a run sees.
 DATA_FIELDS = ("dataset", "data_root", "train_subset", "test_subset", "subset_seed",

@@ -3,8 +3,11 @@ than its CAE's, each on the scale of the CAE's own output for the image.
 
 A student that ignores its map scores the same under every intervention of
 :data:`INTERVENTIONS` (its own map, a flat one, the teacher's mean map, another image's,
-the teacher's true map); one that leans on it loses accuracy when the map is flat or
-another image's. :func:`intervention_maps` makes the maps, :func:`logits_with_maps` runs the
+the teacher's true map, the teacher's map of another class); one that leans on it loses
+accuracy when the map is flat or another image's. The teacher's map of the class it ranks
+next (:func:`other_class`) is the control for the true map: a student that gains as much
+from it uses where the teacher looked, one that gains only from the true map reads the
+teacher's class off it. :func:`intervention_maps` makes the maps, :func:`logits_with_maps` runs the
 fused student (:class:`~xdx_lib.models.fusion.XDistillStudent`) on them, and
 :func:`map_interventions` scores each.
 
@@ -53,7 +56,17 @@ from xdx_lib.training.trained_model import TrainedModel, model_maps, teacher_log
 
 #: What the XDistillation student is shown in place of its CAE's map, in
 #: :func:`map_interventions`'s order (:func:`intervention_maps` says what each is).
-INTERVENTIONS = ("own", "flat", "teacher mean", "other image", "teacher true")
+INTERVENTIONS = ("own", "flat", "teacher mean", "other image", "teacher true",
+                 "teacher other class")
+
+
+def other_class(logits: Tensor, explained: Tensor) -> Tensor:
+    """For each image, the class of highest logit other than ``explained`` (the class the
+    teacher's true map explains: its prediction, or the label): its second choice when it
+    explains its prediction."""
+    masked = logits.float().clone()
+    masked[torch.arange(len(masked)), explained.long()] = -torch.inf
+    return masked.argmax(dim=1)
 
 
 def match_moments(maps: Tensor, reference: Tensor) -> Tensor:
@@ -113,7 +126,10 @@ def intervention_maps(run: TrainedModel, teacher: TrainedModel, data,
     * ``other image``: its CAE's map of another test image (a fixed :func:`derangement`,
       seeded by ``seed``);
     * ``teacher true``: the teacher's own map of the image, what the CAE was trained to
-      reproduce.
+      reproduce;
+    * ``teacher other class``: the teacher's map of the same image for another class
+      (:func:`other_class`): where the teacher looks for its second choice, the control
+      that tells where it looked from which class it saw.
 
     Raises:
         ValueError: ``run`` is not an XDistillation student with channel or gate fusion.
@@ -128,12 +144,16 @@ def intervention_maps(run: TrainedModel, teacher: TrainedModel, data,
     train_maps = model_maps(teacher, data.train.x, opts.explainer, split="train",
                             target=data.train.y if by_label else None)  # fmt: skip
     own = predict_maps(model.cae, data.test.x)
+    t_logits = teacher_logits(teacher, data, ("test",))["test"]
+    explained = data.test.y if by_label else t_logits.argmax(dim=1)
     replacements = {
         "flat": torch.zeros_like(own),
         "teacher mean": reference_maps(train_maps, own)["mean teacher map"],
         "other image": own[derangement(len(own), seed)],
         "teacher true": model_maps(teacher, data.test.x, opts.explainer,
                                    target=data.test.y if by_label else None),
+        "teacher other class": model_maps(teacher, data.test.x, opts.explainer,
+                                          target=other_class(t_logits, explained)),
     }  # fmt: skip
     matched = {name: match_moments(m, own) for name, m in replacements.items()}
     return {name: own if name == "own" else matched[name] for name in INTERVENTIONS}

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 
+from xdx_lib.analysis import selection
 from xdx_lib.core import layout
 from xdx_lib.core.cache import atomic_write_json
 from xdx_lib.core.devices import on_rank_zero, rank_zero_first
@@ -81,7 +82,9 @@ def variant_table(session: Session, variants: dict[str, dict], seeds,
     map) and ``epoch_seconds``; ``history`` holds the run's per-epoch records for curves. The scores
     are on ``split`` (:func:`~xdx_lib.evaluation.scoring.evaluate_model`): by default the validation
     split, on which the XDistillation chapter chooses its defaults
-    (:func:`xdx_lib.analysis.selection.cheapest_passing`); ``split="test"`` reports.
+    (:func:`xdx_lib.analysis.selection.cheapest_passing`); ``split="test"`` reports. The table
+    records its split (:func:`xdx_lib.analysis.selection.scored_on`), so no chooser takes a
+    test table however its columns are renamed.
 
     Raises:
         ValueError: ``split`` has no images (no validation split: ``val_size`` 0), said
@@ -107,7 +110,7 @@ def variant_table(session: Session, variants: dict[str, dict], seeds,
                         "history": run.history})  # fmt: skip
         return out
 
-    return pd.DataFrame(on_rank_zero(rows))
+    return selection.scored_on(pd.DataFrame(on_rank_zero(rows)), split)
 
 
 def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list[dict]:
@@ -131,13 +134,12 @@ def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list
 
 
 def _intervention_scores(run: TrainedModel, session: Session) -> dict[str, dict[str, float]]:
-    """One student's :func:`~xdx_lib.evaluation.interventions.map_interventions`, read from beside
-    its
-    checkpoint when there, else computed and written atomically (by rank 0 first).
+    """One student's :func:`~xdx_lib.evaluation.interventions.map_interventions`, read from
+    beside its checkpoint when there, else computed and written atomically (by rank 0 first).
 
-    ``format`` in the key names how the maps are made (2: every replacement matched to the
-    CAE's per-image moments, :func:`~xdx_lib.evaluation.interventions.match_moments`); a file of
-    another format is scored again."""
+    ``format`` in the key names how the maps are made (3: every replacement matched to the
+    CAE's per-image moments, :func:`~xdx_lib.evaluation.interventions.match_moments`, and the
+    teacher's map of another class among them); a file of another format is scored again."""
     path = layout.interventions_path(run.path)
     key = layout.interventions_key(run.key, session.teacher().key, INTERVENTIONS)
     with rank_zero_first():

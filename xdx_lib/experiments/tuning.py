@@ -37,9 +37,12 @@ def validation_accuracy(run: TrainedModel, data) -> float:
 def validation_by_schedule(runs: dict[str, dict[int, TrainedModel]], data) -> pd.DataFrame:
     """Validation accuracy of each method's student by schedule length (rows: methods,
     columns: epochs), the numbers the students' plateau is judged on
-    (:func:`xdx_lib.analysis.selection.plateau`); ``runs`` maps method -> epochs -> trained run."""
-    return pd.DataFrame({m: {e: validation_accuracy(r, data) for e, r in by.items()}
-                         for m, by in runs.items()}).T  # fmt: skip
+    (:func:`xdx_lib.analysis.selection.plateau`); ``runs`` maps method -> epochs -> trained run.
+    The table records that it was computed on validation
+    (:func:`xdx_lib.analysis.selection.scored_on`)."""
+    table = pd.DataFrame({m: {e: validation_accuracy(r, data) for e, r in by.items()}
+                          for m, by in runs.items()}).T  # fmt: skip
+    return selection.scored_on(table, selection.CHOOSING_SPLIT)
 
 
 def reported_by_schedule(runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFrame:
@@ -123,8 +126,8 @@ def tune_kd(exp: ExperimentConfig,
                          "val_accuracy": validation_accuracy(run, session.data),
                          "test_accuracy": run.history[-1]["test_acc"]})  # fmt: skip
     table = pd.DataFrame(rows)
-    point, _ = selection.highest_mean({"val": table[["point", "seed", "val_accuracy"]]},
-                                    by="point", metric="val_accuracy")  # fmt: skip
+    on_val = selection.scored_on(table[["point", "seed", "val_accuracy"]], "val")  # just scored
+    point, _ = selection.highest_mean({"val": on_val}, by="point", metric="val_accuracy")
     best = grid[int(point)]
     tuned = dataclasses.replace(exp, run={**exp.run, **best}, kd_grid={})
     return tuned, table.drop(columns="point")

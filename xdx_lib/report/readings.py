@@ -19,6 +19,8 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+import pandas as pd
+
 from xdx_lib.analysis.claims import (
     FRACTION_MARGIN,
     Multiplicity,
@@ -26,6 +28,7 @@ from xdx_lib.analysis.claims import (
     SeedOutReading,
     part_verdict,
 )
+from xdx_lib.analysis.selection import derived, no_worse
 from xdx_lib.analysis.selection import plateau as plateau_on_validation
 from xdx_lib.analysis.stats import PairedDifference
 from xdx_lib.core.config import PROFILES, RunConfig
@@ -51,20 +54,22 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n > 1 else ''}"
 
 
-def plateau(method: str, accuracy_by_epochs: Mapping[int, float], epochs: int) -> str:
+def plateau(method: str, accuracy_by_epochs: pd.Series, epochs: int) -> str:
     """One sentence on where the student of ``method`` stops gaining.
 
     Args:
         method: the method's key (``"scratch"``, ``"kd"``, ``"e2kd"``, ...).
-        accuracy_by_epochs: schedule length -> the final validation accuracy of the
-            student trained for it (two schedules at least; the plateau is a choice, so it
-            is judged on validation: :func:`xdx_lib.analysis.selection.plateau`).
+        accuracy_by_epochs: the final validation accuracy of the student trained for each
+            schedule length (its index; two at least): a row of
+            :func:`~xdx_lib.experiments.tuning.validation_by_schedule`, which records that it
+            was computed on validation. The plateau is a choice, so it is judged there
+            (:func:`xdx_lib.analysis.selection.plateau`).
         epochs: the profile's schedule, one of those lengths.
     """
     reached = plateau_on_validation({"val": accuracy_by_epochs})
-    schedules = sorted(accuracy_by_epochs)
+    by = dict(accuracy_by_epochs.items())
+    schedules = sorted(by)
     longest, previous = schedules[-1], schedules[-2]
-    by = accuracy_by_epochs
     gain = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
     name = METHOD_NAMES.get(method, method)
     if reached == epochs:
@@ -97,8 +102,12 @@ def colab_epochs_beyond(student: str, epochs: int) -> int | None:
     return None
 
 
-def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
-                        student: str) -> str:  # fmt: skip
+def _rows(on_val: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each method's row of a validation table, each recorded as of its split."""
+    return {m: derived(on_val.loc[m], on_val) for m in on_val.index}
+
+
+def plateau_consequence(accuracy_by_epochs: pd.DataFrame, epochs: int, student: str) -> str:
     """What the students' plateaus mean for every comparison of the profile.
 
     The students short of their plateau are named: a comparison that reads one of them
@@ -108,14 +117,15 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
     (no direction is said).
 
     Args:
-        accuracy_by_epochs: ``"scratch"`` and ``"kd"`` (and maybe more methods: e2KD,
-            XDistillation) -> schedule length -> final validation accuracy, as
-            :func:`plateau` takes for one method.
+        accuracy_by_epochs: the final validation accuracy of ``"scratch"`` and ``"kd"``
+            (and maybe more methods: e2KD, XDistillation; rows) by schedule length
+            (columns): :func:`~xdx_lib.experiments.tuning.validation_by_schedule`.
         epochs: the profile's schedule.
         student: the students' architecture (the colab profile may train it longer:
             :func:`colab_epochs_beyond`).
     """
-    reached_by = {m: plateau_on_validation({"val": by}) for m, by in accuracy_by_epochs.items()}
+    reached_by = {m: plateau_on_validation({"val": row})
+                  for m, row in _rows(accuracy_by_epochs).items()}  # fmt: skip
     needs = {m: reached or math.inf for m, reached in reached_by.items()}
     patient = ("the KD student needs a longer schedule than the scratch student: the "
                "teacher's soft targets keep giving it something to fit after the labels "
@@ -144,17 +154,20 @@ def plateau_consequence(accuracy_by_epochs: Mapping[str, Mapping[int, float]], e
         bent, longer)  # fmt: skip
 
 
-def plateau_paragraph(accuracy_by_epochs: Mapping[str, Mapping[int, float]], epochs: int,
+def plateau_paragraph(accuracy_by_epochs: pd.DataFrame, epochs: int,
                       student: str) -> dict[str, str]:  # fmt: skip
     """The KD chapter's paragraph on the plateaus, phrase by phrase under the names its text
     glues: ``plateaus``, every method's :func:`plateau` in the order given, one sentence
     each; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
     (:func:`plateau_consequence`), from the final validation accuracies by schedule of
-    ``"scratch"``, ``"kd"`` and any other method compared."""
-    by = accuracy_by_epochs
-    return {"plateaus": sentences(*(plateau(m, by[m], epochs) for m in by)),
+    ``"scratch"``, ``"kd"`` and any other method compared (rows of
+    :func:`~xdx_lib.experiments.tuning.validation_by_schedule`)."""
+    rows = _rows(accuracy_by_epochs)
+    by = {m: dict(row.items()) for m, row in rows.items()}
+    return {"plateaus": sentences(*(plateau(m, row, epochs) for m, row in rows.items())),
             "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
-            "plateau_consequence": plateau_consequence(by, epochs, student)}  # fmt: skip
+            "plateau_consequence": plateau_consequence(accuracy_by_epochs, epochs,
+                                                       student)}  # fmt: skip
 
 
 def grid_stability(spread: Mapping[str, Mapping]) -> str:
@@ -259,15 +272,23 @@ def above_or_below(value: float, reference: float) -> str:
     return "above" if value > reference else "below"
 
 
-def checks_passed(checks: Mapping[str, bool]) -> str:
-    """``"2 of 3"``: how many of the named criteria hold."""
-    return f"{sum(checks.values())} of {len(checks)}"
+def checks_passed(checks: Mapping[str, bool | None]) -> str:
+    """``"2 of 3"``: how many of the named criteria hold; ``"2 of 3 (1 undecided)"`` when
+    the seeds cannot decide some (None)."""
+    undecided = sum(v is None for v in checks.values())
+    note = f" ({undecided} undecided)" if undecided else ""
+    return f"{sum(v is True for v in checks.values())} of {len(checks)}{note}"
 
 
-def default_choice(chosen: str | None, default: str, options: str = "variant") -> str:
+def default_choice(chosen: str | None, default: str, options: str = "variant",
+                   undecided: bool = False) -> str:  # fmt: skip
     """Whether a chooser picked the library's default: ``chosen`` is the option it picked
     (None when no option passed every check), ``default`` the library's; ``options`` names
-    what was chosen among, for the sentence when none passed."""
+    what was chosen among. ``undecided``: some check could not be decided on these seeds,
+    so the chooser says so rather than that nothing passed."""
+    if chosen is None and undecided:
+        return (f"the seeds cannot decide every check, so the chooser picks no {options}; "
+                f"the library keeps its default ({default})")  # fmt: skip
     if chosen is None:
         return (f"no {options} passes every check on validation, so the chooser picks none; "
                 f"the library keeps its default ({default})")  # fmt: skip
@@ -276,16 +297,19 @@ def default_choice(chosen: str | None, default: str, options: str = "variant") -
     return f"the chooser picks {chosen} instead of the library's default ({default})"
 
 
-def accuracy_against_kd(d: PairedDifference) -> str:
-    """Whether a variant's accuracy is below KD's beyond the noise between seeds, from the
-    paired difference variant minus KD (``d``): below when its 95 % interval lies under 0.
-    With one seed there is no spread to measure the noise by, so it cannot be judged and the
-    check holds by default."""
+def accuracy_against_kd(d: PairedDifference, margin: float = FRACTION_MARGIN) -> str:
+    """How a variant's validation accuracy stands against KD's, from the paired difference
+    variant minus KD (``d``, with its one-sided 95 % bounds), by
+    :func:`xdx_lib.analysis.selection.no_worse`: not below KD's by more than ``margin``,
+    below it, or undecided (always with one seed, which has no spread to judge noise by)."""
+    verdict = no_worse(d.lower, d.upper, margin)
     if d.n < 2:
-        return (f"{format_difference(d)} (one seed: no spread to judge noise by, so the check "
-                "holds by default)")  # fmt: skip
-    side = "below" if d.upper < 0 else "not below"
-    return f"{format_difference(d)}: {side} KD's beyond the noise between seeds"
+        return f"{format_difference(d)} (one seed: no spread to judge noise by, so undecided)"
+    if verdict is None:
+        return (f"{format_difference(d)}: undecided, these seeds cannot tell it from a "
+                f"shortfall beyond the margin {margin:g}")  # fmt: skip
+    side = "not below KD's by more than" if verdict else "below KD's, beyond"
+    return f"{format_difference(d)}: {side} the margin {margin:g}"
 
 
 def ratio_range(ratios: Sequence[float]) -> str:
@@ -311,9 +335,11 @@ def seed_spread(ratios: Sequence[float], students: float = SPREAD_RATIO_STUDENTS
 
 #: The paired differences in accuracy that :func:`map_use` reads, each ``(a, b)`` for ``a -
 #: b`` (:func:`xdx_lib.analysis.stats.intervention_differences` computes them): does the student's
-#: own map beat a flat one and another image's, and does the teacher's map of the image
-#: beat its image-blind mean map?
-MAP_USE_PAIRS = (("own", "flat"), ("own", "other image"), ("teacher true", "teacher mean"))
+#: own map beat a flat one and another image's, does the teacher's map of the image beat
+#: its image-blind mean map, and does it beat the teacher's map of the same image for
+#: another class (the control: where the teacher looked, or which class it saw)?
+MAP_USE_PAIRS = (("own", "flat"), ("own", "other image"), ("teacher true", "teacher mean"),
+                 ("teacher true", "teacher other class"))
 
 #: How :func:`map_use` words one pair ``a - b`` by its part verdict (``{a}``, ``{b}``).
 _COMPARED = {
@@ -331,6 +357,21 @@ def _pair(d: PairedDifference, verdict: PartVerdict) -> str:
     return f"{_COMPARED[verdict].format(a=d.a, b=d.b)}: {shown}"
 
 
+def _which_story(verdict: PartVerdict, said: str) -> tuple[str, ...]:
+    """Which story the control tells, from ``teacher true - teacher other class``, as
+    phrases: the student reads the teacher's class off the map (the true map beats the
+    other class's), or uses where the teacher looked (the other class's serves as well),
+    or the seeds leave it open."""
+    if verdict is PartVerdict.SUPPORTED:
+        return ("it reads the teacher's class off the map",
+                f"the teacher's map of the same image for another class serves it less: {said}")
+    if verdict in (PartVerdict.NO_DIFFERENCE, PartVerdict.OPPOSITE):
+        return ("what it uses is where the teacher looked, not its class",
+                f"the teacher's map for another class serves as well: {said}")
+    return ("these seeds do not tell whether it reads the teacher's class off the map or where "
+            f"it looked: {said}",)  # fmt: skip
+
+
 def map_use(differences: Mapping[tuple[str, str], PairedDifference],
             margin: float = FRACTION_MARGIN) -> str:  # fmt: skip
     """How the XDistillation student uses its map, from the paired differences in accuracy
@@ -342,7 +383,9 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
     tried in this order:
 
     * the map as the teacher's explanation, only when the teacher's map of the image beats
-      the image-blind mean map (``teacher true - teacher mean`` supported);
+      the image-blind mean map (``teacher true - teacher mean`` supported); then the
+      control, ``teacher true - teacher other class``, says whether the student reads the
+      teacher's class off the map or where it looked;
     * hardly used, when the own map is shown within the margin of a flat map and of
       another image's;
     * depended on, when the own map beats a flat map or another image's (supported); then
@@ -354,11 +397,12 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
     v = {pair: part_verdict(x.lower, x.upper, margin, "higher", mean=x.mean)
          for pair, x in d.items()}  # fmt: skip
     said = {pair: _pair(d[pair], v[pair]) for pair in MAP_USE_PAIRS}
-    own, explains = MAP_USE_PAIRS[:2], MAP_USE_PAIRS[2]
+    own, explains, control = MAP_USE_PAIRS[:2], MAP_USE_PAIRS[2], MAP_USE_PAIRS[3]
     if v[explains] is PartVerdict.SUPPORTED:
         return sentences("the student uses its map as the teacher's explanation",
                          "the teacher's map of the image serves it better than the teacher's "
-                         f"image-blind mean map: {said[explains]}")  # fmt: skip
+                         f"image-blind mean map: {said[explains]}",
+                         *_which_story(v[control], said[control]))  # fmt: skip
     if all(v[p] is PartVerdict.NO_DIFFERENCE for p in own):
         return sentences("the student hardly uses its map: XDistillation's accuracy does not "
                          "come from it", f"{said[own[0]]}", f"{said[own[1]]}")  # fmt: skip
@@ -380,32 +424,26 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
 
 
 def multiplicity(m: Multiplicity) -> str:
-    """What reading many tests at 5 % each does to the verdicts, from their count
-    (:func:`xdx_lib.analysis.claims.multiplicity`).
+    """How many tests the verdicts and the paired table read, and what guards against
+    chance in each (:func:`xdx_lib.analysis.claims.multiplicity`).
 
-    A claim is supported only when every part is, a test at 5 % however many parts it has;
-    "partly supported" needs only one part of ``k``, and by chance alone at least one of
-    ``k`` tests at 5 % fires with a chance between ``1 - 0.95^k`` (independent parts) and
-    ``k`` times 5 %.
+    The claims' parts are one family under Holm's control
+    (:func:`xdx_lib.analysis.claims.controlled`): the chance that any part reads supported
+    when no difference is real is at most ``alpha``. The paired table's cells are each read
+    at 5 %, uncorrected, so the table is exploratory: about ``cells * alpha`` of them would
+    read one method ahead by chance alone.
     """
     parts = ", ".join(f"{name} {counted(k, 'part')}" for name, k in m.parts)
-    worst = max(m.parts, key=lambda p: p[1], default=("", 0))
-    indep, bound = m.chance_any(worst[1])
-    every_indep, every_bound = m.chance_any(m.total_parts)
     pct = round(100 * m.alpha)
     return sentences(
         f"the verdicts read {counted(m.total_parts, 'part')} of "
-        f"{counted(len(m.parts), 'claim')} ({parts}), each by a one-sided test at {pct} %",
+        f"{counted(len(m.parts), 'claim')} ({parts}) as one family",
+        f"Holm's procedure keeps the chance that any of them reads supported by chance alone "
+        f"at most {pct} %",
         f"the paired table reads up to {m.cells} differences, each by a two-sided 95 % "
-        f"interval: were no difference real, about {m.cells * m.alpha:.1f} of them would "
-        "still read one method ahead",
-        f"a claim is supported only when every part is, which keeps a false \"supported\" "
-        f"at most {pct} % however many parts it has",
-        f"\"partly supported\" needs one part only: where no part's difference is real, a "
-        f"claim of {counted(worst[1], 'part')} ({worst[0]}) reads it by chance up to "
-        f"{100 * bound:.0f} % of the time ({100 * indep:.0f} % were its parts independent)",
-        f"some one of the {m.total_parts} parts reads supported by chance up to "
-        f"{100 * every_bound:.0f} % ({100 * every_indep:.0f} %)")  # fmt: skip
+        "interval and uncorrected, so it is exploratory",
+        f"were no difference real, about {m.cells * m.alpha:.1f} of its cells would still "
+        "read one method ahead")  # fmt: skip
 
 
 def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:

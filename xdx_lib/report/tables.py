@@ -30,6 +30,7 @@ from xdx_lib.analysis.claims import (
     PAIRS,
     ClaimReading,
     PartReading,
+    PartSpread,
     PartVerdict,
     SeedOutReading,
     paired_difference_table,
@@ -311,18 +312,25 @@ def part_label(part: PartReading) -> str:
 
 
 def part_note(part: PartReading) -> str:
-    """What a part's reading leaves out, e.g. ``"xdistill > kd, but within the margin"`` (a
-    nonzero difference inside the margin); for a skipped part, why it was skipped."""
+    """What a part's reading leaves out: a difference inside the margin that is shown
+    nonzero (``"xdistill > kd, but within the margin"``, ``"xdistill < kd, within the
+    margin"``), what a supported part's bound clears, a part shown at 5 % alone that Holm's
+    control does not keep; for a skipped part, why it was skipped."""
     if part.verdict is PartVerdict.SKIPPED:
         return part.reason
-    if part.needs == "higher" and part.verdict is not PartVerdict.NO_DIFFERENCE:
+    if part.p < ALPHA <= part.p_holm and part.verdict is not PartVerdict.NO_DIFFERENCE:
+        return "shown at 5 % alone, not under Holm's control"
+    if part.needs == "higher":
+        if part.verdict is PartVerdict.SUPPORTED:
+            return ("the bound clears the margin" if part.clears_margin
+                    else "the bound clears 0, the estimate the margin")  # fmt: skip
+        if part.verdict is PartVerdict.OPPOSITE and part.lower > -part.margin:
+            return f"{part.a} < {part.b}, within the margin"
+        if part.verdict is PartVerdict.NO_DIFFERENCE and part.lower > 0:
+            return f"{part.a} > {part.b}, but within the margin"
         return ""
-    if part.needs == "not higher" and part.verdict is not PartVerdict.SUPPORTED:
-        return ""
-    if part.lower > 0:
+    if part.verdict is PartVerdict.SUPPORTED and part.lower > 0:
         return f"{part.a} > {part.b}, but within the margin"
-    if part.upper < 0 and part.needs == "higher":
-        return f"{part.a} < {part.b}, but within the margin"
     return ""
 
 
@@ -395,8 +403,9 @@ def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataF
 
     Indexed by ``(claim, verdict, part)``; columns ``difference [one-sided 95 % bounds]``,
     ``needs`` (``> 0`` or ``< margin``), ``margin``, ``reading`` (the part's verdict and
-    note, :func:`part_note`), ``significant from`` (the bounds' half-width) and ``80 %
-    power at`` (:func:`power_at`). The bounds are one-sided because a verdict tests the one
+    note, :func:`part_note`), ``significant from`` (the bounds' half-width), ``80 %
+    power at`` (:func:`power_at`) and ``p (Holm)``, the p-value of the part's test adjusted
+    over the family of parts. The bounds are one-sided because a verdict tests the one
     direction its claim names; the paired table (:func:`paired_view`) reads both.
     """
     rows = []
@@ -414,6 +423,7 @@ def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataF
                 "significant from": MISSING if math.isnan(p.lower)
                 else f"{p.half_width:.{digits}f}",
                 "80 % power at": MISSING if math.isnan(p.lower) else power_at(p, digits),
+                "p (Holm)": MISSING if math.isnan(p.p_holm) else f"{p.p_holm:.3f}",
             })  # fmt: skip
     return pd.DataFrame(rows).set_index(["claim", "verdict", "part"])
 
@@ -423,13 +433,25 @@ def _seeds(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
 
 
+def _spread(s: PartSpread, digits: int = 3) -> str:
+    """``"agreement kd - scratch +0.055 to +0.061 [+0.041, +0.075]"``: one part's lowest and
+    highest estimate with one seed left out, and the widest its bounds reach."""
+    if math.isnan(s.mean_low):
+        return f"{metric_label(s.metric)} {s.a} - {s.b} {MISSING}"
+    bounds = "" if math.isnan(s.lower) else f" [{s.lower:+.{digits}f}, {s.upper:+.{digits}f}]"
+    return (f"{metric_label(s.metric)} {s.a} - {s.b} {s.mean_low:+.{digits}f} to "
+            f"{s.mean_high:+.{digits}f}{bounds}")  # fmt: skip
+
+
 def leave_one_out_table(readings: Sequence[SeedOutReading]) -> pd.DataFrame:
     """Each claim's verdict on all seeds and with one left out
     (:func:`xdx_lib.analysis.claims.leave_one_seed_out`), one row per claim (index ``claim``).
 
     Columns: ``all seeds`` (the verdict), ``one seed left out`` (each other verdict and the
-    seeds whose leaving gives it, or that it stays the same) and ``reading``
-    (``"fragile"`` when some one seed changes the verdict, else ``"stable"``).
+    seeds whose leaving gives it, or that it stays the same), ``estimates, one seed left
+    out`` (each part's lowest to highest estimate, and the widest its one-sided bounds
+    reach) and ``reading`` (``"fragile"`` when some one seed changes the verdict, else
+    ``"stable"``).
     """
     rows = []
     for r in readings:
@@ -445,6 +467,8 @@ def leave_one_out_table(readings: Sequence[SeedOutReading]) -> pd.DataFrame:
             shown.append("the same without any other")
         rows.append({"claim": r.claim, "all seeds": r.verdict.value,
                      "one seed left out": "; ".join(shown),
+                     "estimates, one seed left out": "; ".join(map(_spread, r.parts)),
                      "reading": "fragile" if r.fragile else "stable"})  # fmt: skip
-    columns = ["claim", "all seeds", "one seed left out", "reading"]
+    columns = ["claim", "all seeds", "one seed left out", "estimates, one seed left out",
+               "reading"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).set_index("claim")
