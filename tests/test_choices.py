@@ -1,197 +1,206 @@
-"""The choosers pick on the validation split and refuse every test score."""
+"""XDistillation's options chosen on the validation split and written into the experiment
+the claims read: the variant table's split, the choice's two steps, what it writes."""
 
 from __future__ import annotations
 
-import inspect
+from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
+from tiny_experiment import TINY, write_config
 
-from xdx_lib.analysis import selection as choices
-from xdx_lib.analysis.selection import ChoiceFromTestError
+from xdx_lib.analysis import selection
+from xdx_lib.core.config import ConfigError, RunConfig
+from xdx_lib.data.datasets import Dataset, Split, make_shapes
+from xdx_lib.experiments import choices, tuning
+from xdx_lib.experiments.experiment_config import load_experiment
+from xdx_lib.experiments.session import Session
+from xdx_lib.report.notebook import experiment_config_path, sizes
 
-
-def _val(scores):
-    """``scores`` recorded as computed on validation, as the library's scorers return them."""
-    return choices.scored_on(scores, "val")
-
-
-GRID = _val(pd.DataFrame({"point": [0, 0, 1, 1, 2, 2], "seed": [100, 101] * 3,
-                          "val_accuracy": [0.80, 0.84, 0.83, 0.83, 0.79, 0.70]}))  # fmt: skip
-PASSING = _val(pd.DataFrame({"routing": [True, True, False], "accurate": [True, True, True],
-                             "epoch_seconds": [3.0, 2.0, 1.0]},
-                            index=["staged", "joint", "all"]))  # fmt: skip
-#: XDistillation's variants: the checks and cost of each, and its runs (two seeds each).
-XD_CHECKS = _val(pd.DataFrame({"ok": [True, True, True, True],
-                               "epoch_seconds": [2.0, 3.0, 2.1, 2.2]},
-                              index=["default", "joint", "fusion: gate", "fusion: feature"]))
-XD_RUNS = _val(pd.DataFrame({"variant": ["default", "joint", "fusion: gate",
-                                         "fusion: feature"] * 2,
-                             "seed": [100] * 4 + [101] * 4,
-                             "accuracy": [0.85, 0.86, 0.87, 0.84, 0.85, 0.86, 0.86, 0.84]}))
-VARIANTS = _val(pd.DataFrame({"pearson": [0.71, 0.78, 0.78, 0.64]},
-                             index=["grid: plain", "grid: skips", "full: skips", "full: both"]))
-BY_EPOCHS = _val(pd.Series({12: 0.80, 24: 0.83, 48: 0.834}))
-
-#: Each chooser with validation scores it accepts, and the call that makes it choose.
-CHOOSERS = {
-    "highest_mean": (GRID, lambda s: choices.highest_mean(s, by="point", metric="val_accuracy")),
-    "best_option": (VARIANTS, lambda s: choices.best_option(s, metric="pearson")),
-    "plateau": (BY_EPOCHS, choices.plateau),
-    "cheapest_passing": (PASSING, lambda s: choices.cheapest_passing(
-        s, ["routing", "accurate"], cost="epoch_seconds")),
-    "xdistill_variant": (XD_CHECKS, lambda s: choices.xdistill_variant(
-        s, {"val": XD_RUNS}, ["ok"], "epoch_seconds", "default")),
-}
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_chooser_of_the_library_is_covered_here():
-    public = {name for name, f in inspect.getmembers(choices, inspect.isfunction)
-              if f.__module__ == choices.__name__ and not name.startswith("_")
-              and "scores" in inspect.signature(f).parameters
-              and name not in ("validation_scores", "scored_on", "split_of")}  # fmt: skip
-    assert public == set(CHOOSERS)
+@pytest.fixture(scope="module")
+def tiny():
+    return Dataset("shapes", make_shapes(32, seed=0), make_shapes(12, seed=1), list("abcd"))
 
 
-def test_the_choosers_pick_on_validation():
-    best, means = choices.highest_mean({"val": GRID}, by="point", metric="val_accuracy")
-    assert best == 1 and means[0] == pytest.approx(0.82) and means[2] == pytest.approx(0.745)
-    tied = GRID.assign(val_accuracy=[0.8] * 6)
-    assert choices.highest_mean({"val": tied}, by="point", metric="val_accuracy")[0] == 0
-    assert choices.plateau({"val": BY_EPOCHS}) == 24
-    assert choices.plateau({"val": _val(pd.Series({12: 0.80, 24: 0.82, 48: 0.834}))}) is None
-    assert choices.cheapest_passing({"val": PASSING}, ["routing", "accurate"],
-                                    cost="epoch_seconds") == "joint"  # fmt: skip
-    none = PASSING.assign(accurate=False)
-    assert choices.cheapest_passing({"val": none}, ["accurate"], cost="epoch_seconds") is None
+def test_variant_table_is_scored_on_rank_zero_and_shared(pretend_rank, broadcasts,
+                                                         monkeypatch):  # fmt: skip
+    trained = []
+
+    def student(**changes):
+        trained.append(changes)
+        return SimpleNamespace(history=[{"epoch": 1}], seed=changes["seed"])
+
+    def score(run, *args, split, **kwargs):
+        log.append(f"score on {split}")
+        return {"accuracy": 0.5 + run.seed / 10}
+
+    data = SimpleNamespace(val=Split(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)))
+    session = SimpleNamespace(student=student, teacher=lambda: "teacher", data=data)
+    monkeypatch.setattr(choices, "evaluate_model", score)
+    variants = {"KD": {"method": "kd"}, "joint": {"schedule": "joint"}}
+    log = pretend_rank(0)
+    table0 = choices.variant_table(session, variants, seeds=[0, 1])
+    assert log == ["score on val"] * 4 and len(trained) == 4
+    log = pretend_rank(1)
+    table1 = choices.variant_table(session, variants, seeds=[0, 1])
+    assert log == [] and len(trained) == 8  # rank 1 trains (DDP) but does not score
+    assert table1.equals(table0) and list(table1.accuracy) == [0.5, 0.6, 0.5, 0.6]
 
 
-def xd_variant(checks=XD_CHECKS, runs=XD_RUNS):
-    return choices.xdistill_variant({"val": checks}, {"val": runs}, ["ok"], "epoch_seconds",
-                                    "default")  # fmt: skip
+def test_variant_table_without_a_validation_split_refuses_before_training(tiny):
+    def student(**changes):
+        raise AssertionError("a student trained for a table that cannot be scored")
+
+    session = SimpleNamespace(student=student, teacher=lambda: "teacher", data=tiny)
+    with pytest.raises(ValueError, match="no 'val' images.*val_size above 0"):
+        choices.variant_table(session, {"KD": {"method": "kd"}}, seeds=[100])
 
 
-def test_xdistill_variant_chooses_the_schedule_by_cost_then_the_fusion_by_accuracy():
-    # the default is the cheapest schedule: then the fusion of highest mean accuracy
-    assert xd_variant() == "fusion: gate"
-    # a failing fusion is not chosen, however accurate
-    gate_fails = XD_CHECKS.assign(ok=[True, True, False, True])
-    assert xd_variant(gate_fails) == "default"
-    # a cheaper schedule than the default is chosen on its cost alone, accuracy unread
-    assert xd_variant(XD_CHECKS.assign(epoch_seconds=[3.0, 2.0, 1.0, 1.0])) == "joint"
-    # the fusions' cost never makes them the schedule's choice
-    assert xd_variant(XD_CHECKS.assign(ok=[False, False, True, True])) is None
-    with pytest.raises(ChoiceFromTestError):
-        choices.xdistill_variant({"val": XD_CHECKS}, {"test": XD_RUNS}, ["ok"],
-                                 "epoch_seconds", "default")  # fmt: skip
+def test_variant_table_scores_the_split_it_is_given(tiny):
+    # The validation split is the test images under other labels, so only the accuracy
+    # tells the two tables apart, and each is its own split's.
+    relabelled = Split(tiny.test.x, (tiny.test.y + 1) % len(tiny.classes))
+    data = Dataset("shapes", tiny.train, tiny.test, tiny.classes, val=relabelled)
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    session = Session(cfg, data)
+    on = {split: choices.variant_table(session, {"KD": {"method": "kd"}}, [100], split=split)
+          for split in ("val", "test")}  # fmt: skip
+    predicted = session.student(method="kd", seed=100).logits(tiny.test.x).argmax(1)
+    assert on["val"].accuracy[0] == (predicted == relabelled.y).float().mean().item()
+    assert on["test"].accuracy[0] == (predicted == tiny.test.y).float().mean().item()
+    assert on["val"].accuracy[0] != on["test"].accuracy[0]
+    assert on["val"].agreement[0] == on["test"].agreement[0]
+    # each table says its split, and a chooser follows it, not the columns' names: the
+    # XDistillation chapter's calls, handed the test table renamed to look like validation
+    assert selection.split_of(on["val"]) == "val" and selection.split_of(on["test"]) == "test"
+    disguised = on["test"].rename(columns={"accuracy": "val_accuracy"})
+    with pytest.raises(selection.ChoiceFromTestError, match="computed on the 'test' split"):
+        selection.highest_mean({"val": disguised}, by="variant", metric="val_accuracy")
+    checks = selection.derived(pd.DataFrame({"ok": [True], "epoch_seconds": [1.0]},
+                                            index=["KD"]), disguised)  # fmt: skip
+    runs = disguised[["variant", "seed", "val_accuracy"]].rename(
+        columns={"val_accuracy": "accuracy"})
+    with pytest.raises(selection.ChoiceFromTestError, match="computed on the 'test' split"):
+        selection.xdistill_variant({"val": checks}, {"val": runs}, ["ok"], "epoch_seconds",
+                                   "KD")  # fmt: skip
+    chosen = selection.xdistill_variant(
+        {"val": selection.derived(checks, on["val"])}, {"val": on["val"]}, ["ok"],
+        "epoch_seconds", "KD")
+    assert chosen == "KD"
 
 
-def test_best_option_takes_the_highest_row_the_first_of_a_tie():
-    assert choices.best_option({"val": VARIANTS}, "pearson") == "grid: skips"
-    assert choices.best_option({"val": VARIANTS.iloc[::-1]}, "pearson") == "full: skips"
-    gaps = VARIANTS.assign(pearson=[float("nan"), 0.5, 0.6, float("nan")])
-    assert choices.best_option({"val": gaps}, "pearson") == "full: skips"
-    with pytest.raises(ValueError, match="no finite pearson"):
-        choices.best_option({"val": VARIANTS.assign(pearson=float("nan"))}, "pearson")
-    with pytest.raises(ValueError, match=r"one row per option: \['grid: plain'\]"):
-        choices.best_option({"val": pd.concat([VARIANTS, VARIANTS.iloc[:1]])}, "pearson")
-    with pytest.raises(ValueError, match="no validation scores"):
-        choices.best_option({"val": VARIANTS.iloc[:0]}, "pearson")
+def _choice(chosen, cae_epochs=6, undecided=False) -> choices.XDistillChoice:
+    """A choice as :func:`choices.choose_xdistill` returns it, its evidence left empty."""
+    checks = pd.DataFrame({c: [None if undecided else True] for c in choices.CHECKS},
+                          index=[choices.DEFAULT_VARIANT])  # fmt: skip
+    return choices.XDistillChoice([100], cae_epochs, 6, pd.DataFrame(), pd.DataFrame(), checks,
+                                  {}, 0.8, 0.5, chosen)  # fmt: skip
 
 
-def test_the_validation_split_or_a_line_naming_val_size():
-    class Data:
-        val = "the validation images"
-
-    assert choices.validation_split(Data()) == "the validation images"
-    Data.val = None
-    with pytest.raises(ValueError, match=r"the CAE variant is made on the validation split.*"
-                                         r"set val_size \(--val-size"):  # fmt: skip
-        choices.validation_split(Data(), "the CAE variant")
-
-
-@pytest.mark.parametrize("name", sorted(CHOOSERS))
-def test_a_chooser_handed_a_test_split_raises(name):
-    val, choose = CHOOSERS[name]
-    with pytest.raises(ChoiceFromTestError, match="test scores"):
-        choose({"test": val})
-    with pytest.raises(ChoiceFromTestError, match="test scores"):
-        choose({"val": val, "test": val})
-    with pytest.raises(ValueError, match="validation split alone"):
-        choose({"train": val})
-    with pytest.raises(TypeError, match="keyed by split"):
-        choose(val)
+def test_a_choice_writes_what_it_picked_and_nothing_when_the_defaults_stay(tmp_path):
+    exp = load_experiment(write_config(tmp_path, {**TINY, "run": {**TINY["run"],
+                                                                    "val_size": 32}}))  # fmt: skip
+    kept = _choice(None, undecided=True)
+    assert kept.undecided and not kept.decided and kept.variant == choices.DEFAULT_VARIANT
+    assert kept.options == {} and choices.apply_choice(exp, kept) is exp
+    gate = _choice("fusion: gate", cae_epochs=2)
+    assert gate.decided and gate.options == {"fusion": "gate", "cae_epochs": 2}
+    changed = choices.apply_choice(exp, gate)
+    assert changed.base.fusion == "gate" and changed.base.cae_epochs == 2
+    assert exp.base.fusion == "channel"  # the given experiment is left as it is
 
 
-@pytest.mark.parametrize("column", ["test_acc", "test_accuracy", "test accuracy",
-                                    "Test/pearson", ("test", "pearson")])  # fmt: skip
-@pytest.mark.parametrize("name", sorted(CHOOSERS))
-def test_a_chooser_handed_a_test_metric_raises(name, column):
-    val, choose = CHOOSERS[name]
-    if isinstance(val, pd.DataFrame):
-        leaked = val.assign(**{"x": 0.9}).rename(columns={"x": column})
-    else:
-        leaked = _val(pd.Series({**val.to_dict(), column: 0.9}))
-    with pytest.raises(ChoiceFromTestError, match="test metrics"):
-        choose({"val": leaked})
+def test_tuned_session_runs_what_was_chosen(tmp_path, monkeypatch):
+    d = {**TINY, "run": {**TINY["run"], "val_size": 32}, "xdistill_seeds": [100]}
+    exp = load_experiment(write_config(tmp_path, d))
+    calls = []
+
+    def choose(session, seeds):
+        calls.append((session.cfg, list(seeds)))
+        return _choice("fusion: gate")
+
+    monkeypatch.setattr(tuning, "choose_xdistill", choose)
+    tuned, session, _ = tuning.tuned_session(exp)
+    assert calls[0][1] == [100] and calls[0][0] == exp.base
+    assert tuned.run["fusion"] == "gate" and session.cfg.fusion == "gate"
+    assert tuned.xdistill_choice.chosen == "fusion: gate"
+    # the session belongs to the tuned experiment alone; tuning it again chooses nothing
+    assert tuning.experiment_session(tuned, session) == (tuned, session)
+    with pytest.raises(ValueError, match="tuned_session returned"):
+        tuning.experiment_session(exp, session)
+    assert tuning.tuned_session(tuned)[0].run == tuned.run and len(calls) == 1
 
 
-def test_test_metrics_are_named_by_the_word():
-    assert choices.is_test_metric("test_acc") and choices.is_test_metric(("t", "test"))
-    assert not choices.is_test_metric("latest_val") and not choices.is_test_metric("contest")
-    assert not choices.is_test_metric("val_accuracy") and not choices.is_test_metric(24)
+def test_xdistill_seeds_are_checked_at_load(tmp_path):
+    d = {**TINY, "run": {**TINY["run"], "val_size": 32}}
+    for seeds, message in (([2], "also claim seeds"), ([100, 100], "repeats"),
+                           (["a"], "should be an int")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(write_config(tmp_path, {**d, "xdistill_seeds": seeds}))
+    without = {**d, "methods": ["scratch", "kd"], "sweeps": {}, "xdistill_seeds": [100]}
+    with pytest.raises(ConfigError, match="no method is xdistill"):
+        load_experiment(write_config(tmp_path, without))
+    with pytest.raises(ConfigError, match="unknown field 'xdistill_choice'"):
+        load_experiment(write_config(tmp_path, {**d, "xdistill_choice": "fusion: gate"}))
 
 
-def test_tune_seeds_are_disjoint_from_the_claims():
-    assert choices.tune_seeds(2) == [choices.FIRST_TUNE_SEED, choices.FIRST_TUNE_SEED + 1]
-    with pytest.raises(ValueError, match="at least one seed"):
-        choices.tune_seeds(0)
-    choices.check_disjoint([100], [0, 1, 2])
-    with pytest.raises(ValueError, match=r"tune_seeds \[0\] are also claim seeds"):
-        choices.check_disjoint([0, 100], [0, 1])
+@pytest.mark.parametrize("profile", ["smoke", "book", "colab"])
+def test_the_chapter_chooses_with_the_experiments_seeds(profile):
+    # the XDistillation chapter shows the very choice its profile's claims then run
+    exp = load_experiment(experiment_config_path("auto", profile))
+    assert exp.xdistill_seeds == selection.tune_seeds(sizes(profile).variant_seeds)
 
 
-@pytest.mark.parametrize("lower, upper, expected", [
-    (-0.004, 0.010, True),     # shown no worse than the margin 0.006
-    (-0.030, -0.010, False),   # shown worse
-    (-0.004, -0.001, True),    # worse, but shown within the margin
-    (-0.200, 0.180, None),     # noise wider than the margin: undecided, not passed
-    (float("nan"), float("nan"), None),  # one seed
-])  # fmt: skip
-def test_no_worse_can_fail_and_says_undecided(lower, upper, expected):
-    assert choices.no_worse(lower, upper, 0.006) is expected
+def test_the_choice_is_made_on_validation_and_undecided_on_one_seed(tmp_path, monkeypatch):
+    train, test = make_shapes(64, seed=0), make_shapes(16, seed=1)
+    data = Dataset("shapes", train, test, list("abcd"), val=make_shapes(16, seed=2))
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32, cae_epochs=3)  # fmt: skip
+    handed = []
+    real = selection.validation_scores
+    monkeypatch.setattr(selection, "validation_scores",
+                        lambda scores, what="": handed.append(scores) or real(scores, what))
+    choice = choices.choose_xdistill(Session(cfg, data), [100])
+    assert all(selection.split_of(next(iter(h.values()))) == "val" for h in handed) and handed
+    assert list(choice.pretraining.index) == [2, 3] and choice.default_epochs == 3
+    assert list(choice.checks.index) == list(choices.VARIANTS)
+    # one seed has no spread: the accuracy check is undecided, so nothing passes
+    assert choice.checks[choices.CHECKS[2]].isna().all() and choice.undecided
+    assert choice.chosen is None and choice.variant == choices.DEFAULT_VARIANT
+    assert set(choice.runs.variant) == {choices.BASELINE, *choices.VARIANTS}
+    cost = choice.checks[choices.COST]
+    assert cost["fusion: gate"] < cost[choices.DEFAULT_VARIANT]  # one input channel fewer
+    assert cost["joint, cae_grad: all"] > cost["joint, cae_grad: exp"] > 0
 
 
-def test_an_undecided_check_does_not_pass():
-    undecided = PASSING.assign(accurate=[None, True, True]).astype({"accurate": object})
-    assert choices.cheapest_passing({"val": undecided}, ["routing", "accurate"],
-                                    cost="epoch_seconds") == "joint"  # fmt: skip
-    every = PASSING.assign(accurate=[None, None, None]).astype({"accurate": object})
-    assert choices.cheapest_passing({"val": every}, ["accurate"], cost="epoch_seconds") is None
-    gate = XD_CHECKS.assign(ok=[True, True, None, True]).astype({"ok": object})
-    assert xd_variant(gate) == "default"  # gate undecided; feature passes but is less accurate
+def test_the_pretraining_keeps_the_configs_epochs_unless_a_shorter_one_passes(monkeypatch):
+    r = {2: 0.70, 6: 0.80}
+    monkeypatch.setattr(choices, "stand_alone_r", lambda session, cfg, seeds, e: r[e])
+    cfg = SimpleNamespace(cae_epochs=6)
+    assert choices.choose_pretraining(None, cfg, [100], reference=0.5)[0] == 6
+    r[2] = 0.78  # within 0.03 of the longest, and 0.15 above the reference
+    epochs, table = choices.choose_pretraining(None, cfg, [100], reference=0.5)
+    assert epochs == 2 and selection.split_of(table) == "val"
+    assert choices.choose_pretraining(None, cfg, [100], reference=0.7)[0] == 6  # 0.78 < 0.85
 
 
-@pytest.mark.parametrize("name", sorted(CHOOSERS))
-def test_a_chooser_refuses_test_scores_renamed_to_look_like_validation(name):
-    """Provenance, not names: scores computed on the test split, keyed "val" and with no
-    test word left in them, are refused; so are scores that do not say their split."""
-    val, choose = CHOOSERS[name]
-    with pytest.raises(ChoiceFromTestError, match="computed on the 'test' split"):
-        choose({"val": choices.scored_on(val, "test")})
-    unsaid = val.copy()
-    unsaid.attrs.clear()
-    with pytest.raises(ChoiceFromTestError, match="do not say which split"):
-        choose({"val": unsaid})
-
-
-def test_a_table_derived_from_scores_keeps_their_split_and_refuses_a_mix():
-    checks = pd.DataFrame({"ok": [True]}, index=["default"])
-    assert choices.split_of(choices.derived(checks, XD_RUNS)) == "val"
-    assert choices.split_of(choices.derived(checks, choices.scored_on(XD_RUNS, "test"))) == "test"
-    with pytest.raises(ChoiceFromTestError, match="one split"):
-        choices.derived(checks, XD_RUNS, choices.scored_on(XD_RUNS, "test"))
-    with pytest.raises(ChoiceFromTestError, match="do not say which split"):
-        choices.derived(checks, pd.DataFrame())
-    with pytest.raises(TypeError, match="DataFrame or Series"):
-        choices.scored_on({"a": 1}, "val")
+def test_the_checks_are_stamped_with_their_scores_split():
+    runs = pd.DataFrame({"variant": ["KD", "KD", "a", "a"], "seed": [100, 101] * 2,
+                         "accuracy": [0.80, 0.82, 0.81, 0.83], "cae/pearson": [None, None, .8, .8]})
+    x = torch.rand(2, 1, 16, 16)
+    cfgs = {"a": RunConfig(dataset="shapes", profile="smoke", method="xdistill",
+                           student="student_tiny")}  # fmt: skip
+    for split in ("val", "test"):
+        checks, against = choices.variant_checks(selection.scored_on(runs, split), cfgs, 0.8,
+                                                 0.5, x, 4)  # fmt: skip
+        assert selection.split_of(checks) == split and against["a"].n == 2
+    assert bool(checks.loc["a", choices.CHECKS[2]]) is True  # +0.01 on both seeds
+    with pytest.raises(selection.ChoiceFromTestError, match="'test' split"):
+        selection.xdistill_variant({"val": checks}, {"val": runs}, list(choices.CHECKS),
+                                   choices.COST, "a")  # fmt: skip

@@ -382,3 +382,42 @@ def test_grid_stability_counts_the_seeds_the_chosen_point_wins():
 
 def test_sentences_capitalise_each_part_and_leave_the_last_open():
     assert readings.sentences("one", "", "two: three") == "One. Two: three"
+
+
+def test_claims_run_says_what_was_chosen_and_what_ran():
+    from types import SimpleNamespace
+
+    from xdx_lib.core.config import RunConfig
+    from xdx_lib.experiments.choices import DEFAULT_VARIANT
+
+    run = RunConfig(dataset="fashion_mnist", profile="book", fusion="gate")
+    none = readings.claims_run(None, run)
+    assert "no xdistill_seeds" in none["xd_choice"] and "fusion: gate" in none["claims_xd"]
+    undecided = SimpleNamespace(chosen=None, undecided=True, seeds=[100], cae_epochs=6,
+                                default_epochs=6)  # fmt: skip
+    said = readings.claims_run(undecided, run)
+    assert said["xd_seeds"] == "1 tune seed" and "cannot decide" in said["xd_choice"]
+    assert DEFAULT_VARIANT in said["xd_choice"] and "default (6)" in said["xd_epochs"]
+    picked = SimpleNamespace(chosen="fusion: gate", undecided=False, seeds=[100, 101],
+                             cae_epochs=2, default_epochs=6)  # fmt: skip
+    said = readings.claims_run(picked, run)
+    assert said["xd_choice"].startswith("the chooser picks fusion: gate instead")
+    assert "picks 2 instead of the library's default (6)" in said["xd_epochs"]
+
+
+def test_xdistill_choice_reads_the_defaults_checks_and_both_steps():
+    from types import SimpleNamespace
+
+    from xdx_lib.experiments.choices import CHECKS, DEFAULT_VARIANT
+
+    one_seed = PairedDifference(DEFAULT_VARIANT, "KD", "accuracy", 1, -0.002, *[math.nan] * 3)
+    checks = pd.DataFrame({CHECKS[0]: [True], CHECKS[1]: [False], CHECKS[2]: [None]},
+                          index=[DEFAULT_VARIANT])  # fmt: skip
+    choice = SimpleNamespace(against_kd={DEFAULT_VARIANT: one_seed}, checks=checks, chosen=None,
+                             undecided=True, cae_epochs=6, default_epochs=6,
+                             seeds=[100])  # fmt: skip
+    said = readings.xdistill_choice(choice)
+    assert said["chosen"] == DEFAULT_VARIANT and said["n_variant_seeds"] == "1 seed"
+    assert said["checks_passed"] == "1 of 3 (1 undecided)"
+    assert "one seed" in said["acc_vs_kd"] and "cannot decide" in said["choice_reading"]
+    assert said["cae_epochs_reading"] == "the chooser picks the library's default (6)"

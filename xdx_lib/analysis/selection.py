@@ -135,7 +135,7 @@ def validation_scores(scores: Mapping, what: str = "the choice"):
         raise ChoiceFromTestError(
             f"{what} was handed scores that do not say which split they were computed on; "
             "pass what a function scoring the validation split returns (e.g. "
-            "studies.variant_table(split='val'), tuning.validation_by_schedule), or a table "
+            "choices.variant_table(split='val'), tuning.validation_by_schedule), or a table "
             "made from it with selection.derived")  # fmt: skip
     if computed_on != CHOOSING_SPLIT:
         raise ChoiceFromTestError(

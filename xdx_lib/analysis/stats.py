@@ -74,7 +74,7 @@ def summary(df: pd.DataFrame, metrics: Sequence[str], group: str | None = RunGro
 
     Columns are ``(metric, "mean")``, ``(metric, "std")`` and ``n`` (seeds); the order of rows
     follows first appearance. Only the rows of ``group`` count (None: every row, for a frame without
-    a ``group`` column such as :func:`~xdx_lib.experiments.studies.variant_table`'s). A duplicated
+    a ``group`` column such as :func:`~xdx_lib.experiments.choices.variant_table`'s). A duplicated
     ``(seed, by value)`` is an error (:func:`check_one_run_per_seed`).
     """
     if "seed" in df.columns:
@@ -153,7 +153,7 @@ def paired_difference(df: pd.DataFrame, a: str, b: str, metric: str,
     """Mean of ``metric(a) - metric(b)`` over seeds both methods ran, with a t interval.
 
     ``a`` and ``b`` are values of the column ``by`` (methods; variants of a
-    :func:`~xdx_lib.experiments.studies.variant_table` with ``by="variant"`` and ``group=None``).
+    :func:`~xdx_lib.experiments.choices.variant_table` with ``by="variant"`` and ``group=None``).
     ``confidence=0.90`` gives the one-sided 95 % bounds the claims read.
 
     Raises:

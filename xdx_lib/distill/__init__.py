@@ -7,6 +7,7 @@
   :mod:`~xdx_lib.distill.xdistill` (XDistillation, and ``kd_cae``): the methods;
 - :mod:`~xdx_lib.distill.explanation_losses`: the losses between a map and the teacher's;
 - :mod:`~xdx_lib.distill.cae_pretraining`: the CAE trained alone on the teacher's maps;
+- :mod:`~xdx_lib.distill.cost`: what training a method's student costs, in operations;
 - :mod:`~xdx_lib.distill.signals`: what a method reads from the teacher, cached or online.
 
 Importing this package registers every method.

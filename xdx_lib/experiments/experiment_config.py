@@ -62,6 +62,12 @@ class ExperimentConfig:
         tune_seeds: the seeds each point of ``kd_grid`` is trained with; none of them a
             seed of ``seeds`` or ``claim_seeds``, so that no student a claim reads was
             picked for scoring well (default: :func:`xdx_lib.analysis.selection.tune_seeds`).
+        xdistill_seeds: the tune seeds XDistillation's pre-training epochs, schedule, routing
+            and fusion are chosen with, on the validation split
+            (:func:`~xdx_lib.experiments.choices.choose_xdistill`); the claims then run what was
+            picked (empty: nothing is chosen, the run's values are used as given).
+        xdistill_choice: what that choice picked, with its evidence, once
+            :func:`~xdx_lib.experiments.tuning.tuned_session` has made it (not a YAML field).
     """
 
     name: str = "experiment"
@@ -79,6 +85,8 @@ class ExperimentConfig:
     claim_seeds: list = field(default_factory=list)
     kd_grid: dict = field(default_factory=dict)
     tune_seeds: list = field(default_factory=lambda: selection.tune_seeds(1))
+    xdistill_seeds: list = field(default_factory=list)
+    xdistill_choice: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         validate_experiment(self)
@@ -109,7 +117,7 @@ _FIELD_TYPES = {"name": str, "run": dict, "methods": list, "seeds": list, "expla
                 "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
                 "localisation_methods": list, "localisation_seeds": list,
                 "claim_methods": list, "claim_seeds": list, "kd_grid": dict,
-                "tune_seeds": list}  # fmt: skip
+                "tune_seeds": list, "xdistill_seeds": list}  # fmt: skip
 
 
 def _unique(what: str, values: list) -> None:
@@ -222,8 +230,9 @@ def _option_values(field: str, options: dict, allowed, reason: str):
 def _check_choosing(exp: ExperimentConfig, base: RunConfig) -> None:
     """What every choice of the experiment needs, checked before anything trains: a
     validation split to choose on (the students' plateau is judged on it in every
-    experiment, KD's grid chosen on it when there is one), and tune seeds of its own that no
-    claim reads (:func:`xdx_lib.analysis.selection.check_disjoint`)."""
+    experiment, KD's grid and XDistillation's options chosen on it when the experiment says
+    so), and tune seeds of its own that no claim reads
+    (:func:`xdx_lib.analysis.selection.check_disjoint`)."""
     if not base.val_size:
         raise ConfigError("run.val_size is 0, but the experiment's choices (the students' "
                           "plateau, kd_grid) are made on a validation split; set run.val_size "
@@ -234,8 +243,17 @@ def _check_choosing(exp: ExperimentConfig, base: RunConfig) -> None:
     for s in exp.tune_seeds:
         if not isinstance(s, int) or isinstance(s, bool):
             raise ConfigError(f"seed {s!r} should be an int")
+    _unique("xdistill_seeds", exp.xdistill_seeds)
+    for s in exp.xdistill_seeds:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise ConfigError(f"seed {s!r} should be an int")
+    if exp.xdistill_seeds and "xdistill" not in exp.methods + exp.claim_methods:
+        raise ConfigError("xdistill_seeds are given but no method is xdistill; name it in "
+                          "methods or claim_methods, or leave xdistill_seeds out")  # fmt: skip
     try:
         selection.check_disjoint(exp.tune_seeds, exp.seeds + exp.claim_seeds)
+        selection.check_disjoint(exp.xdistill_seeds, exp.seeds + exp.claim_seeds,
+                                 "xdistill_seeds")  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

@@ -1,11 +1,9 @@
 """Studies of an experiment's students beyond its result files: how far chance explains
-the spread between seeds, a table of variants of a config, and what XDistillation students
-take from their maps.
+the spread between seeds, and what XDistillation students take from their maps.
 
 Each function trains (or loads, from the run cache) the students it needs through a
 :class:`~xdx_lib.experiments.session.Session` and scores them: :func:`seed_spread_table` for the
-results chapter's spread between seeds, :func:`variant_table` for the XDistillation
-chapter's choice of defaults (on the validation split), :func:`intervention_rows` for the
+results chapter's spread between seeds, :func:`intervention_rows` for the
 map interventions (:mod:`xdx_lib.evaluation.interventions`, cached beside each student). Under
 ``torchrun`` every rank trains, rank 0 alone scores. Layer: above the runner, whose result
 files they read.
@@ -15,20 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import pandas as pd
 import torch
 
-from xdx_lib.analysis import selection
 from xdx_lib.core import layout
 from xdx_lib.core.cache import atomic_write_json
 from xdx_lib.core.devices import on_rank_zero, rank_zero_first
 from xdx_lib.evaluation.interventions import INTERVENTIONS, map_interventions
-from xdx_lib.evaluation.scoring import (
-    CLAIM_SIMILARITIES,
-    evaluate_model,
-    predicted_classes,
-    scored_split,
-)
+from xdx_lib.evaluation.scoring import predicted_classes
 from xdx_lib.experiments.experiment_config import ExperimentConfig
 from xdx_lib.experiments.runner import read_result
 from xdx_lib.experiments.session import Session
@@ -70,47 +61,6 @@ def seed_spread_table(exp: ExperimentConfig, session: Session | None = None) -> 
         return out
 
     return on_rank_zero(rows)
-
-
-def variant_table(session: Session, variants: dict[str, dict], seeds,
-                  split: str = "val") -> pd.DataFrame:  # fmt: skip
-    """Train (or load) one student per variant and seed, and score each against the teacher.
-
-    ``variants`` maps a row name to config changes of the session's config; every variant runs on
-    every seed, so differences can be paired. Each row: ``variant``, ``seed``, ``accuracy``,
-    ``agreement``, the whole student's ``gradcam/pearson``, ``cae/pearson`` (XDistillation's own
-    map) and ``epoch_seconds``; ``history`` holds the run's per-epoch records for curves. The scores
-    are on ``split`` (:func:`~xdx_lib.evaluation.scoring.evaluate_model`): by default the validation
-    split, on which the XDistillation chapter chooses its defaults
-    (:func:`xdx_lib.analysis.selection.cheapest_passing`); ``split="test"`` reports. The table
-    records its split (:func:`xdx_lib.analysis.selection.scored_on`), so no chooser takes a
-    test table however its columns are renamed.
-
-    Raises:
-        ValueError: ``split`` has no images (no validation split: ``val_size`` 0), said
-            before any student trains.
-
-    Under ``torchrun`` every rank trains (or loads) the students, rank 0 alone scores them,
-    and every rank returns the same table (:func:`~xdx_lib.core.devices.on_rank_zero`).
-    """
-    scored_split(session.data, split)  # refuse before training, not after
-    runs = {(name, seed): session.student(**{"seed": seed, **changes})
-            for name, changes in variants.items() for seed in seeds}  # fmt: skip
-    teacher = session.teacher()
-    wanted = ("accuracy", "agreement", "gradcam/pearson", "cae/pearson", "epoch_seconds")
-
-    def rows() -> list[dict]:
-        out = []
-        for (name, seed), run in runs.items():
-            scores = evaluate_model(run, teacher, session.data, explainers=("gradcam",),
-                                    n_faithful=0, similarities=CLAIM_SIMILARITIES,
-                                    split=split)  # fmt: skip
-            out.append({"variant": name, "seed": seed,
-                        **{k: scores.get(k, float("nan")) for k in wanted},
-                        "history": run.history})  # fmt: skip
-        return out
-
-    return selection.scored_on(pd.DataFrame(on_rank_zero(rows)), split)
 
 
 def intervention_rows(session: Session, seeds: Iterable[int], **changes) -> list[dict]:

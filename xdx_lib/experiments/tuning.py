@@ -22,6 +22,7 @@ import pandas as pd
 
 from xdx_lib.analysis import selection
 from xdx_lib.distill.method import METHODS
+from xdx_lib.experiments.choices import apply_choice, choose_xdistill
 from xdx_lib.experiments.experiment_config import ExperimentConfig
 from xdx_lib.experiments.session import Session
 from xdx_lib.metrics.predictions import accuracy
@@ -153,15 +154,27 @@ def grid_spread(table: pd.DataFrame) -> pd.DataFrame:
 
 def tuned_session(exp: ExperimentConfig, verbose: bool = False,
                   ) -> tuple[ExperimentConfig, Session, pd.DataFrame]:  # fmt: skip
-    """KD's options chosen (:func:`tune_kd`), and a session of the tuned experiment's base
-    config that keeps the data and the teacher the tuning loaded: ``(tuned experiment,
-    session, tuning table)``. Without a grid: the experiment, its session and an empty table.
+    """The experiment's choices made on validation, in order, and a session of the tuned
+    experiment's base config that keeps the data and the teacher they loaded: ``(tuned
+    experiment, session, KD's tuning table)``.
+
+    First KD's weight and temperature (:func:`tune_kd`; without a grid, an empty table),
+    then, with ``xdistill_seeds``, XDistillation's options
+    (:func:`~xdx_lib.experiments.choices.choose_xdistill`, with KD's chosen values): what
+    it picks is written into the experiment's ``run``
+    (:func:`~xdx_lib.experiments.choices.apply_choice`), so every claim runs it, and the
+    choice with its evidence is the experiment's ``xdistill_choice``.
     """
     session = Session(exp.base, verbose=verbose)
-    if not exp.kd_grid:
-        return exp, session, pd.DataFrame()
-    exp, table = tune_kd(exp, session)
-    return exp, Session(exp.base, session.data, session.teacher(), verbose=verbose), table
+    table = pd.DataFrame()
+    if exp.kd_grid:
+        exp, table = tune_kd(exp, session)
+        session = Session(exp.base, session.data, session.teacher(), verbose=verbose)
+    if exp.xdistill_seeds and exp.xdistill_choice is None:  # not yet chosen
+        choice = choose_xdistill(session, exp.xdistill_seeds)
+        exp = dataclasses.replace(apply_choice(exp, choice), xdistill_choice=choice)
+        session = Session(exp.base, session.data, session.teacher(), verbose=verbose)
+    return exp, session, table
 
 
 def experiment_session(exp: ExperimentConfig, session: Session | None = None,
@@ -170,7 +183,8 @@ def experiment_session(exp: ExperimentConfig, session: Session | None = None,
     ``session`` is None, else the given pair once checked to belong together."""
     if session is None:
         return tuned_session(exp, verbose)[:2]
-    if exp.kd_grid or session.cfg != exp.base:
+    if exp.kd_grid or (exp.xdistill_seeds and exp.xdistill_choice is None) \
+            or session.cfg != exp.base:
         raise ValueError("the session does not belong to this experiment: pass the tuned "
                          "experiment and the session that tuning.tuned_session returned")
     return exp, session

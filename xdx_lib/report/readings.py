@@ -297,6 +297,48 @@ def default_choice(chosen: str | None, default: str, options: str = "variant",
     return f"the chooser picks {chosen} instead of the library's default ({default})"
 
 
+def xdistill_choice(choice) -> dict[str, str]:
+    """The XDistillation chapter's readings of its choice (an
+    :class:`~xdx_lib.experiments.choices.XDistillChoice`): ``acc_vs_kd``, the defaults'
+    validation accuracy against KD's (:func:`accuracy_against_kd`); ``checks_passed``, how
+    many of the checks the defaults meet; ``choice_reading`` and ``cae_epochs_reading``, what
+    the two steps picked (:func:`default_choice`); ``chosen``, the variant the claims run;
+    ``cae_epochs``, the configuration's pre-training epochs; ``n_variant_seeds``, how many
+    tune seeds trained each candidate."""
+    from xdx_lib.experiments.choices import CHECKS, DEFAULT_VARIANT
+
+    return {"acc_vs_kd": accuracy_against_kd(choice.against_kd[DEFAULT_VARIANT]),
+            "checks_passed": checks_passed(choice.checks.loc[DEFAULT_VARIANT, list(CHECKS)]
+                                           .to_dict()),
+            "choice_reading": default_choice(choice.chosen, DEFAULT_VARIANT,
+                                             undecided=choice.undecided),
+            "cae_epochs_reading": default_choice(choice.cae_epochs, choice.default_epochs,
+                                                 "pre-training"),
+            "chosen": choice.chosen or DEFAULT_VARIANT, "cae_epochs": str(choice.default_epochs),
+            "n_variant_seeds": counted(len(choice.seeds), "seed")}  # fmt: skip
+
+
+def claims_run(choice, run: RunConfig) -> dict[str, str]:
+    """What the claims ran of XDistillation, as the protocol chapter says it: ``claims_xd``
+    (the options of ``run``, the experiment's base config after its choices), ``xd_choice``
+    and ``xd_epochs`` (what ``choice``, an
+    :class:`~xdx_lib.experiments.choices.XDistillChoice` or None when the experiment chose
+    nothing, picked and why), ``xd_seeds`` (how many tune seeds it trained)."""
+    options = (f"{run.schedule}, cae_grad: {run.cae_grad}, fusion: {run.fusion}, a CAE "
+               f"pre-trained {run.cae_epochs} epochs")  # fmt: skip
+    if choice is None:
+        return {"claims_xd": options, "xd_seeds": "no tune seeds",
+                "xd_choice": "the experiment names no xdistill_seeds, so nothing is chosen",
+                "xd_epochs": "the configuration's, as given"}  # fmt: skip
+    from xdx_lib.experiments.choices import DEFAULT_VARIANT
+
+    return {"claims_xd": options, "xd_seeds": counted(len(choice.seeds), "tune seed"),
+            "xd_choice": default_choice(choice.chosen, DEFAULT_VARIANT,
+                                        undecided=choice.undecided),
+            "xd_epochs": default_choice(choice.cae_epochs, choice.default_epochs,
+                                        "pre-training")}  # fmt: skip
+
+
 def accuracy_against_kd(d: PairedDifference, margin: float = FRACTION_MARGIN) -> str:
     """How a variant's validation accuracy stands against KD's, from the paired difference
     variant minus KD (``d``, with its one-sided 95 % bounds), by
