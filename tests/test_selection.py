@@ -38,6 +38,7 @@ CHOOSERS = {
     "highest_mean": (GRID, lambda s: choices.highest_mean(s, by="point", metric="val_accuracy")),
     "best_option": (VARIANTS, lambda s: choices.best_option(s, metric="pearson")),
     "plateau": (BY_EPOCHS, choices.plateau),
+    "plateau_check": (BY_EPOCHS, lambda s: choices.plateau_check(s, 12)),
     "cheapest_passing": (PASSING, lambda s: choices.cheapest_passing(
         s, ["routing", "accurate"], cost="epoch_seconds")),
     "xdistill_variant": (XD_CHECKS, lambda s: choices.xdistill_variant(

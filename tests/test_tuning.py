@@ -110,21 +110,24 @@ def test_the_plateau_table_sets_the_test_split_beside_validation():
         logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]] if right == 2 else [[1.0, 0.0]] * 2)
         return SimpleNamespace(logits=lambda x: logits, history=[{"test_acc": test_acc}])
 
-    runs = {"scratch": {4: run(1, 0.81), 8: run(2, 0.83)}, "kd": {4: run(2, 0.85), 8: run(2, 0.86)}}
+    runs = {"scratch": {4: {110: run(1, 0.81)}, 8: {110: run(2, 0.83)}},
+            "kd": {4: {110: run(2, 0.85)}, 8: {110: run(2, 0.86)}}}  # fmt: skip
     on_val = tuning.validation_by_schedule(runs, data)
-    assert on_val.to_dict("index") == {"scratch": {4: 0.5, 8: 1.0}, "kd": {4: 1.0, 8: 1.0}}
-    assert choices.split_of(on_val) == "val"
+    assert on_val.to_dict("index") == {("scratch", 110): {4: 0.5, 8: 1.0},
+                                       ("kd", 110): {4: 1.0, 8: 1.0}}  # fmt: skip
+    assert on_val.index.names == ["method", "seed"] and choices.split_of(on_val) == "val"
     # the chapters' plateau reading takes it; the test half, however labelled, it refuses
     assert readings.plateau_paragraph(on_val, 4, "a student")["plateaus"]
     with pytest.raises(choices.ChoiceFromTestError, match="do not say which split"):
         readings.plateau_paragraph(tuning.reported_by_schedule(runs), 4, "a student")
     assert tuning.reported_by_schedule(runs).to_dict("index") == {
-        "scratch": {4: 0.81, 8: 0.83}, "kd": {4: 0.85, 8: 0.86}}
+        ("scratch", 110): {4: 0.81, 8: 0.83}, ("kd", 110): {4: 0.85, 8: 0.86}}
     table = tuning.plateau_table(on_val, runs)
     assert list(table.columns) == [(tuning.VALIDATION_COLUMN, 4), (tuning.VALIDATION_COLUMN, 8),
                                    (tuning.TEST_COLUMN, 4), (tuning.TEST_COLUMN, 8)]  # fmt: skip
-    assert table.columns.names == ["", "epochs"] and list(table.index) == ["scratch", "kd"]
-    assert table.loc["scratch", (tuning.TEST_COLUMN, 8)] == 0.83
+    assert table.columns.names == ["", "epochs"]
+    assert list(table.index) == [("scratch", 110), ("kd", 110)]
+    assert table.loc[("scratch", 110), (tuning.TEST_COLUMN, 8)] == 0.83
     assert choices.is_test_metric(tuning.TEST_COLUMN)
     assert not choices.is_test_metric(tuning.VALIDATION_COLUMN)
 
@@ -146,3 +149,20 @@ def test_grid_spread_lays_each_point_out_by_seed_with_its_mean_and_sd():
     assert spread.loc[(0.5, 2), "val mean"] == pytest.approx(0.82)
     assert spread.loc[(0.5, 2), "val sd"] == pytest.approx(0.04 / 2**0.5)
     assert spread.loc[(0.9, 2), "val sd"] == 0 and spread.loc[(0.9, 2), "val s101"] == 0.81
+
+
+def test_the_plateau_runs_train_on_the_plateau_seeds_apart_from_every_choice(tmp_path):
+    d = {**TINY, "run": {**TINY["run"], "val_size": 32}, "plateau_seeds": [110, 111]}
+    exp = load_experiment(write_config(tmp_path, d))
+    asked = []
+    session = SimpleNamespace(student=lambda **kw: asked.append(kw) or kw)
+    runs = tuning.plateau_runs(session, exp, [4, 8])
+    assert list(runs) == tuning.plateau_methods(exp) and list(runs["kd"]) == [4, 8]
+    assert {kw["seed"] for kw in asked} == {110, 111} and len(asked) == 2 * 2 * len(runs)
+    for seeds, message in (([100], "also seeds a choice is made on"), ([2], "claim seeds"),
+                           ([], "plateau_seeds is empty")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(write_config(tmp_path, {**d, "plateau_seeds": seeds}))
+    with pytest.raises(ConfigError, match="also seeds a choice is made on"):
+        load_experiment(write_config(tmp_path, {**d, "xdistill_seeds": [111]}))
+    assert load_experiment(write_config(tmp_path, TINY | {"run": d["run"]})).plateau_seeds == [110]

@@ -27,7 +27,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from xdx_lib.analysis.stats import plateau_epochs
+from xdx_lib.analysis.stats import (
+    PLATEAU_TOLERANCE,
+    PairedDifference,
+    paired_difference,
+    plateau_epochs,
+)
 
 #: The split every choice is made on.
 CHOOSING_SPLIT = "val"
@@ -38,6 +43,8 @@ SPLIT_ATTR = "split"
 
 #: The first seed of the runs that choose, far above any seed a claim reads.
 FIRST_TUNE_SEED = 100
+#: The first seed of the plateau check's students, apart from the seeds that choose.
+FIRST_PLATEAU_SEED = 110
 
 #: ``test`` as a word of a name: ``test_acc``, ``test accuracy``, ``test/pearson``, ``T test``
 #: (not ``latest``, ``contest``).
@@ -46,6 +53,14 @@ _TEST_WORD = re.compile(r"(?<![a-z])test(?![a-z])", re.IGNORECASE)
 
 class ChoiceFromTestError(ValueError):
     """A chooser was handed a test score: the test split reports, it never chooses."""
+
+
+def plateau_seeds(n: int) -> list[int]:
+    """The ``n`` seeds of the plateau check's students: :data:`FIRST_PLATEAU_SEED`, the
+    next, ... (no claim reads them, and no choice is made on them)."""
+    if n < 1:
+        raise ValueError(f"the plateau check needs at least one seed; got {n}")
+    return list(range(FIRST_PLATEAU_SEED, FIRST_PLATEAU_SEED + n))
 
 
 def tune_seeds(n: int) -> list[int]:
@@ -101,13 +116,17 @@ def derived(table, *sources):
     return scored_on(table, splits.pop())
 
 
-def check_disjoint(tune: Iterable[int], claims: Iterable[int], what: str = "tune_seeds") -> None:
+def check_disjoint(tune: Iterable[int], claims: Iterable[int], what: str = "tune_seeds",
+                   others: str = "claim seeds") -> None:  # fmt: skip
     """Raise ValueError when a seed that chooses is also one a claim reads: the claims'
-    student would then be the one picked for scoring well on it."""
+    student would then be the one picked for scoring well on it. ``others`` names the
+    seeds ``claims`` holds, for a check of other seeds kept apart (the plateau's from the
+    choices')."""
     shared = sorted(set(tune) & set(claims))
     if shared:
-        raise ValueError(f"{what} {shared} are also claim seeds; choose on seeds the claims "
-                         f"do not read (e.g. from {FIRST_TUNE_SEED} on)")  # fmt: skip
+        raise ValueError(f"{what} {shared} are also {others}; keep them apart (choices "
+                         f"from {FIRST_TUNE_SEED} on, the plateau check from "
+                         f"{FIRST_PLATEAU_SEED} on)")  # fmt: skip
 
 
 def validation_scores(scores: Mapping, what: str = "the choice"):
@@ -236,13 +255,48 @@ def best_option(scores: Mapping, metric: str):
     return val[metric].idxmax()
 
 
+def _by_seed(scores: Mapping, what: str) -> pd.DataFrame:
+    """The validation accuracies of :func:`plateau`'s ``scores`` as seeds (rows) by epochs
+    (columns): a series (one seed) becomes one row."""
+    val = validation_scores(scores, what)
+    return val.to_frame().T if isinstance(val, pd.Series) else val
+
+
 def plateau(scores: Mapping) -> int | None:
     """The shortest schedule at the student's plateau on validation accuracy
-    (:func:`xdx_lib.analysis.stats.plateau_epochs`), from ``{"val": series}``, a series of
-    validation accuracy indexed by epochs (a row of
-    :func:`~xdx_lib.experiments.tuning.validation_by_schedule`)."""
-    by_epochs = validation_scores(scores, "the plateau")
-    return plateau_epochs(dict(by_epochs.items()))
+    (:func:`xdx_lib.analysis.stats.plateau_epochs`, on the mean over seeds), from
+    ``{"val": scores}``: validation accuracy by epochs, a series (one seed) or a frame of
+    seeds (rows) by epochs (columns), one method's part of
+    :func:`~xdx_lib.experiments.tuning.validation_by_schedule`."""
+    means = _by_seed(scores, "the plateau").mean()
+    return plateau_epochs(dict(means.items()))
+
+
+def plateau_check(scores: Mapping, epochs: int, tolerance: float = PLATEAU_TOLERANCE,
+                  ) -> tuple[bool | None, PairedDifference]:  # fmt: skip
+    """Whether the student is at its plateau at ``epochs``, as a check that can fail.
+
+    Reads the gain of the longest schedule over ``epochs``, paired by seed, through its
+    one-sided 95 % bounds: True (at its plateau) when the upper bound is within
+    ``tolerance``, False (short of it) when the lower bound exceeds it, None (undecided)
+    when the seeds cannot tell, always so with one seed. ``scores``: as :func:`plateau`'s.
+    Returns the check and the gain (a :class:`~xdx_lib.analysis.stats.PairedDifference`,
+    longest minus ``epochs``)."""
+    frame = _by_seed(scores, "the plateau check")
+    longest = max(frame.columns)
+    if epochs not in frame.columns or longest == epochs:
+        raise ValueError(f"the plateau check needs {epochs} epochs and a longer schedule; "
+                         f"got {list(frame.columns)}")  # fmt: skip
+    n = len(frame)
+    paired = pd.DataFrame({"schedule": [longest] * n + [epochs] * n, "seed": [*range(n)] * 2,
+                           "accuracy": [*frame[longest], *frame[epochs]]})  # fmt: skip
+    gain = paired_difference(paired, longest, epochs, "accuracy", group=None, by="schedule",
+                             confidence=0.90)  # fmt: skip
+    if math.isnan(gain.lower) or math.isnan(gain.upper):
+        return None, gain
+    if round(gain.upper - tolerance, 12) <= 0:
+        return True, gain
+    return (False if round(gain.lower - tolerance, 12) > 0 else None), gain
 
 
 def cheapest_passing(scores: Mapping, checks: Sequence[str], cost: str):

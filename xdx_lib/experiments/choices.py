@@ -45,7 +45,7 @@ from xdx_lib.training.trained_model import model_maps
 
 #: The library's defaults, the first variant; every other variant changes them.
 DEFAULTS = {"schedule": "staged", "cae_grad": "exp", "fusion": "channel"}
-#: The candidates, by name: config changes of the defaults.
+#: The candidates by name, each as config changes of the defaults.
 VARIANTS = {
     "default: staged, exp, channel": {},
     "joint, cae_grad: exp": {"schedule": "joint"},
@@ -151,12 +151,12 @@ class XDistillChoice:
 
     @property
     def variant(self) -> str:
-        """The variant the claims run: the pick, else the defaults."""
+        """The variant the claims run, the pick or else the defaults."""
         return self.chosen or DEFAULT_VARIANT
 
     @property
     def options(self) -> dict:
-        """The config changes the choice makes: the picked variant's (none for the
+        """The config changes the choice makes, the picked variant's (none for the
         defaults') and the pre-training epochs when they differ from the config's."""
         out = dict(VARIANTS[self.variant])
         if self.cae_epochs != self.default_epochs:

@@ -66,6 +66,11 @@ class ExperimentConfig:
             and fusion are chosen with, on the validation split
             (:func:`~xdx_lib.experiments.choices.choose_xdistill`); the claims then run what was
             picked (empty: nothing is chosen, the run's values are used as given).
+        plateau_seeds: the seeds of the students the plateau is judged on
+            (:func:`~xdx_lib.experiments.tuning.plateau_runs`): none a claim seed, a tune seed
+            or an XDistillation seed, so that no run the check reads was picked on its seed;
+            two or more let the check decide (default:
+            :func:`xdx_lib.analysis.selection.plateau_seeds`).
         xdistill_choice: what that choice picked, with its evidence, once
             :func:`~xdx_lib.experiments.tuning.tuned_session` has made it (not a YAML field).
     """
@@ -86,6 +91,7 @@ class ExperimentConfig:
     kd_grid: dict = field(default_factory=dict)
     tune_seeds: list = field(default_factory=lambda: selection.tune_seeds(1))
     xdistill_seeds: list = field(default_factory=list)
+    plateau_seeds: list = field(default_factory=lambda: selection.plateau_seeds(1))
     xdistill_choice: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +123,8 @@ _FIELD_TYPES = {"name": str, "run": dict, "methods": list, "seeds": list, "expla
                 "n_slow": int, "n_faithful": int, "sweeps": dict, "sweep_seeds": list,
                 "localisation_methods": list, "localisation_seeds": list,
                 "claim_methods": list, "claim_seeds": list, "kd_grid": dict,
-                "tune_seeds": list, "xdistill_seeds": list}  # fmt: skip
+                "tune_seeds": list, "xdistill_seeds": list,
+                "plateau_seeds": list}  # fmt: skip
 
 
 def _unique(what: str, values: list) -> None:
@@ -243,10 +250,13 @@ def _check_choosing(exp: ExperimentConfig, base: RunConfig) -> None:
     for s in exp.tune_seeds:
         if not isinstance(s, int) or isinstance(s, bool):
             raise ConfigError(f"seed {s!r} should be an int")
-    _unique("xdistill_seeds", exp.xdistill_seeds)
-    for s in exp.xdistill_seeds:
-        if not isinstance(s, int) or isinstance(s, bool):
-            raise ConfigError(f"seed {s!r} should be an int")
+    if not exp.plateau_seeds:
+        raise ConfigError("plateau_seeds is empty; name at least one seed for the plateau check")
+    for key in ("xdistill_seeds", "plateau_seeds"):
+        _unique(key, getattr(exp, key))
+        for s in getattr(exp, key):
+            if not isinstance(s, int) or isinstance(s, bool):
+                raise ConfigError(f"seed {s!r} should be an int")
     if exp.xdistill_seeds and "xdistill" not in exp.methods + exp.claim_methods:
         raise ConfigError("xdistill_seeds are given but no method is xdistill; name it in "
                           "methods or claim_methods, or leave xdistill_seeds out")  # fmt: skip
@@ -254,6 +264,10 @@ def _check_choosing(exp: ExperimentConfig, base: RunConfig) -> None:
         selection.check_disjoint(exp.tune_seeds, exp.seeds + exp.claim_seeds)
         selection.check_disjoint(exp.xdistill_seeds, exp.seeds + exp.claim_seeds,
                                  "xdistill_seeds")  # fmt: skip
+        selection.check_disjoint(exp.plateau_seeds, exp.seeds + exp.claim_seeds,
+                                 "plateau_seeds")  # fmt: skip
+        selection.check_disjoint(exp.plateau_seeds, exp.tune_seeds + exp.xdistill_seeds,
+                                 "plateau_seeds", "seeds a choice is made on")  # fmt: skip
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

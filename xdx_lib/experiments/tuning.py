@@ -35,22 +35,36 @@ def validation_accuracy(run: TrainedModel, data) -> float:
     return accuracy(run.logits(val.x), val.y)
 
 
-def validation_by_schedule(runs: dict[str, dict[int, TrainedModel]], data) -> pd.DataFrame:
-    """Validation accuracy of each method's student by schedule length (rows: methods,
-    columns: epochs), the numbers the students' plateau is judged on
-    (:func:`xdx_lib.analysis.selection.plateau`); ``runs`` maps method -> epochs -> trained run.
-    The table records that it was computed on validation
-    (:func:`xdx_lib.analysis.selection.scored_on`)."""
-    table = pd.DataFrame({m: {e: validation_accuracy(r, data) for e, r in by.items()}
-                          for m, by in runs.items()}).T  # fmt: skip
+#: The runs of a plateau study, as method -> epochs -> seed -> trained run.
+PlateauRuns = dict[str, dict[int, dict[int, TrainedModel]]]
+
+
+def _by_schedule(runs: PlateauRuns, score) -> pd.DataFrame:
+    """``score(run)`` of each run, rows ``(method, seed)``, columns epochs."""
+    rows = {(m, seed): {} for m, by in runs.items() for on in by.values() for seed in on}
+    for m, by in runs.items():
+        for e, on in by.items():
+            for seed, run in on.items():
+                rows[(m, seed)][e] = score(run)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["method", "seed"])
+    return table
+
+
+def validation_by_schedule(runs: PlateauRuns, data) -> pd.DataFrame:
+    """Validation accuracy of each method's students by schedule length (rows: ``(method,
+    seed)``, columns: epochs), the numbers the students' plateau is judged on
+    (:func:`xdx_lib.analysis.selection.plateau_check`); ``runs`` maps method -> epochs ->
+    seed -> trained run (:func:`plateau_runs`). The table records that it was computed on
+    validation (:func:`xdx_lib.analysis.selection.scored_on`)."""
+    table = _by_schedule(runs, lambda run: validation_accuracy(run, data))
     return selection.scored_on(table, selection.CHOOSING_SPLIT)
 
 
-def reported_by_schedule(runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFrame:
+def reported_by_schedule(runs: PlateauRuns) -> pd.DataFrame:
     """The last-epoch test accuracy of the runs :func:`validation_by_schedule` scores, laid
     out alike: for the reader beside the validation numbers, never handed to a chooser."""
-    return pd.DataFrame({m: {e: r.history[-1]["test_acc"] for e, r in by.items()}
-                         for m, by in runs.items()}).T  # fmt: skip
+    return _by_schedule(runs, lambda run: run.history[-1]["test_acc"])
 
 
 #: The name of the plateau table's first half (:func:`plateau_table`), the split that judges.
@@ -59,9 +73,10 @@ VALIDATION_COLUMN = "validation accuracy (judges the plateau)"
 TEST_COLUMN = "test accuracy (reported only)"
 
 
-def plateau_table(on_val: pd.DataFrame, runs: dict[str, dict[int, TrainedModel]]) -> pd.DataFrame:
+def plateau_table(on_val: pd.DataFrame, runs: PlateauRuns) -> pd.DataFrame:
     """``on_val`` (:func:`validation_by_schedule` of ``runs``) beside the same runs' test
-    accuracy (:func:`reported_by_schedule`): rows methods, columns ``(split, epochs)``, the
+    accuracy (:func:`reported_by_schedule`): rows ``(method, seed)``, columns ``(split,
+    epochs)``, the
     validation half (:data:`VALIDATION_COLUMN`) first, the test half (:data:`TEST_COLUMN`)
     after it."""
     halves = {VALIDATION_COLUMN: on_val, TEST_COLUMN: reported_by_schedule(runs)}
@@ -82,13 +97,14 @@ def plateau_methods(exp: ExperimentConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plateau_runs(session: Session, exp: ExperimentConfig,
-                 schedules: list[int]) -> dict[str, dict[int, TrainedModel]]:  # fmt: skip
+def plateau_runs(session: Session, exp: ExperimentConfig, schedules: list[int]) -> PlateauRuns:
     """The students the plateau is judged on: each of :func:`plateau_methods` trained (or
-    loaded from the run cache) for each schedule, on the experiment's first tune seed;
-    ``{method: {epochs: run}}``, for :func:`validation_by_schedule`."""
-    seed = exp.tune_seeds[0]
-    return {m: {e: session.student(method=m, seed=seed, student_epochs=e) for e in schedules}
+    loaded from the run cache) for each schedule, on each of the experiment's
+    ``plateau_seeds`` (seeds no claim reads and no choice was made on, so no run here was
+    selected for scoring well on its seed); ``{method: {epochs: {seed: run}}}``, for
+    :func:`validation_by_schedule`."""
+    return {m: {e: {s: session.student(method=m, seed=s, student_epochs=e)
+                    for s in exp.plateau_seeds} for e in schedules}
             for m in plateau_methods(exp)}  # fmt: skip
 
 

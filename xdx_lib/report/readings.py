@@ -28,9 +28,9 @@ from xdx_lib.analysis.claims import (
     SeedOutReading,
     part_verdict,
 )
-from xdx_lib.analysis.selection import derived, no_worse
+from xdx_lib.analysis.selection import derived, no_worse, plateau_check
 from xdx_lib.analysis.selection import plateau as plateau_on_validation
-from xdx_lib.analysis.stats import PairedDifference
+from xdx_lib.analysis.stats import PLATEAU_TOLERANCE, PairedDifference
 from xdx_lib.core.config import PROFILES, RunConfig
 from xdx_lib.report.tables import format_difference, format_interval, sentences
 
@@ -54,36 +54,58 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n > 1 else ''}"
 
 
-def plateau(method: str, accuracy_by_epochs: pd.Series, epochs: int) -> str:
-    """One sentence on where the student of ``method`` stops gaining.
+def plateau(method: str, accuracy_by_epochs: pd.Series | pd.DataFrame, epochs: int) -> str:
+    """One sentence on where the student of ``method`` stops gaining, and what the check
+    that can fail says of it.
 
     Args:
         method: the method's key (``"scratch"``, ``"kd"``, ``"e2kd"``, ...).
         accuracy_by_epochs: the final validation accuracy of the student trained for each
-            schedule length (its index; two at least): a row of
+            schedule length (two at least): a series indexed by epochs (one seed), or a
+            frame of seeds (rows) by epochs (columns), one method's part of
             :func:`~xdx_lib.experiments.tuning.validation_by_schedule`, which records that it
-            was computed on validation. The plateau is a choice, so it is judged there
-            (:func:`xdx_lib.analysis.selection.plateau`).
+            was computed on validation. The plateau is a choice, so it is judged there, on
+            the mean over seeds (:func:`xdx_lib.analysis.selection.plateau`), and checked
+            through the seeds' spread (:func:`xdx_lib.analysis.selection.plateau_check`).
         epochs: the profile's schedule, one of those lengths.
     """
-    reached = plateau_on_validation({"val": accuracy_by_epochs})
-    by = dict(accuracy_by_epochs.items())
+    scores = {"val": accuracy_by_epochs}
+    reached = plateau_on_validation(scores)
+    check, gain = plateau_check(scores, epochs)
+    frame = accuracy_by_epochs
+    by = dict((frame if isinstance(frame, pd.Series) else frame.mean()).items())
     schedules = sorted(by)
     longest, previous = schedules[-1], schedules[-2]
-    gain = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
+    gain_mean = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
     name = METHOD_NAMES.get(method, method)
     if reached == epochs:
-        return (f"the {name} student has reached its plateau at the profile's {epochs} "
-                f"epochs ({longest} epochs add {gain:+.3f})")  # fmt: skip
-    if reached is not None:
-        return (f"the {name} student reaches its plateau by {reached} epochs; at the "
-                f"profile's {epochs} it is {gain:.3f} short of it")  # fmt: skip
-    if previous == epochs:
-        return (f"the {name} student is short of its plateau at the profile's {epochs} "
-                f"epochs: {longest} epochs add {gain:+.3f}")  # fmt: skip
-    return (f"the {name} student is still climbing: {longest} epochs add "
-            f"{by[longest] - by[previous]:+.3f} to {previous} epochs, and "
-            f"{gain:+.3f} to the profile's {epochs}")  # fmt: skip
+        said = (f"the {name} student has reached its plateau at the profile's {epochs} "
+                f"epochs ({longest} epochs add {gain_mean:+.3f})")  # fmt: skip
+    elif reached is not None:
+        said = (f"the {name} student reaches its plateau by {reached} epochs; at the "
+                f"profile's {epochs} it is {gain_mean:.3f} short of it")  # fmt: skip
+    elif previous == epochs:
+        said = (f"the {name} student is short of its plateau at the profile's {epochs} "
+                f"epochs: {longest} epochs add {gain_mean:+.3f}")  # fmt: skip
+    else:
+        said = (f"the {name} student is still climbing: {longest} epochs add "
+                f"{by[longest] - by[previous]:+.3f} to {previous} epochs, and "
+                f"{gain_mean:+.3f} to the profile's {epochs}")  # fmt: skip
+    return f"{said} {plateau_decided(check, gain)}"
+
+
+def plateau_decided(check: bool | None, gain: PairedDifference,
+                    tolerance: float = PLATEAU_TOLERANCE) -> str:  # fmt: skip
+    """What :func:`xdx_lib.analysis.selection.plateau_check` says, in brackets: decided at
+    its plateau or short of it over the seeds, or undecided (always on one seed)."""
+    if gain.n < 2:
+        return "(on one seed, which cannot decide the check: undecided)"
+    bounds = f"{gain.n} seeds, one-sided bounds [{gain.lower:+.3f}, {gain.upper:+.3f}]"
+    if check is True:
+        return f"(at its plateau on {bounds}, within {tolerance:g})"
+    if check is False:
+        return f"(short of it on {bounds}, beyond {tolerance:g})"
+    return f"(undecided on {bounds} about {tolerance:g})"
 
 
 def lead_by_budget(kd: Mapping[int, float], scratch: Mapping[int, float]) -> str:
@@ -102,8 +124,12 @@ def colab_epochs_beyond(student: str, epochs: int) -> int | None:
     return None
 
 
-def _rows(on_val: pd.DataFrame) -> dict[str, pd.Series]:
-    """Each method's row of a validation table, each recorded as of its split."""
+def _rows(on_val: pd.DataFrame) -> dict[str, pd.Series | pd.DataFrame]:
+    """Each method's part of a validation table, recorded as of its split: its seeds (rows)
+    by epochs when the table's rows are ``(method, seed)``, else its one row."""
+    if isinstance(on_val.index, pd.MultiIndex):
+        methods = on_val.index.unique(level=0)
+        return {m: derived(on_val.xs(m, level=0), on_val) for m in methods}
     return {m: derived(on_val.loc[m], on_val) for m in on_val.index}
 
 
@@ -124,8 +150,17 @@ def plateau_consequence(accuracy_by_epochs: pd.DataFrame, epochs: int, student: 
         student: the students' architecture (the colab profile may train it longer:
             :func:`colab_epochs_beyond`).
     """
-    reached_by = {m: plateau_on_validation({"val": row})
-                  for m, row in _rows(accuracy_by_epochs).items()}  # fmt: skip
+    rows = _rows(accuracy_by_epochs)
+    reached_by = {m: plateau_on_validation({"val": row}) for m, row in rows.items()}
+    undecided = [m for m, row in rows.items() if plateau_check({"val": row}, epochs)[0] is None]
+    if undecided:  # the point reading below is the seeds' mean, which the check cannot back
+        names = " and ".join(METHOD_NAMES.get(m, m) for m in undecided)
+        whom = ("any student" if len(undecided) == len(rows) else
+                f"the {names} {'student' if len(undecided) == 1 else 'students'}")
+        patient_or = (f"the plateau check cannot decide for {whom} on these seeds, so what "
+                      "follows reads their mean accuracy")  # fmt: skip
+    else:
+        patient_or = ""
     needs = {m: reached or math.inf for m, reached in reached_by.items()}
     patient = ("the KD student needs a longer schedule than the scratch student: the "
                "teacher's soft targets keep giving it something to fit after the labels "
@@ -133,7 +168,8 @@ def plateau_consequence(accuracy_by_epochs: pd.DataFrame, epochs: int, student: 
                if needs.get("kd", 0) > needs.get("scratch", math.inf) else "")  # fmt: skip
     short = [m for m, reached in reached_by.items() if reached != epochs]
     if not short:
-        return sentences(patient, "comparisons of this profile are of students at their plateau")
+        return sentences(patient_or, patient,
+                         "comparisons of this profile are of students at their plateau")
     colab_epochs = colab_epochs_beyond(student, epochs)
     longer = (f"the colab profile trains the same students for {colab_epochs} epochs, on a GPU"
               if colab_epochs is not None else "")  # fmt: skip
@@ -146,7 +182,7 @@ def plateau_consequence(accuracy_by_epochs: pd.DataFrame, epochs: int, student: 
     names = " and ".join(METHOD_NAMES.get(m, m) for m in short)
     one = len(short) == 1
     return sentences(
-        patient,
+        patient_or, patient,
         f"the {names} {'student is' if one else 'students are'} short of "
         f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs",
         f"so every comparison that reads {'it' if one else 'them'} is of equal training "
@@ -163,7 +199,8 @@ def plateau_paragraph(accuracy_by_epochs: pd.DataFrame, epochs: int,
     ``"scratch"``, ``"kd"`` and any other method compared (rows of
     :func:`~xdx_lib.experiments.tuning.validation_by_schedule`)."""
     rows = _rows(accuracy_by_epochs)
-    by = {m: dict(row.items()) for m, row in rows.items()}
+    by = {m: dict((row if isinstance(row, pd.Series) else row.mean()).items())
+          for m, row in rows.items()}  # fmt: skip
     return {"plateaus": sentences(*(plateau(m, row, epochs) for m, row in rows.items())),
             "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
             "plateau_consequence": plateau_consequence(accuracy_by_epochs, epochs,
