@@ -17,7 +17,7 @@ from xdx_lib.experiments import session as session_module
 from xdx_lib.experiments import studies, tuning
 from xdx_lib.experiments.experiment_config import load_experiment
 from xdx_lib.experiments.runner import run_experiment
-from xdx_lib.report import readings
+from xdx_lib.report import plateau_readings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,9 +117,9 @@ def test_the_plateau_table_sets_the_test_split_beside_validation():
                                        ("kd", 110): {4: 1.0, 8: 1.0}}  # fmt: skip
     assert on_val.index.names == ["method", "seed"] and choices.split_of(on_val) == "val"
     # the chapters' plateau reading takes it; the test half, however labelled, it refuses
-    assert readings.plateau_paragraph(on_val, 4, "a student")["plateaus"]
+    assert plateau_readings.plateau_paragraph(on_val, 4, "a student")["plateaus"]
     with pytest.raises(choices.ChoiceFromTestError, match="do not say which split"):
-        readings.plateau_paragraph(tuning.reported_by_schedule(runs), 4, "a student")
+        plateau_readings.plateau_paragraph(tuning.reported_by_schedule(runs), 4, "a student")
     assert tuning.reported_by_schedule(runs).to_dict("index") == {
         ("scratch", 110): {4: 0.81, 8: 0.83}, ("kd", 110): {4: 0.85, 8: 0.86}}
     table = tuning.plateau_table(on_val, runs)

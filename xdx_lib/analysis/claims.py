@@ -7,10 +7,10 @@ read through its 90 % t interval, whose ends are the one-sided 95 % bounds of tw
 tests, against a margin fixed here before any run is read (:func:`part_verdict`); a claim's
 verdict follows from its parts' (:func:`claim_verdict`). The parts of all claims are one
 family: a part reads *supported* only when its test survives Holm's control of the
-family-wise error (:func:`verdicts`, :func:`~xdx_lib.analysis.stats.holm`). With one seed
+family-wise error (:func:`verdicts`, :func:`~xdx_lib.analysis.power.holm`). With one seed
 there is no interval and every part is inconclusive. How many tests the verdicts and the
-paired table read is :func:`multiplicity`; how each verdict reads when any one seed is left
-out, :func:`leave_one_seed_out`.
+paired table read, and how each verdict reads when any one seed is left out, are
+:mod:`xdx_lib.analysis.robustness`.
 
 Everything here returns numbers and ``enum.Enum`` verdicts in typed records
 (:class:`PartReading`, :class:`ClaimReading`) and frames of them; the chapters' tables and
@@ -27,15 +27,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from xdx_lib.analysis.power import detectable_difference, holm, one_sided_p, superiority_detectable
 from xdx_lib.analysis.stats import (
     ALPHA,
     PairedDifference,
     check_one_run_per_seed,
-    detectable_difference,
-    holm,
-    one_sided_p,
     paired_difference,
-    superiority_detectable,
     unpaired_reason,
 )
 from xdx_lib.core.kinds import RunGroup
@@ -311,7 +308,7 @@ def judge_part(df: pd.DataFrame, claim: str, evidence: Evidence,
 
 def part_p(evidence: Evidence, n: int, mean: float, sd: float) -> float:
     """The p-value of the test ``evidence``'s claim needs
-    (:func:`~xdx_lib.analysis.stats.one_sided_p`): ``A - B > 0`` for a "higher" part,
+    (:func:`~xdx_lib.analysis.power.one_sided_p`): ``A - B > 0`` for a "higher" part,
     ``A - B < margin`` for a "not higher" one."""
     if evidence.needs == "higher":
         return one_sided_p(n, mean, sd, 0.0, "greater")
@@ -320,7 +317,7 @@ def part_p(evidence: Evidence, n: int, mean: float, sd: float) -> float:
 
 def controlled(parts: Sequence[PartReading]) -> list[PartReading]:
     """``parts`` read again as one family under Holm's control
-    (:func:`~xdx_lib.analysis.stats.holm`): each gets ``p_holm``, and reads shown above 0 (or
+    (:func:`~xdx_lib.analysis.power.holm`): each gets ``p_holm``, and reads shown above 0 (or
     below the margin) only when ``p_holm < ALPHA``, so that the chance of any part read
     supported by chance is at most 5 % however many parts there are."""
     adjusted = holm([p.p for p in parts])
@@ -336,9 +333,9 @@ def detectable_for(evidence: Evidence, n: int, sd: float) -> float:
 
     For a "higher" part the smallest such difference, at which the lower bound passes 0 *and* the
     mean passes the margin four times in five
-    (:func:`~xdx_lib.analysis.stats.superiority_detectable`); for a "not higher" part the largest,
+    (:func:`~xdx_lib.analysis.power.superiority_detectable`); for a "not higher" part the largest,
     ``margin`` less what the one-sided test detects
-    (:func:`~xdx_lib.analysis.stats.detectable_difference`), since it needs the upper bound below
+    (:func:`~xdx_lib.analysis.power.detectable_difference`), since it needs the upper bound below
     the margin.
     """
     if evidence.needs == "higher":
@@ -382,112 +379,6 @@ def claim_parts(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
     the claims' order: what the forest plot marks (:func:`xdx_lib.report.plots.forest_plot`)."""
     rows = [dataclasses.asdict(p) for c in verdicts(df, claims, group) for p in c.parts]
     return pd.DataFrame(rows, columns=list(PART_COLUMNS))
-
-
-# ------------------------------------------------- how many tests, and one seed fewer
-
-
-@dataclass(frozen=True)
-class Multiplicity:
-    """How many tests the results chapter reads, each at its own 5 % (:func:`multiplicity`).
-
-    ``parts`` is each claim's name and number of parts (one one-sided test at ``alpha``
-    each), ``cells`` the paired table's pairs times metrics (one two-sided 95 % interval
-    each).
-    """
-
-    parts: tuple[tuple[str, int], ...]
-    cells: int
-    alpha: float = ALPHA
-
-    @property
-    def total_parts(self) -> int:
-        """Every part of every claim."""
-        return sum(k for _, k in self.parts)
-
-    def chance_any(self, k: int) -> tuple[float, float]:
-        """The chance that at least one of ``k`` tests at ``alpha`` fires when none of their
-        effects is real: ``1 - (1 - alpha)^k`` if they were independent, and at most ``k
-        alpha`` however they depend on each other (Bonferroni)."""
-        return 1 - (1 - self.alpha) ** k, min(1.0, k * self.alpha)
-
-
-def multiplicity(claims: Sequence[Claim] = CLAIMS, pairs: Sequence[tuple[str, str]] = PAIRS,
-                 metrics: Sequence[str] = PAIR_METRICS) -> Multiplicity:  # fmt: skip
-    """The tests :func:`verdicts` and :func:`paired_difference_table` read, counted from
-    ``claims`` and from ``pairs`` times ``metrics`` (the table leaves out the cells a
-    result lacks, so this is the most it reads)."""
-    return Multiplicity(tuple((c.name, len(c.parts)) for c in claims), len(pairs) * len(metrics))
-
-
-@dataclass(frozen=True)
-class PartSpread:
-    """How far one part moves when one seed is left out (:func:`leave_one_seed_out`): its
-    estimate's lowest and highest, and the widest its one-sided bounds reach."""
-
-    a: str
-    b: str
-    metric: str
-    mean_low: float
-    mean_high: float
-    lower: float
-    upper: float
-
-
-@dataclass(frozen=True)
-class SeedOutReading:
-    """A claim's verdict on every seed, and on every seed but one (:func:`leave_one_seed_out`).
-
-    ``without`` pairs each seed with the claim's verdict when that seed is left out;
-    ``parts`` says how far each part's estimate and bounds move over those readings.
-    """
-
-    claim: str
-    verdict: ClaimVerdict
-    without: tuple[tuple[int, ClaimVerdict], ...]
-    parts: tuple[PartSpread, ...] = ()
-
-    @property
-    def changed_by(self) -> tuple[int, ...]:
-        """The seeds without which the verdict is another."""
-        return tuple(seed for seed, v in self.without if v is not self.verdict)
-
-    @property
-    def fragile(self) -> bool:
-        """Whether leaving some one seed out changes the verdict."""
-        return bool(self.changed_by)
-
-
-def leave_one_seed_out(df: pd.DataFrame, claims: Sequence[Claim] = CLAIMS,
-                       group: str = RunGroup.MAIN) -> tuple[SeedOutReading, ...]:  # fmt: skip
-    """Every claim's verdict (:func:`verdicts`) on the seeds of ``group``, and again with
-    each seed left out in turn: a verdict that one seed decides is one another machine's
-    noise may change. With one seed, leaving it out leaves nothing, so inconclusive."""
-    part = df["group"] == group
-    seeds = sorted({int(s) for s in df.loc[part, "seed"]})
-    full = verdicts(df, claims, group)
-    without = {s: verdicts(df[~(part & (df["seed"] == s))], claims, group) for s in seeds}
-    return tuple(SeedOutReading(c.name, c.verdict,
-                                tuple((s, without[s][i].verdict) for s in seeds),
-                                _spreads(c, [without[s][i] for s in seeds]))
-                 for i, c in enumerate(full))  # fmt: skip
-
-
-def _spreads(full: ClaimReading, out: Sequence[ClaimReading]) -> tuple[PartSpread, ...]:
-    """Each part of ``full`` over the readings ``out`` with one seed left out (NaN where
-    none was read)."""
-
-    def span(values, pick):
-        finite = [v for v in values if not math.isnan(v)]
-        return pick(finite) if finite else math.nan
-
-    spreads = []
-    for j, part in enumerate(full.parts):
-        means = [r.parts[j].mean for r in out]
-        spreads.append(PartSpread(part.a, part.b, part.metric, span(means, min),
-                                  span(means, max), span([r.parts[j].lower for r in out], min),
-                                  span([r.parts[j].upper for r in out], max)))  # fmt: skip
-    return tuple(spreads)
 
 
 # -------------------------------------------------------------------- the paired table

@@ -385,7 +385,8 @@ def glue_column(prefix: str, column: pd.Series, fmt: str = "") -> None:
 
 
 def glue_verdicts(table: pd.DataFrame) -> None:
-    """Glue each claim of a :func:`xdx_lib.report.tables.claim_sentences` table for the book's text.
+    """Glue each claim of a :func:`xdx_lib.report.verdict_tables.claim_sentences` table for the
+    book's text.
 
     Names: ``<claim>_verdict``, ``<claim>_evidence`` and ``<claim>_power`` (e.g.
     ``C1_verdict``), the columns ``verdict``, ``evidence`` and ``power``.

@@ -1,9 +1,9 @@
 """The chapters' readings: the sentences a chapter builds from its numbers.
 
 A chapter's text quotes its numbers (glued, :func:`xdx_lib.report.notebook.glue_many`) and, where
-a number decides what it says, a reading: whether a student has reached its plateau,
-whether KD beats training alone, how the XDistillation student uses its map. Each reading
-is a function here that takes the numbers (floats, or mappings of them by name) and
+a number decides what it says, a reading: whether KD beats training alone, how the
+XDistillation student uses its map (the plateau's are :mod:`xdx_lib.report.plateau_readings`).
+Each reading is a function here that takes the numbers (floats, or mappings of them by name) and
 returns the words, so that the rule that picks the words is stated once, in code a test
 reads, and the chapter's hidden cells only glue what these return.
 
@@ -19,19 +19,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-import pandas as pd
-
-from xdx_lib.analysis.claims import (
-    FRACTION_MARGIN,
-    Multiplicity,
-    PartVerdict,
-    SeedOutReading,
-    part_verdict,
-)
-from xdx_lib.analysis.selection import derived, no_worse, plateau_check
-from xdx_lib.analysis.selection import plateau as plateau_on_validation
-from xdx_lib.analysis.stats import PLATEAU_TOLERANCE, PairedDifference
-from xdx_lib.core.config import PROFILES, RunConfig
+from xdx_lib.analysis.claims import FRACTION_MARGIN, PartVerdict, part_verdict
+from xdx_lib.analysis.robustness import Multiplicity, SeedOutReading
+from xdx_lib.analysis.selection import no_worse
+from xdx_lib.analysis.stats import PairedDifference
+from xdx_lib.core.config import RunConfig
 from xdx_lib.report.tables import format_difference, format_interval, sentences
 
 #: The longest sentence a reading may write, in words.
@@ -52,159 +44,6 @@ SANITY_KEPT_FROM = 0.5
 def counted(n: int, noun: str) -> str:
     """``"1 seed"``, ``"3 seeds"``: ``n`` and ``noun``, plural from two on."""
     return f"{n} {noun}{'s' if n > 1 else ''}"
-
-
-def plateau(method: str, accuracy_by_epochs: pd.Series | pd.DataFrame, epochs: int) -> str:
-    """One sentence on where the student of ``method`` stops gaining, and what the check
-    that can fail says of it.
-
-    Args:
-        method: the method's key (``"scratch"``, ``"kd"``, ``"e2kd"``, ...).
-        accuracy_by_epochs: the final validation accuracy of the student trained for each
-            schedule length (two at least): a series indexed by epochs (one seed), or a
-            frame of seeds (rows) by epochs (columns), one method's part of
-            :func:`~xdx_lib.experiments.tuning.validation_by_schedule`, which records that it
-            was computed on validation. The plateau is a choice, so it is judged there, on
-            the mean over seeds (:func:`xdx_lib.analysis.selection.plateau`), and checked
-            through the seeds' spread (:func:`xdx_lib.analysis.selection.plateau_check`).
-        epochs: the profile's schedule, one of those lengths.
-    """
-    scores = {"val": accuracy_by_epochs}
-    reached = plateau_on_validation(scores)
-    check, gain = plateau_check(scores, epochs)
-    frame = accuracy_by_epochs
-    by = dict((frame if isinstance(frame, pd.Series) else frame.mean()).items())
-    schedules = sorted(by)
-    longest, previous = schedules[-1], schedules[-2]
-    gain_mean = by[longest] - by[epochs]  # what the longest schedule adds to the profile's
-    name = METHOD_NAMES.get(method, method)
-    if reached == epochs:
-        said = (f"the {name} student has reached its plateau at the profile's {epochs} "
-                f"epochs ({longest} epochs add {gain_mean:+.3f})")  # fmt: skip
-    elif reached is not None:
-        said = (f"the {name} student reaches its plateau by {reached} epochs; at the "
-                f"profile's {epochs} it is {gain_mean:.3f} short of it")  # fmt: skip
-    elif previous == epochs:
-        said = (f"the {name} student is short of its plateau at the profile's {epochs} "
-                f"epochs: {longest} epochs add {gain_mean:+.3f}")  # fmt: skip
-    else:
-        said = (f"the {name} student is still climbing: {longest} epochs add "
-                f"{by[longest] - by[previous]:+.3f} to {previous} epochs, and "
-                f"{gain_mean:+.3f} to the profile's {epochs}")  # fmt: skip
-    return f"{said} {plateau_decided(check, gain)}"
-
-
-def plateau_decided(check: bool | None, gain: PairedDifference,
-                    tolerance: float = PLATEAU_TOLERANCE) -> str:  # fmt: skip
-    """What :func:`xdx_lib.analysis.selection.plateau_check` says, in brackets: decided at
-    its plateau or short of it over the seeds, or undecided (always on one seed)."""
-    if gain.n < 2:
-        return "(on one seed, which cannot decide the check: undecided)"
-    bounds = f"{gain.n} seeds, one-sided bounds [{gain.lower:+.3f}, {gain.upper:+.3f}]"
-    if check is True:
-        return f"(at its plateau on {bounds}, within {tolerance:g})"
-    if check is False:
-        return f"(short of it on {bounds}, beyond {tolerance:g})"
-    return f"(undecided on {bounds} about {tolerance:g})"
-
-
-def lead_by_budget(kd: Mapping[int, float], scratch: Mapping[int, float]) -> str:
-    """KD's lead over the scratch student after each schedule: ``"+0.012 after 8 epochs,
-    +0.020 after 16 epochs"`` (both map schedule length -> final accuracy)."""
-    return ", ".join(f"{kd[e] - scratch[e]:+.3f} after {e} epochs" for e in sorted(kd))
-
-
-def colab_epochs_beyond(student: str, epochs: int) -> int | None:
-    """The colab profile's student epochs when it trains the same ``student`` architecture
-    for longer than ``epochs``, else None: where a CPU profile stops short, the sentence
-    can say how far the GPU profile goes."""
-    colab = PROFILES["colab"]
-    if student == colab.student and epochs < colab.student_epochs:
-        return colab.student_epochs
-    return None
-
-
-def _rows(on_val: pd.DataFrame) -> dict[str, pd.Series | pd.DataFrame]:
-    """Each method's part of a validation table, recorded as of its split: its seeds (rows)
-    by epochs when the table's rows are ``(method, seed)``, else its one row."""
-    if isinstance(on_val.index, pd.MultiIndex):
-        methods = on_val.index.unique(level=0)
-        return {m: derived(on_val.xs(m, level=0), on_val) for m in methods}
-    return {m: derived(on_val.loc[m], on_val) for m in on_val.index}
-
-
-def plateau_consequence(accuracy_by_epochs: pd.DataFrame, epochs: int, student: str) -> str:
-    """What the students' plateaus mean for every comparison of the profile.
-
-    The students short of their plateau are named: a comparison that reads one of them
-    is of equal training budgets, not of students at their plateau. Which way that bends
-    the gains of learning from the teacher follows from who is short: only students that
-    learn from the teacher (understated), only the scratch student (overstated), or both
-    (no direction is said).
-
-    Args:
-        accuracy_by_epochs: the final validation accuracy of ``"scratch"`` and ``"kd"``
-            (and maybe more methods: e2KD, XDistillation; rows) by schedule length
-            (columns): :func:`~xdx_lib.experiments.tuning.validation_by_schedule`.
-        epochs: the profile's schedule.
-        student: the students' architecture (the colab profile may train it longer:
-            :func:`colab_epochs_beyond`).
-    """
-    rows = _rows(accuracy_by_epochs)
-    reached_by = {m: plateau_on_validation({"val": row}) for m, row in rows.items()}
-    undecided = [m for m, row in rows.items() if plateau_check({"val": row}, epochs)[0] is None]
-    if undecided:  # the point reading below is the seeds' mean, which the check cannot back
-        names = " and ".join(METHOD_NAMES.get(m, m) for m in undecided)
-        whom = ("any student" if len(undecided) == len(rows) else
-                f"the {names} {'student' if len(undecided) == 1 else 'students'}")
-        patient_or = (f"the plateau check cannot decide for {whom} on these seeds, so what "
-                      "follows reads their mean accuracy")  # fmt: skip
-    else:
-        patient_or = ""
-    needs = {m: reached or math.inf for m, reached in reached_by.items()}
-    patient = ("the KD student needs a longer schedule than the scratch student: the "
-               "teacher's soft targets keep giving it something to fit after the labels "
-               "alone are exhausted"
-               if needs.get("kd", 0) > needs.get("scratch", math.inf) else "")  # fmt: skip
-    short = [m for m, reached in reached_by.items() if reached != epochs]
-    if not short:
-        return sentences(patient_or, patient,
-                         "comparisons of this profile are of students at their plateau")
-    colab_epochs = colab_epochs_beyond(student, epochs)
-    longer = (f"the colab profile trains the same students for {colab_epochs} epochs, on a GPU"
-              if colab_epochs is not None else "")  # fmt: skip
-    if "scratch" not in short:
-        bent = "the gains of learning from the teacher are then likely understated"
-    elif short == ["scratch"]:
-        bent = "the gains of learning from the teacher are then likely overstated"
-    else:
-        bent = ""
-    names = " and ".join(METHOD_NAMES.get(m, m) for m in short)
-    one = len(short) == 1
-    return sentences(
-        patient_or, patient,
-        f"the {names} {'student is' if one else 'students are'} short of "
-        f"{'its' if one else 'their'} plateau at the profile's {epochs} epochs",
-        f"so every comparison that reads {'it' if one else 'them'} is of equal training "
-        "budgets, not of plateaus: a method that learns faster is read as better",
-        bent, longer)  # fmt: skip
-
-
-def plateau_paragraph(accuracy_by_epochs: pd.DataFrame, epochs: int,
-                      student: str) -> dict[str, str]:  # fmt: skip
-    """The KD chapter's paragraph on the plateaus, phrase by phrase under the names its text
-    glues: ``plateaus``, every method's :func:`plateau` in the order given, one sentence
-    each; ``kd_lead_by_budget`` (:func:`lead_by_budget`) and ``plateau_consequence``
-    (:func:`plateau_consequence`), from the final validation accuracies by schedule of
-    ``"scratch"``, ``"kd"`` and any other method compared (rows of
-    :func:`~xdx_lib.experiments.tuning.validation_by_schedule`)."""
-    rows = _rows(accuracy_by_epochs)
-    by = {m: dict((row if isinstance(row, pd.Series) else row.mean()).items())
-          for m, row in rows.items()}  # fmt: skip
-    return {"plateaus": sentences(*(plateau(m, row, epochs) for m, row in rows.items())),
-            "kd_lead_by_budget": lead_by_budget(by["kd"], by["scratch"]),
-            "plateau_consequence": plateau_consequence(accuracy_by_epochs, epochs,
-                                                       student)}  # fmt: skip
 
 
 def grid_stability(spread: Mapping[str, Mapping]) -> str:
@@ -504,7 +343,7 @@ def map_use(differences: Mapping[tuple[str, str], PairedDifference],
 
 def multiplicity(m: Multiplicity) -> str:
     """How many tests the verdicts and the paired table read, and what guards against
-    chance in each (:func:`xdx_lib.analysis.claims.multiplicity`).
+    chance in each (:func:`xdx_lib.analysis.robustness.multiplicity`).
 
     The claims' parts are one family under Holm's control
     (:func:`xdx_lib.analysis.claims.controlled`): the chance that any part reads supported
@@ -527,8 +366,8 @@ def multiplicity(m: Multiplicity) -> str:
 
 def fragile_verdicts(readings: Sequence[SeedOutReading]) -> str:
     """Which verdicts change when one seed is left out
-    (:func:`xdx_lib.analysis.claims.leave_one_seed_out`): ``"C2 is fragile: without seed 3 it reads
-    inconclusive; C1 and C3 read the same without any one seed"``."""
+    (:func:`xdx_lib.analysis.robustness.leave_one_seed_out`): ``"C2 is fragile: without seed
+    3 it reads inconclusive; C1 and C3 read the same without any one seed"``."""
     fragile = [r for r in readings if r.fragile]
     stable = [r.claim for r in readings if not r.fragile]
     said = []
