@@ -71,9 +71,9 @@ def detectable_difference(n: int, sd: float, alpha: float = ALPHA,
     difference ``delta`` that statistic is noncentral t with ``n - 1`` degrees of freedom
     and noncentrality ``delta sqrt(n) / sd``. The result is that noncentrality, found by
     root finding, times ``sd / sqrt(n)``. At ``n = 10`` it is about 1.47 times the
-    one-sided threshold (:attr:`PairedDifference.half_width` of the 90 % interval).
-    ``sd`` is the observed one, so this is an estimate. NaN below two seeds; 0 when the
-    differences do not spread.
+    one-sided threshold (:attr:`~xdx_lib.analysis.stats.PairedDifference.half_width` of the
+    90 % interval). ``sd`` is the observed one, so this is an estimate. NaN below two seeds;
+    0 when the differences do not spread.
     """
     from scipy import optimize
     from scipy import stats as scipy_stats

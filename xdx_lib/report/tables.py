@@ -215,7 +215,8 @@ def paired_view(diffs: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     (:func:`format_difference`), ``reading`` (:func:`direction`) and ``significant from``
     (the interval's half-width: the smallest observed difference it calls significant).
     The interval is two-sided because the table reads either direction; the verdicts
-    (:func:`verdict_table`) test the one direction a claim names, with one-sided bounds.
+    (:func:`~xdx_lib.report.verdict_tables.verdict_table`) test the one direction a claim
+    names, with one-sided bounds.
     """
     fields = [f.name for f in dataclasses.fields(PairedDifference)]
     rows = []

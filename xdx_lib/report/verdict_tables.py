@@ -116,7 +116,8 @@ def verdict_table(readings: Sequence[ClaimReading], digits: int = 3) -> pd.DataF
     note, :func:`part_note`), ``significant from`` (the bounds' half-width), ``80 %
     power at`` (:func:`power_at`) and ``p (Holm)``, the p-value of the part's test adjusted
     over the family of parts. The bounds are one-sided because a verdict tests the one
-    direction its claim names; the paired table (:func:`paired_view`) reads both.
+    direction its claim names; the paired table
+    (:func:`~xdx_lib.report.tables.paired_view`) reads both.
     """
     rows = []
     for claim in readings:
