@@ -1,5 +1,9 @@
 """Shared fixtures: every test writes its runs to a temporary folder and sees no profile
-or download setting from the environment, so tests never touch ``runs/`` or the network."""
+or download setting from the environment, so tests never touch ``runs/`` or the network.
+
+``auto`` precision reads as float32 on every CPU here (``XDX_CPU_BF16=0``), so a test's
+numbers do not depend on whether the machine has bfloat16 units; the tests of that
+choice set the variable themselves."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDX_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("XDX_PROFILE", raising=False)
     monkeypatch.delenv("XDX_DOWNLOAD", raising=False)
+    monkeypatch.setenv("XDX_CPU_BF16", "0")
 
 
 @pytest.fixture(scope="session")

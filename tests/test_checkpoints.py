@@ -86,14 +86,15 @@ def test_corrupt_checkpoint_says_delete_it(tmp_path):
 
 def test_a_checkpoint_holds_the_keys_of_every_cached_run(tmp_path):
     # the run cache's checkpoints are read by these keys: a new one would orphan them
+    # (``precision`` is provenance alone: nothing reads it to load a run)
     model = torch.nn.Linear(2, 1)
     opt, sched = cosine_optimizer(model, 1e-3, 0.0, 4)
     history = [{"epoch": 1}, {"epoch": 2}]
     save_checkpoint(tmp_path / "m.pt", model, opt, sched, history, {"key": "k"})
     ckpt = load_tensors(tmp_path / "m.pt")
     assert set(ckpt) == {"model", "optimizer", "scheduler", "rng", "cuda_rng", "epoch",
-                         "history", "meta"}  # fmt: skip
-    assert ckpt["epoch"] == 2 and ckpt["meta"] == {"key": "k"}
+                         "history", "meta", "precision"}  # fmt: skip
+    assert ckpt["epoch"] == 2 and ckpt["meta"] == {"key": "k"} and ckpt["precision"] == "float32"
     torch.rand(5)  # the global generator moves on; resuming restores it
     fresh = torch.nn.Linear(2, 1)
     opt2, sched2 = cosine_optimizer(fresh, 1e-3, 0.0, 4)

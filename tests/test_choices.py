@@ -12,6 +12,7 @@ import torch
 from tiny_experiment import TINY, write_config
 
 from xdx_lib.analysis import selection
+from xdx_lib.core import layout
 from xdx_lib.core.config import ConfigError, RunConfig
 from xdx_lib.data.datasets import Dataset, Split, make_shapes
 from xdx_lib.experiments import choices, tuning
@@ -35,13 +36,13 @@ def test_variant_table_is_scored_on_rank_zero_and_shared(pretend_rank, broadcast
         trained.append(changes)
         return SimpleNamespace(history=[{"epoch": 1}], seed=changes["seed"])
 
-    def score(run, *args, split, **kwargs):
+    def score(run, teacher, data, split):
         log.append(f"score on {split}")
         return {"accuracy": 0.5 + run.seed / 10}
 
     data = SimpleNamespace(val=Split(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)))
     session = SimpleNamespace(student=student, teacher=lambda: "teacher", data=data)
-    monkeypatch.setattr(choices, "evaluate_model", score)
+    monkeypatch.setattr(choices, "candidate_scores", score)
     variants = {"KD": {"method": "kd"}, "joint": {"schedule": "joint"}}
     log = pretend_rank(0)
     table0 = choices.variant_table(session, variants, seeds=[0, 1])
@@ -93,6 +94,29 @@ def test_variant_table_scores_the_split_it_is_given(tiny):
         {"val": selection.derived(checks, on["val"])}, {"val": on["val"]}, ["ok"],
         "epoch_seconds", "KD")
     assert chosen == "KD"
+
+
+def test_a_candidates_scores_are_read_back_for_its_key_and_split(tiny, monkeypatch):
+    data = Dataset("shapes", tiny.train, tiny.test, tiny.classes, val=make_shapes(12, seed=2))
+    cfg = RunConfig(dataset="shapes", profile="smoke", teacher="student_tiny",
+                    student="student_tiny", batch_size=32)  # fmt: skip
+    session = Session(cfg, data)
+    first = choices.variant_table(session, {"KD": {"method": "kd"}}, [100])
+    run = session.student(method="kd", seed=100)
+    stored = layout.scores_path(run.path, "val")
+    assert stored.is_file() and not layout.scores_path(run.path, "test").exists()
+    real = choices.evaluate_model
+    scored = []
+    monkeypatch.setattr(choices, "evaluate_model",
+                        lambda *a, **k: scored.append(k["split"]) or real(*a, **k))
+    again = choices.variant_table(session, {"KD": {"method": "kd"}}, [100])
+    assert scored == [] and again.drop(columns="history").equals(first.drop(columns="history"))
+    choices.variant_table(session, {"KD": {"method": "kd"}}, [100], split="test")
+    assert scored == ["test"]  # another split is another file
+    stored.write_text('{"key": "another run", "scores": {"accuracy": 1.0}}')
+    assert choices.variant_table(session, {"KD": {"method": "kd"}}, [100]).accuracy[0] == (
+        first.accuracy[0])  # a file of another key is scored again, and overwritten
+    assert scored == ["test", "val"]
 
 
 def _choice(chosen, cae_epochs=6, undecided=False) -> choices.XDistillChoice:

@@ -8,9 +8,19 @@ import torch
 
 from xdx_lib.core.config import RunConfig
 from xdx_lib.distill.method import create_method
+from xdx_lib.experiments.runner import provenance
 from xdx_lib.models.classifiers import create_model
-from xdx_lib.training.loop import QUIET, Hardware, Schedule, fit
-from xdx_lib.training.precision import PRECISIONS, grad_scaler, optimizer_step, resolve_precision
+from xdx_lib.training.checkpoints import load_checkpoint
+from xdx_lib.training.loop import QUIET, Checkpointing, Hardware, Schedule, fit
+from xdx_lib.training.precision import (
+    CPU_BF16_ENV,
+    PRECISIONS,
+    cpu_has_bf16_units,
+    grad_scaler,
+    optimizer_step,
+    precision_name,
+    resolve_precision,
+)
 
 
 def _scratch():
@@ -33,8 +43,12 @@ def test_precision_fits_the_gpu(monkeypatch, amp, capability, expected):
     assert resolve_precision(amp, torch.device("cuda:0")) is expected
 
 
-def test_auto_precision_is_none_on_a_cpu_and_forced_ones_apply_there():
-    assert resolve_precision("auto", "cpu") is None
+def test_auto_precision_on_a_cpu_follows_its_bf16_units_and_forced_ones_apply_there(
+        monkeypatch):  # fmt: skip
+    assert resolve_precision("auto", "cpu") is None  # the fixture: no bfloat16 units
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert resolve_precision("auto", "cpu") is torch.bfloat16
+    assert resolve_precision("off", "cpu") is None
     assert resolve_precision("fp16", "cpu") is torch.float16
     with pytest.raises(ValueError, match="choose one of: auto, bf16, fp16, off"):
         resolve_precision("fp8", "cpu")
@@ -75,3 +89,52 @@ def test_an_optimizer_step_refuses_a_nan_loss_and_otherwise_steps():
     assert w.item() == 1.0  # nothing stepped
     optimizer_step(opt, (2 * w).sum(), "step 4")
     assert w.item() == 0.0  # 1 - 0.5 * 2
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [
+    (True, False, True),    # Sapphire Rapids and later: AMX tiles
+    (False, True, True),    # Cooper Lake, Zen 4: AVX-512 BF16
+    (False, False, False),  # AVX2 alone: oneDNN would emulate bfloat16, slower than float32
+])  # fmt: skip
+def test_bf16_units_are_detected_from_torchs_cpu_probes(monkeypatch, amx, avx512_bf16,
+                                                        expected):  # fmt: skip
+    monkeypatch.delenv(CPU_BF16_ENV)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16,
+                        raising=False)  # fmt: skip
+    assert cpu_has_bf16_units() is expected
+    assert resolve_precision("auto", "cpu") is (torch.bfloat16 if expected else None)
+
+
+def test_a_torch_without_the_probes_reads_as_no_units(monkeypatch):
+    monkeypatch.delenv(CPU_BF16_ENV)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    assert cpu_has_bf16_units() is False
+
+
+def test_the_override_wins_and_a_bad_value_says_what_to_set(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert cpu_has_bf16_units() is False
+    monkeypatch.setenv(CPU_BF16_ENV, "yes")
+    with pytest.raises(ValueError, match="XDX_CPU_BF16='yes'; set it to 0 or 1"):
+        cpu_has_bf16_units()
+
+
+def test_the_checkpoint_and_the_provenance_record_the_precision(shapes, tmp_path,
+                                                                monkeypatch):  # fmt: skip
+    train, test = shapes
+    for env, name in (("0", "float32"), ("1", "bfloat16")):
+        monkeypatch.setenv(CPU_BF16_ENV, env)
+        torch.manual_seed(0)
+        model = create_model("student_tiny", 1, 4)
+        path = tmp_path / f"{name}.pt"
+        fit(model, _scratch(), train, test, Schedule(epochs=1, batch_size=64),
+            checkpointing=Checkpointing(path=path, meta={"run": name}),
+            reporting=QUIET)  # fmt: skip
+        assert load_checkpoint(path, model, {"run": name})["precision"] == name
+        assert provenance("cpu", "auto")["precision"] == name
+    assert provenance("cpu", "off")["precision"] == "float32"
+    assert [precision_name(d) for d in (None, torch.bfloat16, torch.float16)] == [
+        "float32", "bfloat16", "float16"]

@@ -78,6 +78,7 @@ def test_smoke_reproduction_and_resume(tmp_path, runs):
     assert shapes["gradcam/pointing_game"].between(0, 1).all()
     saved = json.loads((runs / "tiny" / "results" / "kd-s1.json").read_text())
     assert saved["provenance"]["versions"]["torch"] and saved["history"]
+    assert saved["provenance"]["precision"] == "float32"  # no bfloat16 units (conftest)
     assert saved["metrics"]["accuracy"] == main[(main.method == "kd") & (main.seed == 1)].iloc[0][
         "accuracy"]
 
@@ -149,7 +150,7 @@ def test_only_rank_zero_scores_and_writes_a_result(pretend_rank, runs, monkeypat
         log.append("score")
         return {"accuracy": 0.5}
 
-    monkeypatch.setattr(runner, "provenance", lambda device: {})
+    monkeypatch.setattr(runner, "provenance", lambda device, amp: {})
     log = pretend_rank(0)
     first = runner._run_one(exp, spec, session, {"full": (score, {})}, verbose=False)
     assert log == ["score", "barrier"]  # written before the others are let through

@@ -148,6 +148,18 @@ def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
 
+def read_result(path: Path, key: str) -> dict | None:
+    """The JSON record at ``path`` when it is there, readable and written for ``key`` (its
+    ``key`` field); None otherwise, so that the caller computes it again and overwrites."""
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: recompute and overwrite
+    return result if result.get("key") == key else None
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write bytes atomically."""
     return atomic_write(path, lambda f: f.write(data))

@@ -179,8 +179,9 @@ class RunConfig:
     weight_decay: float = option(5e-4, "AdamW's weight decay", "schedule")
     seed: int = option(0, "the student's seed: initialisation and data order", "schedule")
     device: str = option("auto", "auto | cpu | cuda | cuda:N | mps", "device")
-    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs with bf16 tensor cores, "
-                      "fp16 below, none on a CPU), bf16, fp16 or off", "device",
+    amp: str = option("auto", "mixed precision: auto (bf16 on GPUs with bf16 tensor cores "
+                      "and on CPUs with bf16 matrix units, fp16 on older GPUs, none on other "
+                      "CPUs), bf16, fp16 or off", "device",
                       kind="precision")  # fmt: skip
     compile: bool = option(False, "torch.compile the trained network (CUDA only)", "device")
     teacher_signal: str = option("cached", "the teacher's logits and maps: cached (computed "

@@ -144,6 +144,11 @@ def references_key(teacher: str) -> str:
     return hash_dict({"teacher": teacher, "kind": "references", "format": REFERENCES_FORMAT})
 
 
+def scores_path(checkpoint: Path, split: str) -> Path:
+    """Where a chooser's scores of one run on ``split`` are stored: beside its checkpoint."""
+    return Path(checkpoint).parent / f"scores-{split}.json"
+
+
 def interventions_path(checkpoint: Path) -> Path:
     """Where a student's map interventions are stored: beside its checkpoint."""
     return Path(checkpoint).parent / "interventions.json"

@@ -58,7 +58,7 @@ def fit_cae(
     student's loop), so a run is reproducible on a CPU given the CAE's initial weights; each step is
     the loop's :func:`~xdx_lib.training.precision.optimizer_step`. The forward pass runs under the
     precision ``hardware.precision`` picks (:func:`~xdx_lib.training.precision.resolve_precision`:
-    none on a CPU by default); the loss is taken in float32.
+    bfloat16 on a CPU only where it has bfloat16 matrix units); the loss is taken in float32.
 
     Why not :func:`xdx_lib.training.loop.fit` (the students' loop, which shares these batches,
     precision and step): (1) its AdamW with weight decay and cosine decay

@@ -33,6 +33,8 @@ import pandas as pd
 
 from xdx_lib.analysis import selection, stats
 from xdx_lib.analysis.claims import FRACTION_MARGIN
+from xdx_lib.core import layout
+from xdx_lib.core.cache import atomic_write_json, read_result
 from xdx_lib.core.devices import on_rank_zero
 from xdx_lib.distill.cae_pretraining import pretrain_cae
 from xdx_lib.distill.cost import training_flops
@@ -41,7 +43,7 @@ from xdx_lib.experiments.experiment_config import ExperimentConfig
 from xdx_lib.experiments.session import Session
 from xdx_lib.metrics import similarity
 from xdx_lib.models.cae import predict_maps
-from xdx_lib.training.trained_model import model_maps
+from xdx_lib.training.trained_model import TrainedModel, model_maps
 
 #: The library's defaults, the first variant; every other variant changes them.
 DEFAULTS = {"schedule": "staged", "cae_grad": "exp", "fusion": "channel"}
@@ -104,15 +106,37 @@ def variant_table(session: Session, variants: dict[str, dict], seeds,
     def rows() -> list[dict]:
         out = []
         for (name, seed), run in runs.items():
-            scores = evaluate_model(run, teacher, session.data, explainers=("gradcam",),
-                                    n_faithful=0, similarities=CLAIM_SIMILARITIES,
-                                    split=split)  # fmt: skip
+            scores = candidate_scores(run, teacher, session.data, split)
             out.append({"variant": name, "seed": seed,
                         **{k: scores.get(k, float("nan")) for k in wanted},
                         "history": run.history})  # fmt: skip
         return out
 
     return selection.scored_on(pd.DataFrame(on_rank_zero(rows)), split)
+
+
+def candidate_scores(run: TrainedModel, teacher: TrainedModel, data, split: str) -> dict:
+    """:func:`~xdx_lib.evaluation.scoring.evaluate_model` of one candidate on ``split``
+    (Grad-CAM, the claims' similarities, no faithfulness), read from beside its checkpoint
+    when there, else computed and written atomically.
+
+    Every chapter that runs the claims makes the same choice; the file keeps them from
+    scoring the same candidates again. Its key is the run's, its teacher's, what the run
+    attached and the scorer's settings (the split among them).
+    """
+    settings = layout.scorer_settings({"explainers": ["gradcam"], "n_faithful": 0,
+                                       "similarities": list(CLAIM_SIMILARITIES),
+                                       "split": split})  # fmt: skip
+    key = layout.result_key(run.key, teacher.key, settings, run.method.attached_key)
+    path = layout.scores_path(run.path, split)
+    cached = read_result(path, key)
+    if cached is None:
+        cached = {"key": key, "split": split,
+                  "scores": evaluate_model(run, teacher, data, explainers=("gradcam",),
+                                           n_faithful=0, similarities=CLAIM_SIMILARITIES,
+                                           split=split)}  # fmt: skip
+        atomic_write_json(cached, path)
+    return cached["scores"]
 
 
 @dataclass

@@ -17,14 +17,13 @@ the statistics, claims and tables, plots, notebooks and command line sit above i
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xdx_lib.core import layout
-from xdx_lib.core.cache import atomic_write_json, runs_dir
+from xdx_lib.core.cache import atomic_write_json, read_result, runs_dir
 from xdx_lib.core.config import RunConfig
 from xdx_lib.core.devices import is_rank_zero, rank_zero_first, resolve_device
 from xdx_lib.core.kinds import RunGroup, StrEnum
@@ -37,11 +36,14 @@ from xdx_lib.evaluation.scoring import (
 from xdx_lib.experiments.experiment_config import ExperimentConfig, preflight, shapes_changes
 from xdx_lib.experiments.session import Session
 from xdx_lib.experiments.tuning import experiment_session
+from xdx_lib.training.precision import precision_name, resolve_precision
 from xdx_lib.training.trained_model import TrainedModel
 
 
-def provenance(device: str = "auto") -> dict:
-    """Where a result comes from: git commit, library versions, device, host, time.
+def provenance(device: str = "auto", amp: str = "auto") -> dict:
+    """Where a result comes from: git commit, library versions, device, the precision
+    ``amp`` computes in there (:func:`~xdx_lib.training.precision.resolve_precision`), host,
+    time.
 
     The commit is the project's own: it is read only when the folder holding ``xdx_lib/``
     is the top of its git work tree (a copy of the project inside another repository, or
@@ -81,6 +83,7 @@ def provenance(device: str = "auto") -> dict:
         "versions": versions,
         "python": platform.python_version(),
         "device": str(resolve_device(device)),
+        "precision": precision_name(resolve_precision(amp, resolve_device(device))),
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -90,18 +93,6 @@ def provenance(device: str = "auto") -> dict:
 def result_path(exp: ExperimentConfig, label: str) -> Path:
     """Where the result ``label`` of ``exp`` is stored: ``runs/<name>/results/<label>.json``."""
     return layout.result_path(exp.name, label)
-
-
-def read_result(path: Path, key: str) -> dict | None:
-    """The JSON record at ``path`` when it is there, readable and written for ``key`` (its
-    ``key`` field); None otherwise, so that the caller computes it again and overwrites."""
-    if not path.is_file():
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # unreadable: recompute and overwrite
-    return result if result.get("key") == key else None
 
 
 #: The ``method`` of a teacher's result: the name of its row in the tables.
@@ -233,7 +224,7 @@ def _reference_results(exp: ExperimentConfig, session: Session) -> list[dict]:
         if refs is None:
             refs = {"label": "references", "key": key, "group": RunGroup.REFERENCE.value,
                     "references": reference_scores(session.teacher(), session.data),
-                    "provenance": provenance(session.cfg.device)}  # fmt: skip
+                    "provenance": provenance(session.cfg.device, session.cfg.amp)}  # fmt: skip
             atomic_write_json(refs, path)
     return [{"label": f"reference: {name}", "group": RunGroup.REFERENCE.value, "method": name,
              "seed": None, "metrics": metrics} for name, metrics in refs["references"].items()]
@@ -262,7 +253,7 @@ def _run_one(exp: ExperimentConfig, spec: RunSpec, session: Session, scorers: di
                   "config": cfg.to_dict(), "history": run.history,
                   "checkpoint": str(run.path.relative_to(runs_dir())),
                   "seconds": time.perf_counter() - t0,
-                  "provenance": provenance(cfg.device)}  # fmt: skip
+                  "provenance": provenance(cfg.device, cfg.amp)}  # fmt: skip
         atomic_write_json(result, path)
     if verbose and is_rank_zero():
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in list(metrics)[:3])

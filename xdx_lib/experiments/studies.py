@@ -16,12 +16,11 @@ from collections.abc import Iterable
 import torch
 
 from xdx_lib.core import layout
-from xdx_lib.core.cache import atomic_write_json
+from xdx_lib.core.cache import atomic_write_json, read_result
 from xdx_lib.core.devices import on_rank_zero, rank_zero_first
 from xdx_lib.evaluation.interventions import INTERVENTIONS, map_interventions
 from xdx_lib.evaluation.scoring import predicted_classes
 from xdx_lib.experiments.experiment_config import ExperimentConfig
-from xdx_lib.experiments.runner import read_result
 from xdx_lib.experiments.session import Session
 from xdx_lib.experiments.tuning import experiment_session
 from xdx_lib.metrics.predictions import flip_spread

@@ -85,10 +85,13 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict | None
     return ckpt
 
 
-def save_checkpoint(path, model: nn.Module, opt, sched, history: list[dict], meta) -> None:
+def save_checkpoint(path, model: nn.Module, opt, sched, history: list[dict], meta,
+                    precision: str = "float32") -> None:  # fmt: skip
     """Write the run's state after an epoch, atomically: weights, optimiser, schedule, the
-    CPU's and every GPU's RNG states (so that a resumed run ends bit-identical), history and
-    ``meta``."""
+    CPU's and every GPU's RNG states (so that a resumed run ends bit-identical), history,
+    ``meta`` and the ``precision`` its last epoch computed in
+    (:func:`~xdx_lib.training.precision.precision_name`; not part of ``meta``, which a
+    loaded run must match: a run is the same run whichever machine trained it)."""
     atomic_torch_save(
         {
             "model": model.state_dict(),
@@ -99,6 +102,7 @@ def save_checkpoint(path, model: nn.Module, opt, sched, history: list[dict], met
             "epoch": len(history),
             "history": history,
             "meta": meta,
+            "precision": precision,
         },
         path,
     )

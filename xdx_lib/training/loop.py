@@ -59,7 +59,13 @@ from xdx_lib.data.datasets import Split
 from xdx_lib.metrics.predictions import accuracy
 from xdx_lib.training.checkpoints import resume, save_checkpoint
 from xdx_lib.training.learning_curve import curve_epoch, curve_split
-from xdx_lib.training.precision import autocast, grad_scaler, optimizer_step, resolve_precision
+from xdx_lib.training.precision import (
+    autocast,
+    grad_scaler,
+    optimizer_step,
+    precision_name,
+    resolve_precision,
+)
 from xdx_lib.training.reporting import QUIET, Reporting  # noqa: F401  (part of fit's API)
 
 
@@ -87,7 +93,11 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Hardware:
-    """Where and how a run computes; none of it changes what a CPU run computes.
+    """Where and how a run computes; none of it enters a run's cache key.
+
+    On a CPU without bfloat16 units none of it changes what a run computes. Where ``auto``
+    picks a lower precision (GPUs; CPUs with bfloat16 matrix units) the numbers move by
+    rounding, and the checkpoint records the precision (``precision`` beside its ``meta``).
 
     Attributes:
         device: a ``torch.device`` or its name (already resolved:
@@ -299,7 +309,7 @@ def run_epochs(loop: LoopState, history: list[dict], test: Split, checkpointing:
             print(f"epoch {epoch + 1}/{epochs}: {shown}")
         if checkpointing.path is not None and loop.rank == 0:
             save_checkpoint(checkpointing.path, loop.model, loop.opt, loop.sched, history,
-                            checkpointing.meta)  # fmt: skip
+                            checkpointing.meta, precision_name(loop.dtype))  # fmt: skip
         if loop.world > 1:
             dist.barrier()
     return history

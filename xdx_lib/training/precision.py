@@ -11,15 +11,43 @@ Layer: imports the registry (to declare the precisions) and torch.
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import torch
 
 from xdx_lib.core.registry import declare_choices
 
-#: Mixed precision, ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores, float16 with a
-#: gradient scaler on older GPUs, none on a CPU), or one forced: ``bf16``, ``fp16``, ``off``.
+#: Mixed precision, ``auto`` (bfloat16 on GPUs with bfloat16 tensor cores and on CPUs with
+#: bfloat16 matrix units, float16 with a gradient scaler on older GPUs, none on other CPUs),
+#: or one forced: ``bf16``, ``fp16``, ``off``.
 PRECISIONS = declare_choices("precision", ("auto", "bf16", "fp16", "off"))
+
+#: Set to ``0`` or ``1`` to override :func:`cpu_has_bf16_units` (a float32 baseline on a CPU
+#: that has the units, or a check of the bfloat16 path on one that has not).
+CPU_BF16_ENV = "XDX_CPU_BF16"
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bfloat16 matrix products in hardware: AMX tiles or AVX-512
+    BF16, as torch's own CPU probes report them (oneDNN uses those units under autocast).
+
+    Without them oneDNN emulates bfloat16 and autocast is slower than float32, so ``auto``
+    keeps float32 there. :data:`CPU_BF16_ENV` overrides the probe.
+    """
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"{CPU_BF16_ENV}={forced!r}; set it to 0 or 1, or unset it")
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)  # private probes: absent in some torch builds
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:
+            continue
+    return False
 
 
 def resolve_precision(amp: str | bool, device) -> torch.dtype | None:
@@ -27,8 +55,9 @@ def resolve_precision(amp: str | bool, device) -> torch.dtype | None:
 
     ``auto`` picks bfloat16 on a CUDA GPU of compute capability 8.0 or more (A100, H100,
     RTX 30xx and later have bfloat16 tensor cores), float16 below (T4, V100: cuDNN has no
-    bfloat16 convolutions there) and nothing on a CPU or MPS. ``bf16`` and ``fp16`` force
-    that dtype on any device (CPU autocast included), ``off`` none. ``True``/``False``
+    bfloat16 convolutions there), bfloat16 on a CPU with bfloat16 matrix units
+    (:func:`cpu_has_bf16_units`), and nothing on other CPUs or MPS. ``bf16`` and ``fp16``
+    force that dtype on any device (CPU autocast included), ``off`` none. ``True``/``False``
     read as ``auto``/``off``.
     """
     amp = {True: "auto", False: "off"}.get(amp, amp) if isinstance(amp, bool) else amp
@@ -39,10 +68,18 @@ def resolve_precision(amp: str | bool, device) -> torch.dtype | None:
         return None
     if amp in ("bf16", "fp16"):
         return torch.bfloat16 if amp == "bf16" else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_bf16_units() else None
     if device.type != "cuda":
         return None
     major, _ = torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run's provenance names the precision it computed in: ``bfloat16``, ``float16``
+    or ``float32`` (no autocast)."""
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def autocast(device, dtype: torch.dtype | None):
