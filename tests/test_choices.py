@@ -197,7 +197,12 @@ def test_the_choice_is_made_on_validation_and_undecided_on_one_seed(tmp_path, mo
     # one seed has no spread: the accuracy check is undecided, so nothing passes
     assert choice.checks[choices.CHECKS[2]].isna().all() and choice.undecided
     assert choice.chosen is None and choice.variant == choices.DEFAULT_VARIANT
-    assert set(choice.runs.variant) == {choices.BASELINE, *choices.VARIANTS}
+    assert set(choice.runs.variant) == set(choices.CANDIDATES)
+    # the candidates' config, as the chapter reports them from it: the same students
+    assert choice.base.method == "xdistill" and choice.base.cae_epochs == choice.cae_epochs
+    assert Session(choice.base, data).student(seed=100).key == (
+        Session(cfg, data).student(method="xdistill", seed=100, cae_epochs=choice.cae_epochs,
+                                   **choices.DEFAULTS).key)  # fmt: skip
     cost = choice.checks[choices.COST]
     assert cost["fusion: gate"] < cost[choices.DEFAULT_VARIANT]  # one input channel fewer
     assert cost["joint, cae_grad: all"] > cost["joint, cae_grad: exp"] > 0

@@ -62,6 +62,8 @@ VARIANTS = {
 DEFAULT_VARIANT = next(iter(VARIANTS))
 #: The baseline every variant's accuracy is checked against.
 BASELINE = "KD"
+#: Every student the choice trains on each seed: the baseline, then the variants.
+CANDIDATES = {BASELINE: {"method": "kd"}, **VARIANTS}
 #: The shorter CAE pre-training the config's epochs are checked against.
 PRETRAINING_EPOCHS = (2,)
 #: How far below the stand-alone (or the longest pre-trained) CAE's r a map may stay.
@@ -154,6 +156,9 @@ class XDistillChoice:
         r_alone, mean_reference: the stand-alone CAE's r and the mean-map reference's.
         chosen: the variant picked, None when none passed (or the seeds could not decide).
         baseline_cost: what training KD's student costs, in :data:`COST`'s unit.
+        base: the config every candidate changes (:data:`CANDIDATES`), with the epochs
+            picked: a chapter that reports the candidates on the test split trains none
+            again.
     """
 
     seeds: list
@@ -167,6 +172,7 @@ class XDistillChoice:
     mean_reference: float
     chosen: str | None
     baseline_cost: float = float("nan")
+    base: object = None
 
     @property
     def undecided(self) -> bool:
@@ -263,8 +269,7 @@ def choose_xdistill(session: Session, seeds) -> XDistillChoice:
     cae_epochs, pretraining = choose_pretraining(session, base, seeds, reference)
     base = dataclasses.replace(base, cae_epochs=cae_epochs)
     chapter = Session(base, session.data, session.teacher())
-    candidates = {BASELINE: {"method": "kd"}, **VARIANTS}
-    runs = variant_table(chapter, candidates, seeds, split="val")
+    runs = variant_table(chapter, CANDIDATES, seeds, split="val")
     cfgs = {v: dataclasses.replace(base, **changes) for v, changes in VARIANTS.items()}
     r_alone = pretraining.r[cae_epochs]
     x = session.data.train.x[:8]  # the shape the operations are counted on
@@ -275,7 +280,8 @@ def choose_xdistill(session: Session, seeds) -> XDistillChoice:
         DEFAULT_VARIANT)  # fmt: skip
     kd_cost = training_flops(dataclasses.replace(base, method="kd"), x, session.data.num_classes)
     return XDistillChoice(seeds, cae_epochs, session.cfg.cae_epochs, pretraining, runs, checks,
-                          against_kd, float(r_alone), reference, chosen, kd_cost / 1e9)  # fmt: skip
+                          against_kd, float(r_alone), reference, chosen, kd_cost / 1e9,
+                          base)  # fmt: skip
 
 
 def apply_choice(exp: ExperimentConfig, choice: XDistillChoice) -> ExperimentConfig:
