@@ -41,11 +41,11 @@ PlateauRuns = dict[str, dict[int, dict[int, TrainedModel]]]
 
 def _by_schedule(runs: PlateauRuns, score) -> pd.DataFrame:
     """``score(run)`` of each run, rows ``(method, seed)``, columns epochs."""
-    rows = {(m, seed): {} for m, by in runs.items() for on in by.values() for seed in on}
+    rows: dict[tuple, dict] = {}
     for m, by in runs.items():
         for e, on in by.items():
             for seed, run in on.items():
-                rows[(m, seed)][e] = score(run)
+                rows.setdefault((m, seed), {})[e] = score(run)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["method", "seed"])
     return table

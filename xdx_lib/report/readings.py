@@ -183,15 +183,23 @@ def xdistill_choice(choice) -> dict[str, str]:
     tune seeds trained each candidate."""
     from xdx_lib.experiments.choices import CHECKS, DEFAULT_VARIANT
 
+    variant, epochs = _picked(choice)
     return {"acc_vs_kd": accuracy_against_kd(choice.against_kd[DEFAULT_VARIANT]),
             "checks_passed": checks_passed(choice.checks.loc[DEFAULT_VARIANT, list(CHECKS)]
                                            .to_dict()),
-            "choice_reading": default_choice(choice.chosen, DEFAULT_VARIANT,
-                                             undecided=choice.undecided),
-            "cae_epochs_reading": default_choice(choice.cae_epochs, choice.default_epochs,
-                                                 "pre-training"),
+            "choice_reading": variant, "cae_epochs_reading": epochs,
             "chosen": choice.chosen or DEFAULT_VARIANT, "cae_epochs": str(choice.default_epochs),
             "n_variant_seeds": counted(len(choice.seeds), "seed")}  # fmt: skip
+
+
+def _picked(choice) -> tuple[str, str]:
+    """What a choice's two steps picked, and why (:func:`default_choice`): the variant, then
+    the CAE's pre-training epochs. The XDistillation chapter and the protocol chapter say
+    the same sentences."""
+    from xdx_lib.experiments.choices import DEFAULT_VARIANT
+
+    return (default_choice(choice.chosen, DEFAULT_VARIANT, undecided=choice.undecided),
+            default_choice(choice.cae_epochs, choice.default_epochs, "pre-training"))
 
 
 def claims_run(choice, run: RunConfig) -> dict[str, str]:
@@ -206,13 +214,9 @@ def claims_run(choice, run: RunConfig) -> dict[str, str]:
         return {"claims_xd": options, "xd_seeds": "no tune seeds",
                 "xd_choice": "the experiment names no xdistill_seeds, so nothing is chosen",
                 "xd_epochs": "the configuration's, as given"}  # fmt: skip
-    from xdx_lib.experiments.choices import DEFAULT_VARIANT
-
+    variant, epochs = _picked(choice)
     return {"claims_xd": options, "xd_seeds": counted(len(choice.seeds), "tune seed"),
-            "xd_choice": default_choice(choice.chosen, DEFAULT_VARIANT,
-                                        undecided=choice.undecided),
-            "xd_epochs": default_choice(choice.cae_epochs, choice.default_epochs,
-                                        "pre-training")}  # fmt: skip
+            "xd_choice": variant, "xd_epochs": epochs}
 
 
 def accuracy_against_kd(d: PairedDifference, margin: float = FRACTION_MARGIN) -> str:
