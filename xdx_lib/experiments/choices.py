@@ -62,7 +62,7 @@ VARIANTS = {
 DEFAULT_VARIANT = next(iter(VARIANTS))
 #: The baseline every variant's accuracy is checked against.
 BASELINE = "KD"
-#: Every student the choice trains on each seed: the baseline, then the variants.
+#: The students the choice trains on each seed, the baseline first and then the variants.
 CANDIDATES = {BASELINE: {"method": "kd"}, **VARIANTS}
 #: The shorter CAE pre-training the config's epochs are checked against.
 PRETRAINING_EPOCHS = (2,)
