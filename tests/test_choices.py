@@ -140,6 +140,57 @@ def test_a_choice_writes_what_it_picked_and_nothing_when_the_defaults_stay(tmp_p
     assert exp.base.fusion == "channel"  # the given experiment is left as it is
 
 
+def test_the_cae_candidates_are_every_decoder_and_variant_the_configs_among_them():
+    cfg = RunConfig(dataset="shapes", profile="smoke", cae_width=24)
+    candidates = choices.cae_candidates(cfg)
+    assert len(candidates) == 8 and candidates["grid: skips"] == {
+        "cae_output": "grid", "cae_variant": "skips", "cae_width": 24}  # the config's own
+    assert candidates["full: both"]["cae_width"] == choices.CAE_WIDTHS["full"]
+    assert choices.cae_candidates(cfg, {"full": 4, "grid": 8})["grid: plain"]["cae_width"] == 8
+
+
+def _cae_runs(r: dict, split="val") -> pd.DataFrame:
+    """A :func:`choices.cae_table` as it returns it: validation r of each CAE by seed."""
+    rows = [{"cae": name, "seed": 100 + i, "r": v, "parameters": 1, "train s": 0.0}
+            for name, values in r.items() for i, v in enumerate(values)]  # fmt: skip
+    return selection.scored_on(pd.DataFrame(rows), split)
+
+
+def test_the_cae_choice_writes_a_cae_shown_better_and_nothing_otherwise(tmp_path, monkeypatch):
+    cfg = RunConfig(dataset="shapes", profile="smoke")
+    table = {}
+    monkeypatch.setattr(choices, "cae_table", lambda session, cfg, candidates, seeds: table["t"])
+    table["t"] = _cae_runs({"grid: skips": [0.80, 0.78], "full: both": [0.83, 0.81]})
+    better = choices.choose_cae(None, cfg, [100, 101])
+    assert better.decided and better.cae == "full: both" and better.gain.lower > 0
+    assert better.options == {"cae_output": "full", "cae_variant": "both", "cae_width": 8}
+    table["t"] = _cae_runs({"grid: skips": [0.80], "full: both": [0.83]})
+    one_seed = choices.choose_cae(None, cfg, [100])
+    assert not one_seed.decided and one_seed.cae == "grid: skips" and one_seed.options == {}
+    table["t"] = _cae_runs({"grid: skips": [0.80, 0.78], "full: both": [0.70, 0.71]})
+    leads = choices.choose_cae(None, cfg, [100, 101])
+    assert leads.decided and leads.cae == "grid: skips" and leads.options == {}
+    assert list(better.summary().index) == ["grid: skips", "full: both"]
+    assert selection.split_of(better.summary()) == "val"
+    # the choice is step 1 of XDistillation's: its options reach the experiment's claims
+    exp = load_experiment(write_config(tmp_path, {**TINY, "run": {**TINY["run"],
+                                                                    "val_size": 32}}))  # fmt: skip
+    xd = _choice(None, undecided=True)
+    xd.cae = better
+    assert choices.apply_choice(exp, xd).base.cae_output == "full"
+    xd.cae = one_seed
+    assert choices.apply_choice(exp, xd) is exp
+
+
+def test_the_cae_choice_refuses_test_scores_whatever_they_are_called(monkeypatch):
+    disguised = _cae_runs({"grid: skips": [0.80, 0.78], "full: both": [0.83, 0.81]},
+                          split="test").rename(columns={"r": "val r"})
+    monkeypatch.setattr(choices, "CAE_METRIC", "val r")
+    monkeypatch.setattr(choices, "cae_table", lambda *a: disguised)
+    with pytest.raises(selection.ChoiceFromTestError, match="computed on the 'test' split"):
+        choices.choose_cae(None, RunConfig(dataset="shapes", profile="smoke"), [100, 101])
+
+
 def test_tuned_session_runs_what_was_chosen(tmp_path, monkeypatch):
     d = {**TINY, "run": {**TINY["run"], "val_size": 32}, "xdistill_seeds": [100]}
     exp = load_experiment(write_config(tmp_path, d))
@@ -193,6 +244,11 @@ def test_the_choice_is_made_on_validation_and_undecided_on_one_seed(tmp_path, mo
     choice = choices.choose_xdistill(Session(cfg, data), [100])
     assert all(selection.split_of(next(iter(h.values()))) == "val" for h in handed) and handed
     assert list(choice.pretraining.index) == [2, 3] and choice.default_epochs == 3
+    # step 1, the CAE: every candidate pre-trained and scored on validation; one seed
+    # cannot show another above the config's, which stays
+    assert len(choice.cae.runs) == 8 and selection.split_of(choice.cae.runs) == "val"
+    assert choice.cae.runs.r.notna().all() and choice.cae.options == {}
+    assert choice.cae.chosen in (None, "grid: skips")
     assert list(choice.checks.index) == list(choices.VARIANTS)
     # one seed has no spread: the accuracy check is undecided, so nothing passes
     assert choice.checks[choices.CHECKS[2]].isna().all() and choice.undecided

@@ -4,6 +4,7 @@ decisions the chapters' text quotes."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -53,18 +54,22 @@ def test_gradcam_sanity():
     assert readings.gradcam_sanity(0.5) == "does not change (Spearman 0.50)"
 
 
-def test_default_cae_is_the_configs_decoder_and_variant():
-    assert readings.default_cae() == "grid: skips"
+def _cae_choice(chosen, leader="full: both", n=3, mean=0.02, lower=0.01):
+    gain = PairedDifference(leader, "grid: skips", "r", n, mean, 0.01, lower, mean + 0.01)
+    return SimpleNamespace(default="grid: skips", leader=leader, chosen=chosen,
+                           gain=None if leader == "grid: skips" else gain)
 
 
-def test_cae_choice_says_when_validation_chose_another_than_the_default():
-    pearson = {"grid: skips": 0.752, "full: both": 0.761}
-    assert readings.cae_choice("grid: skips", pearson) == (
-        "grid: skips is the CAE XDistillation uses by default (cae_output, cae_variant)")
-    assert readings.cae_choice("full: both", pearson) == (
-        "full: both is not the CAE XDistillation uses by default, grid: skips (cae_output, "
-        "cae_variant), which is 0.009 below it in Pearson r on validation. XDistillation "
-        "keeps its default unless a run sets those two options")
+def test_cae_picked_says_what_the_cae_step_chose_and_why():
+    assert readings.cae_picked(_cae_choice("grid: skips", leader="grid: skips")) == (
+        "grid: skips, the configuration's CAE, has the highest validation r and stays")
+    assert readings.cae_picked(_cae_choice("full: both")).startswith(
+        "full: both is shown above the configuration's grid: skips in validation r, +0.020")
+    assert readings.cae_picked(_cae_choice(None, n=1, lower=math.nan)) == (
+        "full: both leads the configuration's grid: skips by +0.020 in validation r, but one "
+        "seed cannot show a gain, so grid: skips stays")
+    assert readings.cae_picked(_cae_choice(None, lower=-0.01)).endswith(
+        "in validation r, not shown above 0, so grid: skips stays")
 
 
 def test_explains_closer():
@@ -291,8 +296,6 @@ def test_sentences_capitalise_each_part_and_leave_the_last_open():
 
 
 def test_claims_run_says_what_was_chosen_and_what_ran():
-    from types import SimpleNamespace
-
     from xdx_lib.core.config import RunConfig
     from xdx_lib.experiments.choices import DEFAULT_VARIANT
 
@@ -300,29 +303,30 @@ def test_claims_run_says_what_was_chosen_and_what_ran():
     none = readings.claims_run(None, run)
     assert "no xdistill_seeds" in none["xd_choice"] and "fusion: gate" in none["claims_xd"]
     undecided = SimpleNamespace(chosen=None, undecided=True, seeds=[100], cae_epochs=6,
-                                default_epochs=6)  # fmt: skip
+                                default_epochs=6, cae=_cae_choice(None, n=1))  # fmt: skip
     said = readings.claims_run(undecided, run)
     assert said["xd_seeds"] == "1 tune seed" and "cannot decide" in said["xd_choice"]
+    assert "grid: skips CAE pre-trained 6 epochs" in said["claims_xd"]
+    assert said["xd_cae"].endswith("cannot show a gain, so grid: skips stays")
     assert DEFAULT_VARIANT in said["xd_choice"] and "default (6)" in said["xd_epochs"]
     picked = SimpleNamespace(chosen="fusion: gate", undecided=False, seeds=[100, 101],
-                             cae_epochs=2, default_epochs=6)  # fmt: skip
+                             cae_epochs=2, default_epochs=6, cae=None)  # fmt: skip
     said = readings.claims_run(picked, run)
     assert said["xd_choice"].startswith("the chooser picks fusion: gate instead")
     assert "picks 2 instead of the library's default (6)" in said["xd_epochs"]
 
 
 def test_xdistill_choice_reads_the_defaults_checks_and_both_steps():
-    from types import SimpleNamespace
-
     from xdx_lib.experiments.choices import CHECKS, DEFAULT_VARIANT
 
     one_seed = PairedDifference(DEFAULT_VARIANT, "KD", "accuracy", 1, -0.002, *[math.nan] * 3)
     checks = pd.DataFrame({CHECKS[0]: [True], CHECKS[1]: [False], CHECKS[2]: [None]},
                           index=[DEFAULT_VARIANT])  # fmt: skip
     choice = SimpleNamespace(against_kd={DEFAULT_VARIANT: one_seed}, checks=checks, chosen=None,
-                             undecided=True, cae_epochs=6, default_epochs=6,
-                             seeds=[100])  # fmt: skip
+                             undecided=True, cae_epochs=6, default_epochs=6, seeds=[100],
+                             cae=_cae_choice("grid: skips", leader="grid: skips"))  # fmt: skip
     said = readings.xdistill_choice(choice)
+    assert said["cae_reading"].endswith("has the highest validation r and stays")
     assert said["chosen"] == DEFAULT_VARIANT and said["n_variant_seeds"] == "1 seed"
     assert said["checks_passed"] == "1 of 3 (1 undecided)"
     assert "one seed" in said["acc_vs_kd"] and "cannot decide" in said["choice_reading"]

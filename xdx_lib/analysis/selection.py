@@ -236,6 +236,35 @@ def highest_mean(scores: Mapping, by: str | Sequence[str], metric: str):
     return means.idxmax(), means
 
 
+def shown_better(scores: Mapping, by: str, metric: str, default):
+    """The option of highest mean validation ``metric`` over the seeds, kept only if the seeds
+    show it better than ``default``: ``(pick, leader, gain)``.
+
+    The leader replaces the default when its gain, paired by seed, has a one-sided 95 % lower
+    bound above 0 (:func:`~xdx_lib.analysis.stats.paired_difference`). When the default leads,
+    it is the pick. Otherwise the pick is None: the seeds cannot tell the two apart (always so
+    with one seed, which has no spread to judge noise by) and the default stays. This is the
+    rule for the CAE the claims deploy (:func:`xdx_lib.experiments.choices.choose_cae`).
+
+    Args:
+        scores: ``{"val": frame}``, one row per option and seed, the option in column ``by``.
+        by: the option's column.
+        metric: the validation score to maximise.
+        default: the option kept unless another is shown better.
+
+    Returns:
+        ``(pick, leader, gain)``, where the pick is None when undecided and the gain is the
+        leader's :class:`~xdx_lib.analysis.stats.PairedDifference` over the default, None
+        when the default leads.
+    """
+    leader, _ = highest_mean(scores, by, metric)
+    if leader == default:
+        return default, leader, None
+    val = validation_scores(scores, f"choosing {by} by {metric}")
+    gain = paired_difference(val, leader, default, metric, group=None, by=by, confidence=0.90)
+    return (leader if gain.lower > 0 else None), leader, gain
+
+
 def best_option(scores: Mapping, metric: str):
     """The option of highest validation ``metric``, from ``{"val": frame}`` with one row per
     option (its index) and its validation score in column ``metric``.

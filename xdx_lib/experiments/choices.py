@@ -1,14 +1,17 @@
 """XDistillation's options chosen on the validation split, then written into the experiment
 the claims read.
 
-The library's defaults (``staged``, ``cae_grad: exp``, ``channel`` fusion, a 6-epoch CAE)
-were set before the project had a validation split. :func:`choose_xdistill` checks them, in
-two steps, on tune seeds no claim reads:
+The library's defaults (``staged``, ``cae_grad: exp``, ``channel`` fusion, a 6-epoch
+``grid: skips`` CAE) were set before the project had a validation split.
+:func:`choose_xdistill` checks them, in three steps, on tune seeds no claim reads:
 
-1. the CAE's pre-training epochs: the cheapest of :data:`PRETRAINING_EPOCHS` and the
+1. the CAE: each decoder with each variant (:func:`cae_candidates`), pre-trained alone;
+   the one of highest validation r with the teacher's maps replaces the config's only when
+   the seeds show it higher (:func:`choose_cae`);
+2. the CAE's pre-training epochs: the cheapest of :data:`PRETRAINING_EPOCHS` and the
    config's whose stand-alone CAE reaches, on validation, within :data:`R_WITHIN` of the
    longest and :data:`R_ABOVE_REFERENCE` above the image-blind mean-map reference;
-2. the schedule, routing and fusion: every variant of :data:`VARIANTS` (and KD) trained
+3. the schedule, routing and fusion: every variant of :data:`VARIANTS` (and KD) trained
    with those epochs, scored on validation (:func:`variant_table`),
    checked (the CAE map within :data:`R_WITHIN` of the stand-alone CAE's, and
    :data:`R_ABOVE_REFERENCE` above the reference; accuracy shown no worse than KD's by more
@@ -42,7 +45,8 @@ from xdx_lib.evaluation.scoring import CLAIM_SIMILARITIES, evaluate_model, score
 from xdx_lib.experiments.experiment_config import ExperimentConfig
 from xdx_lib.experiments.session import Session
 from xdx_lib.metrics import similarity
-from xdx_lib.models.cae import predict_maps
+from xdx_lib.models.cae import CAE_OUTPUTS, CAE_VARIANTS, predict_maps
+from xdx_lib.models.classifiers import count_parameters
 from xdx_lib.training.trained_model import TrainedModel, model_maps
 
 #: The library's defaults, the first variant; every other variant changes them.
@@ -72,6 +76,11 @@ R_WITHIN = 0.03
 R_ABOVE_REFERENCE = 0.15
 #: The column of training operations, the cost the schedules are ranked by.
 COST = "training GFLOPs / image"
+#: Channels of each decoder's first block among the CAE candidates (the CAE chapter's); the
+#: config's own decoder keeps the config's width.
+CAE_WIDTHS = {"full": 8, "grid": 16}
+#: The stand-alone CAE's validation score the CAE is chosen by.
+CAE_METRIC = "r"
 #: The checks, in the table's order.
 CHECKS = (f"CAE r within {R_WITHIN} of the stand-alone CAE's",
           f"CAE r at least {R_ABOVE_REFERENCE} above the mean-map reference",
@@ -156,9 +165,10 @@ class XDistillChoice:
         r_alone, mean_reference: the stand-alone CAE's r and the mean-map reference's.
         chosen: the variant picked, None when none passed (or the seeds could not decide).
         baseline_cost: what training KD's student costs, in :data:`COST`'s unit.
-        base: the config every candidate changes (:data:`CANDIDATES`), with the epochs
-            picked: a chapter that reports the candidates on the test split trains none
-            again.
+        base: the config every candidate changes (:data:`CANDIDATES`), with the CAE and
+            the epochs picked: a chapter that reports the candidates on the test split trains
+            none again.
+        cae: the first step's :class:`CAEChoice`, the CAE every candidate deploys.
     """
 
     seeds: list
@@ -173,6 +183,7 @@ class XDistillChoice:
     chosen: str | None
     baseline_cost: float = float("nan")
     base: object = None
+    cae: CAEChoice | None = None
 
     @property
     def undecided(self) -> bool:
@@ -186,9 +197,10 @@ class XDistillChoice:
 
     @property
     def options(self) -> dict:
-        """The config changes the choice makes, the picked variant's (none for the
-        defaults') and the pre-training epochs when they differ from the config's."""
-        out = dict(VARIANTS[self.variant])
+        """The config changes the choice makes, the CAE's when another was picked, the
+        picked variant's (none for the defaults') and the pre-training epochs when they
+        differ from the config's."""
+        out = {**(self.cae.options if self.cae else {}), **VARIANTS[self.variant]}
         if self.cae_epochs != self.default_epochs:
             out["cae_epochs"] = self.cae_epochs
         return out
@@ -226,7 +238,7 @@ def stand_alone_r(session: Session, cfg, seeds, cae_epochs: int) -> float:
 
 
 def choose_pretraining(session: Session, cfg, seeds, reference: float) -> tuple[int, pd.DataFrame]:
-    """The CAE's pre-training epochs (step 1 of the module's rule), and the table it read:
+    """The CAE's pre-training epochs (step 2 of the module's rule), and the table it read:
     ``r`` by epochs, its two checks. Keeps ``cfg.cae_epochs`` when no shorter one passes."""
     epochs = sorted({*PRETRAINING_EPOCHS, cfg.cae_epochs})
     table = selection.scored_on(pd.DataFrame(  # stand_alone_r scores data.val alone
@@ -259,12 +271,106 @@ def variant_checks(runs: pd.DataFrame, cfgs: dict, r_alone: float, reference: fl
     return frame, against_kd
 
 
+def cae_candidates(cfg, widths: dict | None = None) -> dict[str, dict]:
+    """The CAEs :func:`choose_cae` compares, by the CAE chapter's row name (``"grid: skips"``):
+    each decoder with each variant, as config changes. ``widths``: each decoder's first
+    block's channels; by default :data:`CAE_WIDTHS`, the config's own decoder with the
+    config's width, so that the config's CAE is among them."""
+    widths = widths or {**CAE_WIDTHS, cfg.cae_output: cfg.cae_width}
+    return {f"{out}: {variant}": {"cae_output": out, "cae_variant": variant,
+                                  "cae_width": widths[out]}
+            for out in CAE_OUTPUTS for variant in CAE_VARIANTS}  # fmt: skip
+
+
+def cae_table(session: Session, cfg, candidates: dict[str, dict], seeds) -> pd.DataFrame:
+    """Each candidate CAE pre-trained alone (cached) on every seed and scored on validation:
+    one row per CAE and seed, its mean Pearson r (:data:`CAE_METRIC`) with the teacher's
+    maps (``cfg.explainer``'s, those it learns) on the validation images, its parameters
+    and its training seconds (0 when read from the cache)."""
+    data, teacher = session.data, session.teacher()
+    target = model_maps(teacher, scored_split(data, "val").x, cfg.explainer, split="val")
+    rows = []
+    for name, changes in candidates.items():
+        for seed in seeds:
+            run = pretrain_cae(dataclasses.replace(cfg, seed=seed, **changes), data, teacher,
+                               verbose=False)  # fmt: skip
+            r = similarity.pearson(predict_maps(run.model, data.val.x), target).mean().item()
+            rows.append({"cae": name, "seed": seed, CAE_METRIC: r,
+                         "parameters": count_parameters(run.model),
+                         "train s": run.seconds})  # fmt: skip
+    return selection.scored_on(pd.DataFrame(rows), "val")
+
+
+@dataclass
+class CAEChoice:
+    """What :func:`choose_cae` chose, with its evidence (validation).
+
+    Attributes:
+        seeds: the tune seeds each candidate was pre-trained with.
+        runs: :func:`cae_table`'s rows, one per CAE and seed.
+        default: the config's CAE, by name.
+        leader: the CAE of highest mean validation r.
+        chosen: the CAE the claims deploy when the seeds decided (the leader shown better
+            than the default, or the default leading), None when they could not.
+        gain: the leader's paired r gain over the default (one-sided 95 % bounds), None
+            when the default leads.
+        candidates: each CAE's config changes (:func:`cae_candidates`).
+    """
+
+    seeds: list
+    runs: pd.DataFrame
+    default: str
+    leader: str
+    chosen: str | None
+    gain: object
+    candidates: dict
+
+    @property
+    def cae(self) -> str:
+        """The CAE the claims deploy, the pick or else the default."""
+        return self.chosen or self.default
+
+    @property
+    def decided(self) -> bool:
+        """Whether the seeds decided, rather than the default kept for want of evidence."""
+        return self.chosen is not None
+
+    @property
+    def options(self) -> dict:
+        """The config changes the choice makes (none when the default stays)."""
+        return {} if self.cae == self.default else dict(self.candidates[self.cae])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per CAE: mean and sd of its validation r over the seeds, its parameters."""
+        grouped = self.runs.groupby("cae", sort=False)
+        table = pd.DataFrame({"val r": grouped[CAE_METRIC].mean(),
+                              "val r sd": grouped[CAE_METRIC].std(),
+                              "parameters": grouped["parameters"].first()})  # fmt: skip
+        return selection.derived(table, self.runs)
+
+
+def choose_cae(session: Session, cfg, seeds, widths: dict | None = None) -> CAEChoice:
+    """The CAE XDistillation deploys, chosen on validation (:func:`cae_candidates`, each
+    pre-trained alone for ``cfg.cae_epochs`` on every seed): the one of highest mean r with
+    the teacher's Grad-CAM, kept only if the seeds show it above the config's CAE
+    (:func:`~xdx_lib.analysis.selection.shown_better`); else the config's stays, said so.
+    ``widths``: the candidates' (:func:`cae_candidates`; the CAE chapter's parameters)."""
+    seeds = list(seeds)
+    candidates = cae_candidates(cfg, widths)
+    runs = cae_table(session, cfg, candidates, seeds)
+    default = f"{cfg.cae_output}: {cfg.cae_variant}"
+    chosen, leader, gain = selection.shown_better({"val": runs}, "cae", CAE_METRIC, default)
+    return CAEChoice(seeds, runs, default, leader, chosen, gain, candidates)
+
+
 def choose_xdistill(session: Session, seeds) -> XDistillChoice:
-    """XDistillation's pre-training epochs, schedule, routing and fusion, chosen on
+    """XDistillation's CAE, pre-training epochs, schedule, routing and fusion, chosen on
     validation with students of ``seeds`` (the module's rule), from ``session``'s config
     with the library's :data:`DEFAULTS`; its data and teacher serve every candidate."""
     seeds = list(seeds)
     base = dataclasses.replace(session.cfg, method="xdistill", **DEFAULTS)
+    cae = choose_cae(session, base, seeds)
+    base = dataclasses.replace(base, **cae.options)
     reference = mean_map_reference(session)
     cae_epochs, pretraining = choose_pretraining(session, base, seeds, reference)
     base = dataclasses.replace(base, cae_epochs=cae_epochs)
@@ -281,7 +387,7 @@ def choose_xdistill(session: Session, seeds) -> XDistillChoice:
     kd_cost = training_flops(dataclasses.replace(base, method="kd"), x, session.data.num_classes)
     return XDistillChoice(seeds, cae_epochs, session.cfg.cae_epochs, pretraining, runs, checks,
                           against_kd, float(r_alone), reference, chosen, kd_cost / 1e9,
-                          base)  # fmt: skip
+                          base, cae)  # fmt: skip
 
 
 def apply_choice(exp: ExperimentConfig, choice: XDistillChoice) -> ExperimentConfig:

@@ -105,32 +105,6 @@ def gradcam_sanity(rho: float, kept_from: float = SANITY_KEPT_FROM) -> str:
     return f"{'changes' if rho < kept_from else 'does not change'} (Spearman {rho:.2f})"
 
 
-def default_cae() -> str:
-    """The CAE XDistillation uses unless a run sets ``cae_output`` or ``cae_variant`` (their
-    defaults in :class:`~xdx_lib.core.config.RunConfig`), named as the CAE chapter's T3 names its
-    rows: ``"grid: skips"``."""
-    defaults = RunConfig()
-    return f"{defaults.cae_output}: {defaults.cae_variant}"
-
-
-def cae_choice(chosen: str, pearson: Mapping[str, float]) -> str:
-    """Whether the CAE chosen on validation is the one XDistillation uses by default.
-
-    Args:
-        chosen: the chosen CAE, T3's row name (``"decoder: variant"``).
-        pearson: each CAE's validation Pearson r with the teacher's maps, by row name (the
-            default's among them).
-    """
-    default = default_cae()
-    if chosen == default:
-        return f"{chosen} is the CAE XDistillation uses by default (cae_output, cae_variant)"
-    # the first sentence opens with the CAE's name, which keeps its lower case
-    return (f"{chosen} is not the CAE XDistillation uses by default, {default} (cae_output, "
-            f"cae_variant), which is {pearson[chosen] - pearson[default]:.3f} below it in "
-            "Pearson r on validation. XDistillation keeps its default unless a run sets those "
-            "two options")  # fmt: skip
-
-
 def explains_closer(kd: float, scratch: float) -> str:
     """Whether the KD student explains more like the teacher than the scratch student, from
     each one's Pearson r with the teacher's maps."""
@@ -178,13 +152,15 @@ def xdistill_choice(choice) -> dict[str, str]:
     :class:`~xdx_lib.experiments.choices.XDistillChoice`): ``acc_vs_kd``, the defaults'
     validation accuracy against KD's (:func:`accuracy_against_kd`); ``checks_passed``, how
     many of the checks the defaults meet; ``choice_reading`` and ``cae_epochs_reading``, what
-    the two steps picked (:func:`default_choice`); ``chosen``, the variant the claims run;
+    the variant and epoch steps picked (:func:`default_choice`); ``cae_reading``, what the
+    CAE step picked (:func:`cae_picked`); ``chosen``, the variant the claims run;
     ``cae_epochs``, the configuration's pre-training epochs; ``n_variant_seeds``, how many
     tune seeds trained each candidate."""
     from xdx_lib.experiments.choices import CHECKS, DEFAULT_VARIANT
 
-    variant, epochs = _picked(choice)
-    return {"acc_vs_kd": accuracy_against_kd(choice.against_kd[DEFAULT_VARIANT]),
+    variant, epochs, cae = _picked(choice)
+    return {"cae_reading": cae,
+            "acc_vs_kd": accuracy_against_kd(choice.against_kd[DEFAULT_VARIANT]),
             "checks_passed": checks_passed(choice.checks.loc[DEFAULT_VARIANT, list(CHECKS)]
                                            .to_dict()),
             "choice_reading": variant, "cae_epochs_reading": epochs,
@@ -192,14 +168,33 @@ def xdistill_choice(choice) -> dict[str, str]:
             "n_variant_seeds": counted(len(choice.seeds), "seed")}  # fmt: skip
 
 
-def _picked(choice) -> tuple[str, str]:
-    """What a choice's two steps picked, and why (:func:`default_choice`): the variant, then
-    the CAE's pre-training epochs. The XDistillation chapter and the protocol chapter say
-    the same sentences."""
+def _picked(choice) -> tuple[str, str, str]:
+    """What a choice's three steps picked, and why (:func:`default_choice`,
+    :func:`cae_picked`): the variant, the CAE's pre-training epochs, the CAE. The
+    XDistillation chapter and the protocol chapter say the same sentences."""
     from xdx_lib.experiments.choices import DEFAULT_VARIANT
 
     return (default_choice(choice.chosen, DEFAULT_VARIANT, undecided=choice.undecided),
-            default_choice(choice.cae_epochs, choice.default_epochs, "pre-training"))
+            default_choice(choice.cae_epochs, choice.default_epochs, "pre-training"),
+            cae_picked(choice.cae) if choice.cae is not None else "the configuration's")
+
+
+def cae_picked(choice) -> str:
+    """What the CAE step picked (a :class:`~xdx_lib.experiments.choices.CAEChoice`), and
+    why: the config's CAE leads; another is shown above it by the seeds' paired r gain; or
+    the seeds cannot tell (one seed never can), and the config's stays."""
+    if choice.leader == choice.default:
+        return f"{choice.default}, the configuration's CAE, has the highest validation r and stays"
+    gain = format_difference(choice.gain)
+    if choice.chosen is not None:
+        return (f"{choice.leader} is shown above the configuration's {choice.default} in "
+                f"validation r, {gain}, so the claims deploy it")  # fmt: skip
+    if choice.gain.n < 2:
+        return (f"{choice.leader} leads the configuration's {choice.default} by "
+                f"{choice.gain.mean:+.3f} in validation r, but one seed cannot show a gain, "
+                f"so {choice.default} stays")  # fmt: skip
+    return (f"{choice.leader} leads the configuration's {choice.default} by {gain} in "
+            f"validation r, not shown above 0, so {choice.default} stays")
 
 
 def claims_run(choice, run: RunConfig) -> dict[str, str]:
@@ -207,16 +202,18 @@ def claims_run(choice, run: RunConfig) -> dict[str, str]:
     (the options of ``run``, the experiment's base config after its choices), ``xd_choice``
     and ``xd_epochs`` (what ``choice``, an
     :class:`~xdx_lib.experiments.choices.XDistillChoice` or None when the experiment chose
-    nothing, picked and why), ``xd_seeds`` (how many tune seeds it trained)."""
-    options = (f"{run.schedule}, cae_grad: {run.cae_grad}, fusion: {run.fusion}, a CAE "
-               f"pre-trained {run.cae_epochs} epochs")  # fmt: skip
+    nothing, picked and why), ``xd_cae`` (the CAE it picked, :func:`cae_picked`),
+    ``xd_seeds`` (how many tune seeds it trained)."""
+    options = (f"{run.schedule}, cae_grad: {run.cae_grad}, fusion: {run.fusion}, the "
+               f"{run.cae_output}: {run.cae_variant} CAE pre-trained {run.cae_epochs} epochs")
     if choice is None:
         return {"claims_xd": options, "xd_seeds": "no tune seeds",
                 "xd_choice": "the experiment names no xdistill_seeds, so nothing is chosen",
-                "xd_epochs": "the configuration's, as given"}  # fmt: skip
-    variant, epochs = _picked(choice)
+                "xd_epochs": "the configuration's, as given",
+                "xd_cae": "the configuration's, as given"}  # fmt: skip
+    variant, epochs, cae = _picked(choice)
     return {"claims_xd": options, "xd_seeds": counted(len(choice.seeds), "tune seed"),
-            "xd_choice": variant, "xd_epochs": epochs}
+            "xd_choice": variant, "xd_epochs": epochs, "xd_cae": cae}
 
 
 def accuracy_against_kd(d: PairedDifference, margin: float = FRACTION_MARGIN) -> str:
