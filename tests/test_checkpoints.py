@@ -18,7 +18,8 @@ from xdx_lib.training.checkpoints import (
     resume,
     save_checkpoint,
 )
-from xdx_lib.training.loop import Checkpointing, Reporting, Schedule, cosine_optimizer, fit
+from xdx_lib.training.loop import Checkpointing, Reporting, Schedule, fit
+from xdx_lib.training.optim import cosine_optimizer
 
 
 class Kill(Exception):

@@ -30,7 +30,7 @@ EXCLUDED = ("core/fingerprint.py", "core/run_archive.py")
 
 #: :func:`code_fingerprint` as last checked against the format versions (see the module's
 #: docstring for when to change it).
-TRAINING_CODE = "5c0094289ad7c2f1"
+TRAINING_CODE = "d7f6b97d528e9c9c"
 
 PACKAGE = Path(__file__).resolve().parents[1]
 

@@ -62,7 +62,7 @@ def fit_cae(
 
     Why not :func:`xdx_lib.training.loop.fit` (the students' loop, which shares these batches,
     precision and step): (1) its AdamW with weight decay and cosine decay
-    (:func:`~xdx_lib.training.loop.cosine_optimizer`) would change every pre-trained CAE, and with
+    (:func:`~xdx_lib.training.optim.cosine_optimizer`) would change every pre-trained CAE, and with
     it every ``staged`` student and every ``kd_cae`` map; it also takes the loss inside
     autocast, where this one is float32. (2) It scores each epoch through logits and labels,
     which a CAE has not. (3) Under ``torchrun`` its all-reduce and barriers need every rank,

@@ -59,6 +59,7 @@ from xdx_lib.data.datasets import Split
 from xdx_lib.metrics.predictions import accuracy
 from xdx_lib.training.checkpoints import resume, save_checkpoint
 from xdx_lib.training.learning_curve import curve_epoch, curve_split
+from xdx_lib.training.optim import cosine_optimizer
 from xdx_lib.training.precision import (
     autocast,
     grad_scaler,
@@ -77,7 +78,7 @@ class Schedule:
         epochs: passes over the training split.
         batch_size: images per step (over all ranks under DDP).
         lr, weight_decay: AdamW's peak learning rate (decayed by a cosine to zero over the
-            run, :func:`cosine_optimizer`) and its weight decay.
+            run, :func:`~xdx_lib.training.optim.cosine_optimizer`) and its weight decay.
         seed: seeds the data order (:func:`~xdx_lib.data.batches.epoch_batches`) and the
             augmentation (:func:`~xdx_lib.data.batches.augmentation_seed`).
         augment: augment each training batch (:func:`~xdx_lib.data.batches.augment_batch`).
@@ -150,12 +151,13 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` with ``method`` for ``schedule.epochs`` epochs and return the history.
 
-    AdamW with a cosine decay (:func:`cosine_optimizer`); after each epoch the model is
-    evaluated on ``test`` (:func:`evaluate_epoch`) and, given a checkpoint path, a
-    checkpoint is written atomically. An existing checkpoint with the same ``meta`` is
-    resumed (:func:`~xdx_lib.training.checkpoints.resume`); a complete one returns its history
-    untrained. On CUDA no step waits for the host; the numbers are the same as elsewhere.
-    Under ``torchrun`` every rank calls ``fit`` alike and returns the same history.
+    AdamW with a cosine decay (:func:`~xdx_lib.training.optim.cosine_optimizer`); after
+    each epoch the model is evaluated on ``test`` (:func:`evaluate_epoch`) and, given a
+    checkpoint path, a checkpoint is written atomically. An existing checkpoint with the
+    same ``meta`` is resumed (:func:`~xdx_lib.training.checkpoints.resume`); a complete one
+    returns its history untrained. On CUDA no step waits for the host; the numbers are the
+    same as elsewhere. Under ``torchrun`` every rank calls ``fit`` alike and returns the same
+    history.
 
     Args:
         model, method: the network to train (moved to the device) and the
@@ -208,16 +210,6 @@ def _start(model: nn.Module, device: torch.device, channels_last: bool, n_train:
     opt, sched = cosine_optimizer(model, schedule.lr, schedule.weight_decay, total_steps)
     history = resume(checkpointing.path, model, opt, sched, checkpointing.meta)
     return opt, sched, history
-
-
-def cosine_optimizer(model: nn.Module, lr: float, weight_decay: float, total_steps: int):
-    """AdamW with a per-step cosine decay of the learning rate to zero over ``total_steps``."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    total = max(1, total_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    )
-    return opt, sched
 
 
 def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool,
