@@ -162,7 +162,8 @@ class TrainedCAE:
         path: its checkpoint.
         history: the mean training loss of each epoch.
         key: its cache key.
-        seconds: wall time of its training (0 when it was loaded from the cache).
+        seconds: wall time of its training, as recorded when it was trained (so the same
+            when it is read back from the cache; 0 for a checkpoint that recorded none).
     """
 
     model: nn.Module
@@ -193,7 +194,7 @@ def pretrain_cae(cfg: RunConfig, data, teacher: TrainedModel, variant: str | Non
     if path.is_file():
         ckpt = load_checkpoint(path, cae, meta={"variant": variant, "key": key})
         cae.to(memory_format=torch.channels_last).eval()  # as trained (fit_cae)
-        return TrainedCAE(cae, path, list(ckpt["history"]), key)
+        return TrainedCAE(cae, path, list(ckpt["history"]), key, float(ckpt.get("seconds", 0.0)))
     target = data.train.y if cfg.map_target == "label" else None
     maps = model_maps(teacher, data.train.x, cfg.explainer, split="train", target=target,
                       **settings)  # fmt: skip

@@ -286,7 +286,7 @@ def cae_table(session: Session, cfg, candidates: dict[str, dict], seeds) -> pd.D
     """Each candidate CAE pre-trained alone (cached) on every seed and scored on validation:
     one row per CAE and seed, its mean Pearson r (:data:`CAE_METRIC`) with the teacher's
     maps (``cfg.explainer``'s, those it learns) on the validation images, its parameters
-    and its training seconds (0 when read from the cache)."""
+    and its training seconds (as recorded when it trained)."""
     data, teacher = session.data, session.teacher()
     target = model_maps(teacher, scored_split(data, "val").x, cfg.explainer, split="val")
     rows = []
