@@ -128,3 +128,15 @@ def test_claim_seeds_are_the_profile_experiments_and_apart_from_every_tune_seed(
         selection.check_disjoint(selection.tune_seeds(3), notebook.claim_seeds(profile))
     with pytest.raises(ValueError, match="also claim seeds"):
         selection.check_disjoint([seeds[0]], notebook.claim_seeds("smoke"))
+
+
+def test_an_option_left_to_the_choice_is_filled_by_it_and_a_named_one_stays():
+    params = {"profile": "smoke", "fusion": notebook.CHOSEN, "schedule": "joint",
+              "cae_grad": notebook.CHOSEN}  # fmt: skip
+    cfg = notebook.run_config(params)
+    assert (cfg.fusion, cfg.schedule, cfg.cae_grad) == ("channel", "joint", "exp")  # defaults
+    picked = {"fusion": "feature", "schedule": "staged", "cae_epochs": 2}
+    assert notebook.chosen_options(picked, params) == {"fusion": "feature", "cae_epochs": 2}
+    assert notebook.chosen_options({}, params) == {}
+    with pytest.raises(ValueError, match="fusion"):
+        notebook.run_config({"profile": "smoke", "fusion": "chosen-ish"})

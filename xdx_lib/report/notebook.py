@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PAPERMILL_TYPES = (str, int, float, bool, type(None), list, dict, tuple)
 
+#: A notebook parameter's value that leaves the option to the experiment's choice on
+#: validation (:func:`run_config` drops it; :func:`chosen_options` fills it).
+CHOSEN = "chosen"
+
 
 class ParameterError(ValueError):
     """A notebook parameter is unknown or of the wrong type."""
@@ -196,10 +200,12 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
     the config's default; the chapter takes its size from :func:`sizes`). A negative
     ``alpha`` or ``temperature`` (the chapters' default) means "chosen on the validation
     split": both then come from :func:`tuned_kd_options`, so every chapter distils with
-    the values the KD chapter chose, and shares its students.
+    the values the KD chapter chose, and shares its students. A field given as
+    :data:`CHOSEN` is left at the config's default here, for the chapter to fill with
+    the experiment's choice (:func:`chosen_options`).
     """
     known = set(RunConfig.__dataclass_fields__)
-    d = {k: v for k, v in params.items() if k in known}
+    d = {k: v for k, v in params.items() if k in known and v != CHOSEN}
     d["profile"] = resolve_profile(d.get("profile", "auto"))
     for k in ("teacher_epochs", "student_epochs", "train_subset", "test_subset"):
         if d.get(k) == 0:
@@ -214,6 +220,15 @@ def run_config(params: dict[str, Any], **fields) -> RunConfig:
     if not chosen:
         return cfg
     return tuned_kd_options(cfg, keep={k: d[k] for k in ("alpha", "temperature") if k in d})
+
+
+def chosen_options(options: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The config changes of an experiment's choice (``options``, e.g.
+    :attr:`~xdx_lib.experiments.choices.XDistillChoice.options`) that the chapter's
+    ``params`` leave to it: every option but those a parameter sets to another value than
+    :data:`CHOSEN`, so a reader who names a value keeps it, and the claims' choice fills the
+    rest."""
+    return {k: v for k, v in options.items() if params.get(k, CHOSEN) == CHOSEN}
 
 
 def tuned_kd_options(cfg: RunConfig, keep: Mapping[str, float] | None = None) -> RunConfig:
