@@ -92,6 +92,23 @@ def test_xdistill_variant_chooses_the_schedule_by_cost_then_the_fusion_by_accura
                                  "epoch_seconds", "default")  # fmt: skip
 
 
+def test_an_undecided_default_stays_against_a_costlier_schedule():
+    # the default leaves its check undecided, a costlier schedule passes: the default stays
+    undecided = XD_CHECKS.assign(ok=[None, True, True, True])
+    assert xd_variant(undecided) is None
+    # shown to fail, it gives way to the cheapest schedule that passes
+    assert xd_variant(undecided.assign(ok=[False, True, True, True])) == "joint"
+    # a cheaper schedule that passes is picked whether the default is decided or not
+    cheaper = undecided.assign(epoch_seconds=[3.0, 2.0, 2.1, 2.2])
+    assert xd_variant(cheaper) == "joint"
+    # with several checks, one failed among undecided ones is a failure
+    two = undecided.assign(map_ok=[False, True, True, True])
+    assert choices.xdistill_variant({"val": two}, {"val": XD_RUNS}, ["ok", "map_ok"],
+                                    "epoch_seconds", "default") == "joint"  # fmt: skip
+    assert choices.xdistill_variant({"val": two.assign(map_ok=True)}, {"val": XD_RUNS},
+                                    ["ok", "map_ok"], "epoch_seconds", "default") is None
+
+
 def test_best_option_takes_the_highest_row_the_first_of_a_tie():
     assert choices.best_option({"val": VARIANTS}, "pearson") == "grid: skips"
     assert choices.best_option({"val": VARIANTS.iloc[::-1]}, "pearson") == "full: skips"

@@ -344,13 +344,18 @@ def cheapest_passing(scores: Mapping, checks: Sequence[str], cost: str):
 
 def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost: str,
                      default: str, fusion_prefix: str = "fusion: "):  # fmt: skip
-    """XDistillation's defaults, chosen in two steps on validation (None if none passes).
+    """XDistillation's defaults, chosen in two steps on validation (None if none is picked).
 
     First the schedule and routing: the cheapest variant that passes every check
-    (:func:`cheapest_passing`), the fusion variants left out. When that is ``default``, the
-    fusion: the fusions change little of an epoch's cost, so among ``default`` and the
-    fusion variants that pass every check, the one of highest mean validation accuracy over
-    the seeds (:func:`highest_mean`).
+    (:func:`cheapest_passing`), the fusion variants left out. A variant cheaper than
+    ``default`` is picked on passing alone; a costlier one replaces ``default`` only when
+    ``default`` is shown to fail a check (False). An *undecided* default, one that fails no
+    check but leaves some undecided, stays (None, as when nothing passes): that a costlier
+    variant's seeds happened to agree more closely, so that its check decided, is no
+    evidence against the default. When the pick is ``default``, the fusion: the fusions
+    change little of an epoch's cost, so among ``default`` and the fusion variants that
+    pass every check, the one of highest mean validation accuracy over the seeds
+    (:func:`highest_mean`).
 
     Args:
         scores: ``{"val": frame}`` indexed by variant, a boolean column per check and ``cost``.
@@ -364,11 +369,24 @@ def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost
     # both frames were checked above: what is made of them stays on validation
     schedules = scored_on(frame.drop(index=fusions), CHOOSING_SPLIT)
     chosen = cheapest_passing({CHOOSING_SPLIT: schedules}, checks, cost)
+    if chosen is None:
+        return None
     if chosen != default:
-        return chosen
+        return None if _stays(schedules, chosen, default, checks, cost) else chosen
     rows = validation_scores(runs, "choosing XDistillation's fusion")
     passing = frame.index[passes(frame[list(checks)])]
     among = [v for v in passing if v == default or v in fusions]
     rows = rows[rows["variant"].isin(among)][["variant", "seed", "accuracy"]]
     return highest_mean({CHOOSING_SPLIT: scored_on(rows, CHOOSING_SPLIT)}, "variant",
                         "accuracy")[0]  # fmt: skip
+
+
+def _stays(schedules: pd.DataFrame, chosen, default, checks: Sequence[str], cost: str) -> bool:
+    """Whether ``default`` stays against ``chosen``, the cheapest passing schedule: when
+    ``chosen`` costs more and ``default`` fails none of its checks (at least one of them
+    undecided, since it did not pass). A default that is not among the schedules never
+    stays."""
+    if default not in schedules.index:
+        return False
+    costlier = schedules.at[chosen, cost] > schedules.at[default, cost]
+    return bool(costlier and not schedules.loc[default, list(checks)].eq(False).any())
