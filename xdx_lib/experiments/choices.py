@@ -17,8 +17,9 @@ The library's defaults (``staged``, ``cae_grad: exp``, ``channel`` fusion, a 6-e
    :data:`R_ABOVE_REFERENCE` above the reference; accuracy shown no worse than KD's by more
    than :data:`~xdx_lib.analysis.claims.FRACTION_MARGIN`, which needs two seeds or more), and
    picked by :func:`~xdx_lib.analysis.selection.xdistill_variant`: the cheapest by training
-   operations (:func:`~xdx_lib.distill.cost.training_flops`, the same on every machine), then
-   the fusion by validation accuracy.
+   operations (:func:`~xdx_lib.distill.cost.training_flops`, the same on every machine), a
+   costlier one only where the default is shown to fail a check, then the fusion by
+   validation accuracy.
 
 A step whose checks the seeds cannot decide picks nothing and the default stays, said so
 (:attr:`XDistillChoice.decided`). :func:`apply_choice` writes what was picked into an
