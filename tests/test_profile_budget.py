@@ -40,12 +40,14 @@ def test_the_colab_profile_has_its_experiment_and_fits_a_t4(budget):
 
 def test_the_colab_profile_trains_the_book_students_longer():
     book, colab = PROFILES["book"], PROFILES["colab"]
-    same = ("train_subset", "test_subset", "teacher_subset", "val_size", "teacher", "student")
+    same = ("train_subset", "test_subset", "teacher_subset", "val_size", "teacher", "student",
+            "batch_size", "lr")
     assert all(getattr(colab, k) == getattr(book, k) for k in same)
     # the plateau profile: past the book's own check (twice its epochs), so the book's
     # shortfall is measured on students the colab profile trains further
     assert colab.student_epochs >= 2 * book.student_epochs
-    assert colab.teacher_epochs > book.teacher_epochs
+    # one teacher for both (the same cache key): the two profiles differ in their students
+    assert colab.teacher_epochs == book.teacher_epochs
 
 
 def test_the_smoke_profile_costs_seconds_and_the_cpu_is_calibrated(budget):
