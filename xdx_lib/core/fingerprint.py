@@ -30,7 +30,7 @@ EXCLUDED = ("core/fingerprint.py", "core/run_archive.py")
 
 #: :func:`code_fingerprint` as last checked against the format versions (see the module's
 #: docstring for when to change it).
-TRAINING_CODE = "a7506db194318269"
+TRAINING_CODE = "2e84705bfe93b853"
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
