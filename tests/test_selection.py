@@ -78,8 +78,12 @@ def xd_variant(checks=XD_CHECKS, runs=XD_RUNS):
 
 
 def test_xdistill_variant_chooses_the_schedule_by_cost_then_the_fusion_by_accuracy():
-    # the default is the cheapest schedule: then the fusion of highest mean accuracy
-    assert xd_variant() == "fusion: gate"
+    # the default is the cheapest schedule: then the fusion of highest mean accuracy, when
+    # the seeds show it above the default (+0.020 and +0.021 here)
+    shown = XD_RUNS.assign(accuracy=[0.85, 0.86, 0.87, 0.84, 0.85, 0.86, 0.871, 0.84])
+    assert xd_variant(runs=shown) == "fusion: gate"
+    # +0.02 and +0.01 on two seeds is not shown: the default stays
+    assert xd_variant() == "default"
     # a failing fusion is not chosen, however accurate
     gate_fails = XD_CHECKS.assign(ok=[True, True, False, True])
     assert xd_variant(gate_fails) == "default"

@@ -353,9 +353,9 @@ def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost
     check but leaves some undecided, stays (None, as when nothing passes): that a costlier
     variant's seeds happened to agree more closely, so that its check decided, is no
     evidence against the default. When the pick is ``default``, the fusion: the fusions
-    change little of an epoch's cost, so among ``default`` and the fusion variants that
-    pass every check, the one of highest mean validation accuracy over the seeds
-    (:func:`highest_mean`).
+    change little of an epoch's cost, so the fusion variant that passes every check with
+    the highest mean validation accuracy over the seeds replaces ``default`` only when its
+    gain, paired by seed, is shown above 0 (:func:`shown_better`); else ``default`` stays.
 
     Args:
         scores: ``{"val": frame}`` indexed by variant, a boolean column per check and ``cost``.
@@ -377,8 +377,9 @@ def xdistill_variant(scores: Mapping, runs: Mapping, checks: Sequence[str], cost
     passing = frame.index[passes(frame[list(checks)])]
     among = [v for v in passing if v == default or v in fusions]
     rows = rows[rows["variant"].isin(among)][["variant", "seed", "accuracy"]]
-    return highest_mean({CHOOSING_SPLIT: scored_on(rows, CHOOSING_SPLIT)}, "variant",
-                        "accuracy")[0]  # fmt: skip
+    pick, _, _ = shown_better({CHOOSING_SPLIT: scored_on(rows, CHOOSING_SPLIT)}, "variant",
+                              "accuracy", default)  # fmt: skip
+    return pick or default
 
 
 def _stays(schedules: pd.DataFrame, chosen, default, checks: Sequence[str], cost: str) -> bool:

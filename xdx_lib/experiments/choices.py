@@ -18,8 +18,8 @@ The library's defaults (``staged``, ``cae_grad: exp``, ``channel`` fusion, a 6-e
    than :data:`~xdx_lib.analysis.claims.FRACTION_MARGIN`, which needs two seeds or more), and
    picked by :func:`~xdx_lib.analysis.selection.xdistill_variant`: the cheapest by training
    operations (:func:`~xdx_lib.distill.cost.training_flops`, the same on every machine), a
-   costlier one only where the default is shown to fail a check, then the fusion by
-   validation accuracy.
+   costlier one only where the default is shown to fail a check, then the fusion, kept at
+   the default unless another is shown more accurate on validation.
 
 A step whose checks the seeds cannot decide picks nothing and the default stays, said so
 (:attr:`XDistillChoice.decided`). :func:`apply_choice` writes what was picked into an
