@@ -42,6 +42,20 @@ def test_premise_reads_the_interval():
         "these seeds cannot tell KD from training alone")
 
 
+def test_teacher_origin_says_where_it_trained():
+    here = readings.teacher_origin(None, 15, 11.24)
+    assert here == ("Its 15 epochs took 11.2 min of training here. It is trained once per "
+                    "clone and read from the run cache after")  # fmt: skip
+    shipped = {"command": "python -m xdx_lib train-teacher --profile book --amp off",
+               "commit": "abc1234", "machine": "a 2-core CPU, in float32"}
+    said = readings.teacher_origin(shipped, 15, 20.04)
+    assert said.startswith("This teacher ships with the book's repository")
+    assert "(python -m xdx_lib train-teacher --profile book --amp off, at commit abc1234)" in said
+    assert "Its 15 epochs took 20.0 min there, on a 2-core CPU, in float32" in said
+    assert said.endswith("make book TEACHER=train trains the teacher here instead")
+    assert all(len(s.split()) <= readings.MAX_WORDS for s in said.split(". "))
+
+
 def test_sanity_split_at_the_threshold():
     rho = {"gradcam": 0.1, "saliency": 0.5, "integrated_gradients": 0.9}
     assert readings.sanity_split(rho) == ("saliency, integrated_gradients", "gradcam")

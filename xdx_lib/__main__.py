@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--check", action="store_true", help="only validate the config")
     e.add_argument("--runs", help="run cache folder (default: ./runs, or $XDX_RUNS)")
     _runs_parser(sub.add_parser("runs", help="pack the run cache as an archive for others, "
-                                "or fetch one instead of training"))  # fmt: skip
+                                "fetch one, or install the shipped teacher, instead of "
+                                "training"))  # fmt: skip
     n = sub.add_parser("check-params", help="check papermill -p/-r parameters against a "
                        "notebook's declared names and types, before papermill runs it")  # fmt: skip
     n.add_argument("notebook", help="the notebook, e.g. book/results.ipynb")
@@ -117,6 +118,10 @@ def _runs_parser(r: argparse.ArgumentParser) -> None:
                    "the book's workflow published for this code and PROFILE (auto: as a "
                    "chapter's profile = 'auto' reads it)")  # fmt: skip
     f.add_argument("--runs", help=runs_help)
+    t = sub.add_parser("teacher", help="install the repository's trained teacher of a profile "
+                       "into the run cache (make book does), if one is shipped for it")  # fmt: skip
+    t.add_argument("--profile", required=True, help="the profile, e.g. book")
+    t.add_argument("--runs", help=runs_help)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -255,13 +260,18 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    """``runs id|pack|fetch``: an archive's name, the run cache packed, or an archive fetched
-    into it; a refused archive is one line (:class:`~xdx_lib.core.run_archive.ArchiveError`)."""
+    """``runs id|pack|fetch|teacher``: an archive's name, the run cache packed, an archive
+    fetched into it, or the shipped teacher installed there; a refusal is one line
+    (:class:`~xdx_lib.core.run_archive.ArchiveError`,
+    :class:`~xdx_lib.core.shipped_teacher.ShippedTeacherError`)."""
+    from xdx_lib.core import shipped_teacher
     from xdx_lib.core.cache import CacheWriteError
     from xdx_lib.core.run_archive import ArchiveError, archive_name, fetch, pack, published_url
 
     try:
-        if args.runs_command == "id":
+        if args.runs_command == "teacher":
+            print(shipped_teacher.install(args.profile, args.runs))
+        elif args.runs_command == "id":
             print(archive_name(args.profile))
         elif args.runs_command == "pack":
             print(pack(args.profile, args.out, args.runs, device=args.device))
@@ -277,7 +287,7 @@ def _runs(args: argparse.Namespace) -> int:
             print(f"fetched profile {got['profile']} (commit {got.get('commit') or 'unknown'}): "
                   f"{got['added']} files added, {got['present']} already there, in "
                   f"{got['runs']}")  # fmt: skip
-    except (ArchiveError, CacheWriteError) as e:
+    except (ArchiveError, shipped_teacher.ShippedTeacherError, CacheWriteError) as e:
         return _fail(e)
     return 0
 

@@ -25,8 +25,9 @@ from pathlib import Path
 #: and scored results. ``analysis`` and ``report`` read results and store nothing.
 TRAINING_PACKAGES = ("core", "data", "models", "explain", "metrics", "training", "distill",
                      "evaluation", "experiments")  # fmt: skip
-#: This file and the archive's own code: they store nothing a key names.
-EXCLUDED = ("core/fingerprint.py", "core/run_archive.py")
+#: This file, the archive's own code and the shipped teacher's installer: they store nothing
+#: a key names.
+EXCLUDED = ("core/fingerprint.py", "core/run_archive.py", "core/shipped_teacher.py")
 
 #: :func:`code_fingerprint` as last checked against the format versions (see the module's
 #: docstring for when to change it).

@@ -87,6 +87,22 @@ def premise(n: int, low: float, high: float) -> str:
             "distillation's own gain is not shown")  # fmt: skip
 
 
+def teacher_origin(shipped: Mapping | None, epochs: int, minutes: float) -> str:
+    """Where the chapter's teacher was trained, and how long its ``epochs`` took
+    (``minutes``, from its history): on the machine that trained the repository's shipped
+    teacher, when the run cache holds it (``shipped``: its manifest entry,
+    :func:`xdx_lib.core.shipped_teacher.origin`), else here."""
+    if shipped is None:
+        return (f"Its {epochs} epochs took {minutes:.1f} min of training here. It is trained "
+                "once per clone and read from the run cache after")  # fmt: skip
+    return sentences(
+        "this teacher ships with the book's repository, in its pretrained folder: this "
+        f"library trained it ({shipped['command']}, at commit {shipped['commit']})",
+        f"its {epochs} epochs took {minutes:.1f} min there, on {shipped['machine']}",
+        "building the book (make book) installs it, so that a build trains the students "
+        "only; make book TEACHER=train trains the teacher here instead")  # fmt: skip
+
+
 # ------------------------------------------------------------------- the other chapters
 
 
