@@ -84,7 +84,7 @@ teacher-check:
 	  "TEACHER=shipped (the default: pretrained/'s teacher) or TEACHER=train" >&2; exit 2;; esac
 
 book: teacher-check $(STAMP) data
-	$(if $(filter train,$(TEACHER)),,$(PY) -m xdx_lib runs teacher --profile $(PROFILE))
+	$(PY) -m xdx_lib runs teacher --profile $(PROFILE) $(if $(filter train,$(TEACHER)),--train)
 	$(if $(BOOK_CONFIG),$(PY) tools/book_config.py $(BOOK_CONFIG))
 	XDX_PROFILE=$(PROFILE) $(BIN)/jupyter-book build $(BOOK_FLAGS) \
 	  $(if $(BOOK_CONFIG),--config $(BOOK_CONFIG)) .

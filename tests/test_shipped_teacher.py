@@ -119,6 +119,26 @@ def test_the_command_installs_and_refuses_in_one_line(tmp_path, capsys):
     assert err.startswith("error: unknown profile 'nope'") and err.count("\n") == 1
 
 
+def test_training_ones_own_needs_a_run_cache_without_the_shipped_teacher(tmp_path, capsys):
+    """``TEACHER=train``: an empty run cache trains it; one that holds the shipped teacher is
+    refused (its key is a teacher trained here's, so the chapters would read it); one whose
+    teacher was trained here is used."""
+    from xdx_lib.core.shipped_teacher import check_trains_own
+
+    folder, _ = _entry()
+    runs = tmp_path / "runs"
+    assert check_trains_own("book", runs) == f"the chapters train the teacher {folder} here"
+    install("book", runs=runs)
+    with pytest.raises(ShippedTeacherError, match="XDX_RUNS=<new folder> make book TEACHER=train"):
+        check_trains_own("book", runs)
+    assert main(["runs", "teacher", "--profile", "book", "--train", "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the run cache ") and err.count("\n") == 1
+    (runs / "teachers" / folder / "model.pt").write_bytes(b"a teacher trained here")
+    assert "trained here" in check_trains_own("book", runs)
+    assert shipped_teacher.origin(runs / "teachers" / folder / "model.pt") is None
+
+
 def test_make_book_refuses_an_unknown_teacher_setting():
     """``make book TEACHER=...`` takes ``shipped`` or ``train``; anything else stops the
     build before it sets anything up."""

@@ -122,6 +122,9 @@ def _runs_parser(r: argparse.ArgumentParser) -> None:
                        "into the run cache (make book does), if one is shipped for it")  # fmt: skip
     t.add_argument("--profile", required=True, help="the profile, e.g. book")
     t.add_argument("--runs", help=runs_help)
+    t.add_argument("--train", action="store_true", help="install nothing: check that the "
+                   "run cache does not hold the shipped teacher, so the chapters train "
+                   "their own")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -270,7 +273,8 @@ def _runs(args: argparse.Namespace) -> int:
 
     try:
         if args.runs_command == "teacher":
-            print(shipped_teacher.install(args.profile, args.runs))
+            act = shipped_teacher.check_trains_own if args.train else shipped_teacher.install
+            print(act(args.profile, args.runs))
         elif args.runs_command == "id":
             print(archive_name(args.profile))
         elif args.runs_command == "pack":

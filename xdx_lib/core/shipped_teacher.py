@@ -11,7 +11,8 @@ chapters run: they find the teacher in the run cache and train only the students
 The shipped folder is named as the run cache names a teacher (:func:`teacher_folder`: the
 dataset, the model and :func:`~xdx_lib.core.layout.teacher_key`), so a profile whose
 teacher differs (``smoke``, ``paper``, a changed field or ``RUN_FORMAT``) finds none and
-trains its own, as before. ``make book TEACHER=train`` trains it on the reader's machine.
+trains its own, as before. ``make book TEACHER=train`` trains it on the reader's machine,
+in a run cache that does not hold the shipped one (:func:`check_trains_own`).
 
 Every refusal is a :class:`ShippedTeacherError`, one line that says what to do, and it
 writes nothing.
@@ -109,3 +110,22 @@ def origin(path: str | os.PathLike, root: str | os.PathLike | None = None) -> di
     if entry is None or not path.is_file() or sha256_file(path) != entry.get("sha256"):
         return None
     return entry
+
+
+def check_trains_own(profile: str, runs: str | os.PathLike | None = None,
+                     root: str | os.PathLike | None = None) -> str:  # fmt: skip
+    """For ``make book TEACHER=train``: one line saying the chapters will train ``profile``'s
+    teacher here, or that the run cache holds one trained here already. A run cache that
+    holds the shipped teacher is a :class:`ShippedTeacherError`: its cache key is the one a
+    teacher trained here would have, so the chapters would read the shipped one (and the
+    students trained from it) instead of training."""
+    folder = teacher_folder(profile)
+    target = Path(runs if runs is not None else runs_dir()) / "teachers" / folder / "model.pt"
+    if not target.is_file():
+        return f"the chapters train the teacher {folder} here"
+    if origin(target, root) is not None:
+        raise ShippedTeacherError(
+            f"the run cache {target.parents[2]} holds the shipped teacher {folder} and what was "
+            "trained from it; to train your own, use an empty one: XDX_RUNS=<new folder> make "
+            "book TEACHER=train")  # fmt: skip
+    return f"the run cache holds the teacher {folder} trained here ({target.parent})"
