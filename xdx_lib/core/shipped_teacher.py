@@ -28,9 +28,9 @@ import os
 import shutil
 from pathlib import Path
 
-from xdx_lib.core.cache import atomic_write, project_root, runs_dir
+from xdx_lib.core.cache import atomic_write, project_root, runs_dir, using_runs_dir
 from xdx_lib.core.config import PROFILES, RunConfig
-from xdx_lib.core.layout import teacher_key
+from xdx_lib.core.layout import teacher_key, teacher_path
 from xdx_lib.core.run_archive import sha256_file
 
 #: The repository's folder of shipped models, and its manifest's name.
@@ -48,14 +48,23 @@ def shipped_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root or project_root() or Path.cwd()) / SHIPPED
 
 
-def teacher_folder(profile: str) -> str:
-    """The run cache's folder name of ``profile``'s teacher, ``<dataset>-<model>-<key>``:
-    what a shipped teacher must be named to serve that profile."""
+def teacher_file(profile: str, runs: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Where the run cache ``runs`` (default :func:`~xdx_lib.core.cache.runs_dir`) keeps
+    ``profile``'s teacher (:func:`~xdx_lib.core.layout.teacher_path`), and that path
+    relative to the run cache, which ``pretrained/`` lays out alike."""
     if profile not in PROFILES:
         raise ShippedTeacherError(f"unknown profile {profile!r}; choose one of: "
                                   f"{', '.join(PROFILES)}")  # fmt: skip
     cfg = RunConfig(profile=profile).resolved()
-    return f"{cfg.dataset}-{cfg.teacher}-{teacher_key(cfg)}"
+    with using_runs_dir(runs):
+        base, path = runs_dir(), teacher_path(cfg, teacher_key(cfg))
+    return path, path.relative_to(base)
+
+
+def teacher_folder(profile: str) -> str:
+    """The run cache's folder name of ``profile``'s teacher, ``<dataset>-<model>-<key>``:
+    what a shipped teacher must be named to serve that profile."""
+    return teacher_file(profile)[1].parent.name
 
 
 def read_manifest(root: str | os.PathLike | None = None) -> dict:
@@ -79,15 +88,15 @@ def install(profile: str, runs: str | os.PathLike | None = None,
     for the profile's teacher (the chapters then train it). The file's SHA-256 is checked
     against the manifest before anything is written, and the copy is atomic.
     """
-    folder = teacher_folder(profile)
-    target = Path(runs if runs is not None else runs_dir()) / "teachers" / folder / "model.pt"
+    target, relative = teacher_file(profile, runs)
+    folder = relative.parent.name
     if target.is_file():
         return f"teacher {folder} is in the run cache already ({target.parent})"
     entry = read_manifest(root).get("teachers", {}).get(folder)
     if entry is None:
         return (f"no shipped teacher for profile {profile} (its teacher is {folder}); "
                 "the chapters train it")  # fmt: skip
-    source = shipped_dir(root) / "teachers" / folder / "model.pt"
+    source = shipped_dir(root) / relative
     if not source.is_file() or sha256_file(source) != entry.get("sha256"):
         raise ShippedTeacherError(
             f"{source} is missing or damaged (its SHA-256 is not the manifest's); restore it "
@@ -119,13 +128,14 @@ def check_trains_own(profile: str, runs: str | os.PathLike | None = None,
     holds the shipped teacher is a :class:`ShippedTeacherError`: its cache key is the one a
     teacher trained here would have, so the chapters would read the shipped one (and the
     students trained from it) instead of training."""
-    folder = teacher_folder(profile)
-    target = Path(runs if runs is not None else runs_dir()) / "teachers" / folder / "model.pt"
+    target, relative = teacher_file(profile, runs)
+    folder = relative.parent.name
     if not target.is_file():
         return f"the chapters train the teacher {folder} here"
     if origin(target, root) is not None:
+        cache = target.parents[len(relative.parts) - 1]
         raise ShippedTeacherError(
-            f"the run cache {target.parents[2]} holds the shipped teacher {folder} and what was "
-            "trained from it; to train your own, use an empty one: XDX_RUNS=<new folder> make "
-            "book TEACHER=train")  # fmt: skip
+            f"the run cache {cache} holds the shipped teacher {folder} and what was trained "
+            "from it; to train your own, use an empty one: XDX_RUNS=<new folder> make book "
+            "TEACHER=train")  # fmt: skip
     return f"the run cache holds the teacher {folder} trained here ({target.parent})"
