@@ -49,22 +49,27 @@ def shipped_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def teacher_file(profile: str, runs: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Where the run cache ``runs`` (default :func:`~xdx_lib.core.cache.runs_dir`) keeps
-    ``profile``'s teacher (:func:`~xdx_lib.core.layout.teacher_path`), and that path
-    relative to the run cache, which ``pretrained/`` lays out alike."""
+    """The run cache ``runs`` (default :func:`~xdx_lib.core.cache.runs_dir`) and the path in
+    it of ``profile``'s teacher (:func:`~xdx_lib.core.layout.teacher_path`), which
+    ``pretrained/`` lays out alike."""
     if profile not in PROFILES:
         raise ShippedTeacherError(f"unknown profile {profile!r}; choose one of: "
                                   f"{', '.join(PROFILES)}")  # fmt: skip
     cfg = RunConfig(profile=profile).resolved()
     with using_runs_dir(runs):
         base, path = runs_dir(), teacher_path(cfg, teacher_key(cfg))
-    return path, path.relative_to(base)
+    return base, path.relative_to(base)
 
 
 def teacher_folder(profile: str) -> str:
     """The run cache's folder name of ``profile``'s teacher, ``<dataset>-<model>-<key>``:
     what a shipped teacher must be named to serve that profile."""
     return teacher_file(profile)[1].parent.name
+
+
+def _holds(path: Path, entry: dict | None) -> bool:
+    """Whether the file at ``path`` has the bytes of the manifest's ``entry``."""
+    return entry is not None and path.is_file() and sha256_file(path) == entry.get("sha256")
 
 
 def read_manifest(root: str | os.PathLike | None = None) -> dict:
@@ -88,8 +93,8 @@ def install(profile: str, runs: str | os.PathLike | None = None,
     for the profile's teacher (the chapters then train it). The file's SHA-256 is checked
     against the manifest before anything is written, and the copy is atomic.
     """
-    target, relative = teacher_file(profile, runs)
-    folder = relative.parent.name
+    cache, relative = teacher_file(profile, runs)
+    target, folder = cache / relative, relative.parent.name
     if target.is_file():
         return f"teacher {folder} is in the run cache already ({target.parent})"
     entry = read_manifest(root).get("teachers", {}).get(folder)
@@ -97,7 +102,7 @@ def install(profile: str, runs: str | os.PathLike | None = None,
         return (f"no shipped teacher for profile {profile} (its teacher is {folder}); "
                 "the chapters train it")  # fmt: skip
     source = shipped_dir(root) / relative
-    if not source.is_file() or sha256_file(source) != entry.get("sha256"):
+    if not _holds(source, entry):
         raise ShippedTeacherError(
             f"{source} is missing or damaged (its SHA-256 is not the manifest's); restore it "
             f"with `git checkout -- {SHIPPED}`, or train the teacher: make book TEACHER=train")
@@ -116,9 +121,7 @@ def origin(path: str | os.PathLike, root: str | os.PathLike | None = None) -> di
         entry = read_manifest(root).get("teachers", {}).get(path.parent.name)
     except ShippedTeacherError:
         return None
-    if entry is None or not path.is_file() or sha256_file(path) != entry.get("sha256"):
-        return None
-    return entry
+    return entry if _holds(path, entry) else None
 
 
 def check_trains_own(profile: str, runs: str | os.PathLike | None = None,
@@ -128,12 +131,11 @@ def check_trains_own(profile: str, runs: str | os.PathLike | None = None,
     holds the shipped teacher is a :class:`ShippedTeacherError`: its cache key is the one a
     teacher trained here would have, so the chapters would read the shipped one (and the
     students trained from it) instead of training."""
-    target, relative = teacher_file(profile, runs)
-    folder = relative.parent.name
+    cache, relative = teacher_file(profile, runs)
+    target, folder = cache / relative, relative.parent.name
     if not target.is_file():
         return f"the chapters train the teacher {folder} here"
     if origin(target, root) is not None:
-        cache = target.parents[len(relative.parts) - 1]
         raise ShippedTeacherError(
             f"the run cache {cache} holds the shipped teacher {folder} and what was trained "
             "from it; to train your own, use an empty one: XDX_RUNS=<new folder> make book "
